@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up tvmedge on a fresh Debian/Ubuntu machine: Debian packages (cross compilers, qemu-user) and a
+# virtualenv in .venv with tvmedge installed in editable mode. Safe to run again: it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qemu-user g++-aarch64-linux-gnu g++-riscv64-linux-gnu)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)" >&2
+  "$PYTHON" -m venv .venv
+fi
+# Install only when setup.cfg changed since the last successful install (pip is slow even with nothing to do).
+stamp=.venv/.tvmedge-installed
+want="$(sha256sum setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing Python packages into .venv (first time: a few minutes)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import tvm, tvm_ffi, onnx, onnxslim, tvmedge" || { echo "setup: Python install failed" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
+echo "setup: ready (.venv/bin/tvmedge)" >&2

@@ -1,0 +1,87 @@
+"""The library API: the Python twins of the CLI verbs.
+
+>>> from tvmedge import api
+>>> report = api.inspect("examples/models/tiny_cnn.onnx")
+>>> artifact = api.compile("examples/models/tiny_cnn.onnx", "rk3588", out="out/")
+>>> outputs, stats = api.run("out/", board="emu:rk3588", random=True)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Union
+
+from .devices.board import Board, load_board
+from .errors import ConfigError
+
+__all__ = ["inspect", "compile", "run", "load", "load_board"]
+
+Shapes = Optional[Mapping[str, tuple]]
+
+
+def inspect(model, *, input_shapes: Shapes = None):
+    """IO specs, op histogram and unsupported ops of an ONNX model -> ``ModelReport``."""
+    from .frontend.onnx import inspect_onnx
+
+    return inspect_onnx(model, input_shapes)
+
+
+def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out="out", opt_level: int = 3,
+            progress: Optional[Callable[[str], None]] = None):
+    """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
+
+    ``progress`` receives a message as each step starts (import, build, write).
+    """
+    from .build.artifact import compile_artifact
+    from .frontend.onnx import import_onnx
+
+    progress = progress or (lambda message: None)
+    board = board if isinstance(board, Board) else load_board(board)
+    board.check_toolchain()  # fail before the (slow) import when the cross compiler is missing
+    progress(f"importing {Path(model).name} (check, fix shapes, fold, convert to Relax)")
+    imported = import_onnx(model, input_shapes)
+    progress(f"building for {board.name} ({board.triple})")
+    return compile_artifact(imported, board, out, opt_level=opt_level, progress=progress)
+
+
+def load(artifact, device: str = "cpu", verify: bool = True):
+    """Load an artifact on this machine -> ``tvmedge.runtime.Model``."""
+    from .runtime import load as _load
+
+    return _load(artifact, device=device, verify=verify)
+
+
+def run(artifact, inputs: Optional[Mapping] = None, *, board: Optional[str] = None, repeat: int = 0,
+        random: bool = False, seed: int = 0):
+    """Run an artifact here or on an emulated board (``board="emu:rk3588"``).
+
+    Returns ``(outputs, stats)``: outputs by name, latency statistics in ms (``stats["emulated"]`` is True
+    for an emulated board, whose timings say nothing about the real one).
+    """
+    from .runtime.inputs import random_inputs
+    from .runtime.loader import check_inputs
+    from .runtime.manifest import Manifest
+
+    if board is None:
+        model = load(artifact)
+        feed = random_inputs(model.inputs, seed) if random or inputs is None else inputs
+        outputs, stats = model.timed_run(feed, repeat=repeat)
+        stats["emulated"] = False
+        stats["where"] = "host"
+        return outputs, stats
+    kind, _, name = board.partition(":")
+    if kind != "emu" or not name:
+        raise ConfigError(f"--board '{board}' must look like emu:NAME (e.g. emu:rk3588)")
+    from .devices.emulator import setup_board
+
+    manifest = Manifest.read(artifact)
+    target_board = load_board(name)
+    if target_board.arch != manifest.arch:
+        raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
+    feed = random_inputs(manifest.inputs, seed) if random or inputs is None else inputs
+    # Validate here, before the emulator starts (it costs seconds).
+    feed = dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
+    emulated = setup_board(target_board)
+    outputs, stats = emulated.run_artifact(Path(artifact), feed, repeat=repeat)
+    stats["where"] = f"emu:{name}"
+    return outputs, stats

@@ -1,0 +1,1 @@
+"""Relax module -> executable for a board -> artifact directory (library + manifest)."""

@@ -1,0 +1,72 @@
+"""Root command group. Verbs load lazily, so ``tvmedge --help`` and ``tvmedge run`` never import TVM's compiler."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import TvmedgeError
+
+# verb -> "module:attribute"; adding a verb is adding a file and a line here.
+_VERBS = {
+    "targets": "tvmedge.cli.targets:targets",
+    "inspect": "tvmedge.cli.inspect:inspect_cmd",
+    "compile": "tvmedge.cli.compile:compile_cmd",
+    "run": "tvmedge.cli.run:run_cmd",
+    "board": "tvmedge.cli.board:board",
+}
+
+
+class _UserError(click.ClickException):
+    """A TvmedgeError shown as Click shows its own errors: ``Error: <message>`` on stderr."""
+
+    def __init__(self, err: TvmedgeError):
+        super().__init__(" ".join(str(err).split("\n")))
+        self.exit_code = err.exit_code
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(_VERBS)
+
+    def get_command(self, ctx, name):
+        if name not in _VERBS:
+            return None
+        module, attr = _VERBS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TvmedgeError as err:
+            if ctx.params.get("debug"):
+                raise
+            raise _UserError(err) from err
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tvmedge")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug):
+    """tvmedge: compile ONNX models for edge boards with Apache TVM, and run them.
+
+    \b
+    Typical flow:
+      tvmedge targets list
+      tvmedge inspect model.onnx
+      tvmedge compile model.onnx --target rk3588 -o out/
+      tvmedge board setup rk3588
+      tvmedge run out/ --board emu:rk3588 --random
+    """
+
+
+def main(argv=None):
+    """Console entry point."""
+    return cli.main(args=argv, prog_name="tvmedge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""``tvmedge run``: run an artifact here or on an emulated board, with latency statistics."""
+
+import click
+import numpy as np
+
+from ._options import json_option
+from ._output import emit, table
+
+
+@click.command("run")
+@click.argument("artifact", type=click.Path(file_okay=False))
+@click.option("--input", "input_files", multiple=True, metavar="[NAME=]FILE",
+              help="Input .npy (NAME=file.npy, repeatable) or one .npz holding every input.")
+@click.option("--random", "random_inputs", is_flag=True, help="Seeded random inputs (the default without --input).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs to .npz (or .npy for one output).")
+@click.option("--repeat", type=click.IntRange(0), default=10, show_default=True, help="Timed runs after the first.")
+@click.option("--board", help="Run on an emulated board, e.g. emu:rk3588 (default: this machine).")
+@click.option("--reference", type=click.Path(dir_okay=False),
+              help="ONNX model to run with ONNX Runtime on the same inputs, and compare.")
+@json_option
+def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, reference, as_json):
+    """Run a compiled artifact and print outputs and latency (first inference separately)."""
+    from .. import api
+    from ..runtime.inputs import random_inputs as make_random, read_inputs, write_outputs
+    from ..runtime.manifest import Manifest
+
+    manifest = Manifest.read(artifact)
+    feed = read_inputs(input_files, manifest.inputs) if input_files and not random_inputs \
+        else make_random(manifest.inputs, seed)
+    outputs, stats = api.run(artifact, feed, board=board, repeat=repeat)
+    data = {"artifact": artifact, "where": stats.pop("where"), "emulated": stats.pop("emulated"),
+            "latency_ms": stats, "outputs": {k: _describe(v) for k, v in outputs.items()}}
+    if output:
+        write_outputs(output, outputs)
+        data["written"] = output
+    if reference:
+        from ..peer import compare_outputs, onnxruntime_outputs
+
+        data["comparison"] = compare_outputs(outputs, onnxruntime_outputs(reference, feed))
+        data["reference"] = reference
+    emit(data, as_json, _render)
+    if reference and not all(row["match"] for row in data["comparison"]):
+        raise click.ClickException("outputs differ from ONNX Runtime's beyond 1e-4")
+
+
+def _describe(value: np.ndarray) -> dict:
+    flat = value.reshape(-1)
+    return {"shape": list(value.shape), "dtype": str(value.dtype), "head": flat[:4].tolist(),
+            "argmax": int(flat.argmax()) if flat.size and value.dtype.kind in "fiu" else None}
+
+
+def _render(d):
+    where = d["where"] + (" (emulated: timings say nothing about the real board)" if d["emulated"] else "")
+    click.echo(f"ran {d['artifact']} on {where}")
+    comparison = {row["name"]: row for row in d.get("comparison", [])}
+    rows = []
+    for name, out in d["outputs"].items():
+        head = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in out["head"])
+        row = [name, tuple(out["shape"]), out["dtype"], out["argmax"], f"[{head}, ...]"]
+        if comparison:
+            c = comparison.get(name, {})
+            diff = c.get("max_abs_diff")
+            row += ["-" if diff is None else f"{diff:.2e}", "match" if c.get("match") else "MISMATCH"]
+        rows.append(row)
+    headers = ["output", "shape", "dtype", "argmax", "values"]
+    if comparison:
+        headers += ["max |tvmedge - onnxruntime|", "vs ORT"]
+    click.echo(table(rows, headers))
+    s = d["latency_ms"]
+    line = f"latency: first {s['first_ms']:.3f} ms"
+    if s.get("repeat"):
+        line += (f"; then {s['repeat']} runs: median {s['median_ms']:.3f} ms, mean {s['mean_ms']:.3f}, "
+                 f"p90 {s['p90_ms']:.3f}, min {s['min_ms']:.3f}, max {s['max_ms']:.3f}")
+    click.echo(line)
+    if d.get("written"):
+        click.echo(f"outputs written to {d['written']}")

@@ -1,0 +1,231 @@
+"""``Board``: one edge board, read from ``targets/<name>.yaml`` (add a board by adding a file).
+
+A board names the LLVM triple / CPU / features TVM compiles for, the cross compiler that links the
+``.so``, and its compute units and the links between them (used by the partitioner).
+
+>>> from tvmedge.devices.board import load_board
+>>> load_board("rk3588").triple
+'aarch64-linux-gnu'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigError, ToolchainError
+
+__all__ = ["Board", "ComputeUnit", "Link", "load_board", "list_boards", "targets_dir", "host_arch"]
+
+Arch = Literal["x86_64", "aarch64", "riscv64"]
+
+# Debian packages that provide each cross compiler, for error messages that say what to install.
+_CROSS_PACKAGES = {
+    "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu",
+    "riscv64-linux-gnu-g++": "g++-riscv64-linux-gnu",
+}
+_TRIPLE_ARCH = {"aarch64": "aarch64", "arm64": "aarch64", "riscv64": "riscv64", "x86_64": "x86_64"}
+
+
+def host_arch() -> str:
+    """The host's architecture in the names boards use (``x86_64``, ``aarch64``, ``riscv64``)."""
+    machine = platform.machine().lower()
+    return _TRIPLE_ARCH.get(machine, machine)
+
+
+def targets_dir() -> Path:
+    """Where board YAMLs live: ``$TVMEDGE_TARGETS`` or the repository's ``targets/``."""
+    env = os.environ.get("TVMEDGE_TARGETS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "targets"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComputeUnit(_Strict):
+    """A compute unit: a CPU cluster, a GPU or an NPU."""
+
+    name: str
+    kind: Literal["cpu", "gpu", "npu"]
+    model: str = ""
+    cores: int = Field(1, ge=1)
+    freq_ghz: Optional[float] = Field(None, gt=0)
+    # Peak throughput in GOP/s per dtype (fp32, fp16, int8, ...).
+    peak_gops: dict[str, float] = Field(default_factory=dict)
+    mem_bandwidth_gbps: float = Field(..., gt=0)
+    memory_gb: Optional[float] = Field(None, gt=0)
+    # Op kinds the unit runs ("all" for a general-purpose CPU), e.g. [conv2d, matmul, relu, pool].
+    ops: Union[Literal["all"], list[str]] = "all"
+    # The TVM target that generates code for this unit; None when TVM has no code generator for it
+    # (a vendor NPU), in which case the unit is reachable only through a vendor toolchain.
+    target: Optional[dict[str, Any]] = None
+
+    def supports(self, op_kind: str) -> bool:
+        return self.ops == "all" or op_kind in self.ops
+
+
+class Link(_Strict):
+    """A data path between two units (shared DRAM, PCIe, ...)."""
+
+    src: str
+    dst: str
+    bandwidth_gbps: float = Field(..., gt=0)
+    latency_us: float = Field(0.0, ge=0)
+    sync_us: float = Field(0.0, ge=0)
+
+
+class Board(_Strict):
+    """One board: what TVM compiles for, how to link, and its compute units."""
+
+    name: str
+    description: str = ""
+    arch: Arch
+    # TVM target of the main CPU cluster (a dict as ``tvm.target.Target`` takes it). ``mcpu: host``
+    # is resolved to the host CPU at compile time (x86-host), since tuning records are CPU-specific.
+    target: dict[str, Any]
+    cross_compiler: Optional[str] = None
+    memory_gb: Optional[float] = Field(None, gt=0)
+    compute_units: list[ComputeUnit] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    source: str = ""
+
+    @field_validator("target")
+    @classmethod
+    def _target_has_kind(cls, value):
+        if "kind" not in value:
+            raise ValueError("must have a 'kind' (e.g. llvm)")
+        return value
+
+    @model_validator(mode="after")
+    def _links_name_units(self):
+        names = {u.name for u in self.compute_units}
+        if len(names) != len(self.compute_units):
+            raise ValueError("compute unit names must be unique")
+        for link in self.links:
+            for end in (link.src, link.dst):
+                if end not in names:
+                    raise ValueError(f"link endpoint '{end}' is not a compute unit ({', '.join(sorted(names))})")
+        return self
+
+    @property
+    def triple(self) -> str:
+        """The LLVM target triple (the host's for a native board)."""
+        return self.target.get("mtriple") or f"{self.arch}-linux-gnu"
+
+    @property
+    def is_native(self) -> bool:
+        """True when the host can run this board's code directly (same arch, no cross compiler)."""
+        return self.arch == host_arch() and not self.cross_compiler
+
+    def tvm_target(self) -> dict[str, Any]:
+        """The TVM target dict, with ``mcpu: host`` resolved to the host's CPU name."""
+        target = dict(self.target)
+        if target.get("mcpu") == "host":
+            import tvm  # compiler side only: resolving the host CPU needs LLVM
+
+            target["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
+        if target.get("num-cores") == "host":
+            target["num-cores"] = os.cpu_count() or 1
+        return target
+
+    def check_toolchain(self) -> Optional[str]:
+        """The cross compiler's path (None for native), or ToolchainError naming the package to install."""
+        if not self.cross_compiler:
+            return None
+        path = shutil.which(self.cross_compiler)
+        if path is None:
+            package = _CROSS_PACKAGES.get(self.cross_compiler, "the cross toolchain")
+            raise ToolchainError(
+                f"cross compiler {self.cross_compiler} for board {self.name} not found; "
+                f"install the Debian package {package}"
+            )
+        return path
+
+    def summary(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def list_boards() -> list[str]:
+    """Names of the boards in the targets directory."""
+    folder = targets_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def load_board(spec: str) -> Board:
+    """A board from a name in ``targets/``, a path to a YAML file, or a raw TVM target JSON.
+
+    Raises
+    ------
+    ConfigError
+        Unknown board, unreadable or malformed YAML/JSON (the message names the key).
+    """
+    spec = spec.strip()
+    if spec.startswith("{"):
+        return _board_from_target_json(spec)
+    path = Path(spec)
+    if spec.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"board file {spec} does not exist")
+    else:
+        path = targets_dir() / f"{spec}.yaml"
+        if not path.is_file():
+            choices = ", ".join(list_boards()) or "(none: the targets directory is empty)"
+            raise ConfigError(f"unknown board '{spec}'; choose from: {choices} (or pass a TVM target JSON)")
+    return _board_from_file(path)
+
+
+def _board_from_file(path: Path) -> Board:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"board file {path} is not valid YAML at{where}: {problem}") from err
+    except OSError as err:
+        raise ConfigError(f"cannot read board file {path}: {err.strerror}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"board file {path} must be a YAML mapping with keys name, arch, target, ...")
+    data.setdefault("name", path.stem)
+    return _validate(data, origin=str(path))
+
+
+def _board_from_target_json(text: str) -> Board:
+    try:
+        target = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--target is neither a board name nor valid TVM target JSON: {err.msg} at column {err.colno}") from err
+    if not isinstance(target, dict):
+        raise ConfigError("--target JSON must be an object such as {\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}")
+    triple = target.get("mtriple")
+    arch = _TRIPLE_ARCH.get(triple.split("-")[0], triple.split("-")[0]) if triple else host_arch()
+    cross = None if arch == host_arch() else f"{arch}-linux-gnu-g++"
+    name = "custom-" + arch
+    data = {
+        "name": name,
+        "description": "raw TVM target given on the command line",
+        "arch": arch,
+        "target": target,
+        "cross_compiler": cross,
+    }
+    return _validate(data, origin="--target JSON")
+
+
+def _validate(data: dict, origin: str) -> Board:
+    try:
+        return Board(source=origin, **{k: v for k, v in data.items() if k != "source"})
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"{origin}: key '{key}': {first['msg']}{more}") from err
+    except TypeError as err:  # e.g. a non-string key
+        raise ConfigError(f"{origin}: {err}") from err

@@ -1,0 +1,72 @@
+"""The one exception hierarchy of tvmedge. Imports nothing, so the board-side runtime can use it.
+
+Every message is one line that names the bad thing and says what to do. The CLI prints
+``Error: <message>`` on stderr and exits with ``exit_code``; anything that is not a
+:class:`TvmedgeError` is a bug and keeps its traceback.
+"""
+
+__all__ = [
+    "TvmedgeError",
+    "ConfigError",
+    "ModelError",
+    "UnsupportedOpError",
+    "PartitionError",
+    "TuningError",
+    "ToolchainError",
+    "BuildError",
+    "ArtifactError",
+    "InputError",
+]
+
+
+class TvmedgeError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(TvmedgeError):
+    """Bad configuration, e.g. ``unknown board 'rk3599'; choose from: rk3588, rpi5, x86-host``."""
+
+
+class ModelError(TvmedgeError):
+    """An unreadable or invalid model, e.g. ``model.onnx is not a valid ONNX file (truncated protobuf)``."""
+
+
+class UnsupportedOpError(ModelError, NotImplementedError):
+    """Ops TVM's importer lacks, all listed at once, e.g. ``TVM cannot import 2 op(s): LSTM (x1), Scan (x2)``."""
+
+    def __init__(self, message, ops=None):
+        super().__init__(message)
+        self.ops = dict(ops or {})
+
+
+class PartitionError(TvmedgeError):
+    """No valid placement, e.g. ``op Conv_3 is supported by no compute unit of board rk3588``."""
+
+
+class TuningError(TvmedgeError):
+    """Tuning failed, e.g. ``tuning database tuning_logs/x86 is corrupt: line 3 is not JSON``."""
+
+
+class ToolchainError(TvmedgeError):
+    """A missing tool, e.g. ``aarch64-linux-gnu-g++ not found; install the Debian package g++-aarch64-linux-gnu``."""
+
+
+class BuildError(TvmedgeError):
+    """Building failed, e.g. ``TVM could not build the model for aarch64: <first line of the cause>``.
+
+    ``detail`` keeps the failing command line / full stderr for ``--debug``.
+    """
+
+    def __init__(self, message, detail=""):
+        super().__init__(message)
+        self.detail = detail
+
+
+class ArtifactError(TvmedgeError):
+    """A bad artifact, e.g. ``out/model.so does not match its manifest sha256 (tampered or corrupt)``."""
+
+
+class InputError(TvmedgeError):
+    """Bad run-time input, e.g. ``input 'x': expected shape (1, 3, 32, 32) float32, got (1, 3, 32) float32``."""

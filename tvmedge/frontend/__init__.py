@@ -1,0 +1,1 @@
+"""ONNX -> Relax: reading, checking, shape fixing and folding, op coverage, import."""

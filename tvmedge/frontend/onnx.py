@@ -1,0 +1,249 @@
+"""ONNX -> Relax ``IRModule``: read and check the file, fix input shapes, fold shape subgraphs, import.
+
+Real exported models compute shapes at run time (Shape -> Gather -> Concat -> Reshape chains) and carry
+symbolic dims; TVM's importer needs those folded. We fix input shapes from the user and let onnxslim
+(a maintained ONNX optimiser) fold, rather than writing our own folding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+import onnx
+from onnx import helper
+
+from ..errors import ConfigError, ModelError, UnsupportedOpError
+from ..runtime.manifest import TensorSpec
+from .coverage import op_histogram, unsupported_ops
+
+__all__ = [
+    "ImportedModel",
+    "ModelReport",
+    "import_onnx",
+    "inspect_onnx",
+    "parse_input_shapes",
+    "read_onnx",
+]
+
+
+@dataclass
+class ModelReport:
+    """What ``tvmedge inspect`` shows: IO specs, op histogram and every op TVM cannot import."""
+
+    path: str
+    sha256: str
+    opset: int
+    inputs: list  # of dicts: name, shape (ints or dim names), dtype
+    outputs: list
+    ops: dict
+    unsupported: dict
+    needs_shape: list = field(default_factory=list)  # inputs whose shape is still symbolic
+
+    def summary(self) -> dict:
+        return {
+            "model": self.path,
+            "sha256": self.sha256,
+            "opset": self.opset,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "ops": dict(sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "unsupported_ops": dict(sorted(self.unsupported.items())),
+            "needs_input_shape": self.needs_shape,
+            "importable": not self.unsupported and not self.needs_shape,
+        }
+
+
+@dataclass
+class ImportedModel:
+    """A Relax module with its IO specs and where it came from."""
+
+    mod: object  # tvm.IRModule
+    inputs: list  # of TensorSpec
+    outputs: list  # of TensorSpec
+    source_path: str
+    source_sha256: str
+    input_shapes: dict
+    onnx_model: onnx.ModelProto  # after shape fixing and folding
+
+
+def parse_input_shapes(items: Iterable[str]) -> dict:
+    """``["x=1,3,224,224", "mask=1,128"]`` -> ``{"x": (1, 3, 224, 224), "mask": (1, 128)}``."""
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+            if not shape or any(d <= 0 for d in shape):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"--input-shape '{item}' must look like NAME=D0,D1,... with positive integers") from None
+        shapes[name] = shape
+    return shapes
+
+
+def read_onnx(path) -> tuple:
+    """Read and check an ONNX file; returns ``(model, sha256)``. ModelError for anything unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as err:  # protobuf's DecodeError and friends
+        raise ModelError(f"{path} is not a valid ONNX file (could not parse the protobuf: truncated or not ONNX)") from err
+    if not model.graph.node and not model.graph.output:
+        raise ModelError(f"{path} is not a valid ONNX file (no graph inside: truncated or not ONNX)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelError(f"{path} fails the ONNX checker: {first}") from err
+    return model, hashlib.sha256(data).hexdigest()
+
+
+def _graph_inputs(model: onnx.ModelProto) -> list:
+    initializers = {init.name for init in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in initializers]
+
+
+def _dims(value: onnx.ValueInfoProto) -> list:
+    shape = value.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def _dtype(value: onnx.ValueInfoProto) -> str:
+    elem = value.type.tensor_type.elem_type
+    try:
+        return str(helper.tensor_dtype_to_np_dtype(elem))
+    except (KeyError, ValueError):
+        return onnx.TensorProto.DataType.Name(elem).lower()
+
+
+def _fix_shapes(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> list:
+    """Write user shapes into the graph inputs; return the names of inputs still symbolic."""
+    inputs = {value.name: value for value in _graph_inputs(model)}
+    for name, shape in shapes.items():
+        if name not in inputs:
+            raise ConfigError(f"--input-shape names unknown input '{name}'; the model's inputs are: {', '.join(inputs)}")
+        dims = inputs[name].type.tensor_type.shape.dim
+        if dims and len(dims) != len(shape):
+            raise ConfigError(f"--input-shape {name}: model input has rank {len(dims)}, got {len(shape)} dims {shape}")
+        for i, size in enumerate(shape):
+            if i < len(dims) and dims[i].HasField("dim_value") and dims[i].dim_value != size:
+                raise ConfigError(f"--input-shape {name}: dim {i} is fixed to {dims[i].dim_value} in the model, got {size}")
+        del dims[:]
+        for size in shape:
+            dims.add().dim_value = size
+    return [name for name, value in inputs.items() if any(not isinstance(d, int) or d <= 0 for d in _dims(value))
+            or not value.type.tensor_type.HasField("shape")]
+
+
+def _needs_shape_message(model: onnx.ModelProto, names: list) -> str:
+    described = []
+    for value in _graph_inputs(model):
+        if value.name in names:
+            dims = _dims(value)
+            example = ",".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims) or "1"
+            described.append(f"{value.name} {tuple(dims)} (e.g. --input-shape {value.name}={example})")
+    return "input shape needed: " + "; ".join(described)
+
+
+def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> ModelReport:
+    """IO specs, op histogram and unsupported ops of an ONNX file (no import, no build)."""
+    model, sha = read_onnx(path)
+    needs = _fix_shapes(model, dict(input_shapes or {}))
+    if not needs:
+        model = _fold(model, path)
+    return ModelReport(
+        path=str(path),
+        sha256=sha,
+        opset=_opset(model),
+        inputs=[{"name": v.name, "shape": _dims(v), "dtype": _dtype(v)} for v in _graph_inputs(model)],
+        outputs=[{"name": v.name, "shape": _dims(v), "dtype": _dtype(v)} for v in model.graph.output],
+        ops=dict(op_histogram(model)),
+        unsupported=dict(unsupported_ops(model)),
+        needs_shape=needs,
+    )
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _fold(model: onnx.ModelProto, path) -> onnx.ModelProto:
+    """Fold shape subgraphs and constants with onnxslim (inputs must have static shapes)."""
+    import onnxslim
+
+    try:
+        return onnxslim.slim(model)
+    except Exception as err:  # onnxslim raises assorted errors; the original model still imports sometimes
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: folding shapes/constants with onnxslim failed: {first}") from err
+
+
+def import_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> ImportedModel:
+    """Read, check, fix shapes, fold and import an ONNX model into Relax.
+
+    Raises
+    ------
+    ModelError
+        Unreadable file, a symbolic input shape the user did not fix, or the importer failing.
+    UnsupportedOpError
+        Ops TVM's importer lacks (all of them, with counts).
+    """
+    model, sha = read_onnx(path)
+    shapes = dict(input_shapes or {})
+    needs = _fix_shapes(model, shapes)
+    if needs:
+        raise ModelError(_needs_shape_message(model, needs))
+    missing = unsupported_ops(model)
+    if missing:
+        _raise_unsupported(path, missing)
+    model = _fold(model, path)
+    missing = unsupported_ops(model)  # folding can introduce nothing new, but be sure
+    if missing:
+        _raise_unsupported(path, missing)
+    mod = _to_relax(model, path)
+    inputs = [TensorSpec(v.name, tuple(_dims(v)), _dtype(v)) for v in _graph_inputs(model)]
+    outputs = _output_specs(mod, [v.name for v in model.graph.output], path)
+    return ImportedModel(mod, inputs, outputs, str(path), sha, {k: list(v) for k, v in shapes.items()}, model)
+
+
+def _raise_unsupported(path, missing) -> None:
+    listed = ", ".join(f"{op} (x{n})" for op, n in sorted(missing.items()))
+    raise UnsupportedOpError(f"{path}: TVM's ONNX importer cannot convert {len(missing)} op type(s): {listed}", missing)
+
+
+def _to_relax(model: onnx.ModelProto, path):
+    from tvm.relax.frontend.onnx import from_onnx
+
+    try:
+        return from_onnx(model, keep_params_in_input=False)
+    except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...
+        text = str(err).strip()
+        first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
+        raise ModelError(f"{path}: TVM's ONNX importer failed: {first[:300]}") from err
+
+
+def _output_specs(mod, names: list, path) -> list:
+    from tvm import relax
+
+    ret = mod["main"].ret_ty  # TVM 0.27 renamed StructInfo to Type (TensorType, TupleType)
+    fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    specs = []
+    for name, info in zip(names, fields):
+        if not isinstance(info, relax.TensorType) or info.shape is None:
+            raise ModelError(f"{path}: output '{name}' is not a tensor of known shape after import")
+        try:
+            shape = tuple(int(d) for d in info.shape.values)
+        except (TypeError, AttributeError) as err:
+            raise ModelError(f"{path}: output '{name}' has a dynamic shape {info.shape}; fix the input shapes") from err
+        specs.append(TensorSpec(name, shape, str(info.dtype)))
+    if len(specs) != len(names):
+        raise ModelError(f"{path}: the model has {len(names)} outputs but the import produced {len(fields)}")
+    return specs

@@ -1,0 +1,50 @@
+"""Board-side command: ``python -m tvmedge.runtime ARTIFACT [--inputs F ...] [--random] [--output F] [--repeat N] [--json]``.
+
+argparse rather than click: a board has only the runtime, numpy and the stdlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import TvmedgeError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tvmedge.runtime", description="Run a tvmedge artifact.")
+    parser.add_argument("artifact", help="artifact directory (manifest.json + library)")
+    parser.add_argument("--inputs", action="append", default=[], metavar="[NAME=]FILE",
+                        help="input .npy (NAME=file.npy, repeatable) or one .npz with every input")
+    parser.add_argument("--random", action="store_true", help="random inputs (seeded) instead of files")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="write outputs to .npz (or .npy for one output)")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs after the first one (default 1)")
+    parser.add_argument("--json", action="store_true", help="print statistics as one JSON line")
+    args = parser.parse_args(argv)
+    try:
+        from . import inputs as io
+        from .loader import load
+
+        model = load(args.artifact)
+        feed = io.random_inputs(model.inputs, args.seed) if args.random or not args.inputs else io.read_inputs(args.inputs, model.inputs)
+        outputs, stats = model.timed_run(feed, repeat=args.repeat)
+        if args.output:
+            io.write_outputs(args.output, outputs)
+    except TvmedgeError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return err.exit_code
+    report = {"stats": stats, "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for name, value in outputs.items():
+            print(f"{name}: shape {tuple(value.shape)} {value.dtype}")
+        if stats["repeat"]:
+            print(f"latency: first {stats['first_ms']:.3f} ms, median {stats.get('median_ms', float('nan')):.3f} ms over {stats['repeat']} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
