@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 TVMEDGE=.venv/bin/tvmedge
+export TVMEDGE_PROGRESS=1
 MODEL=examples/models/tiny_cnn.onnx
 OUT="${OUT:-out/tiny_cnn-rk3588}"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tvm
 from tvm.target import Target, codegen
 
 from tvmedge.devices.board import host_arch, list_boards, load_board, targets_dir

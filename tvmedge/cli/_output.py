@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -17,11 +18,28 @@ def emit(data, as_json: bool, render) -> None:
 
 
 class Steps:
-    """Prints ``[i/n] what ... 1.2 s`` lines on stderr (stdout stays clean for --json)."""
+    """Prints ``[i/n] what ... 1.2 s`` lines on stderr (stdout stays clean for --json).
+
+    A context manager: a step that raises ends its line with ``failed`` so the error stands on its own line.
+    Quiet unless stderr is a terminal (or ``TVMEDGE_PROGRESS=1``), like most progress displays.
+    """
 
     def __init__(self, total: int, quiet: bool = False):
-        self.total, self.index, self.quiet = total, 0, quiet
+        import os
+
+        wanted = sys.stderr.isatty() or os.environ.get("TVMEDGE_PROGRESS") == "1"
+        self.total, self.index, self.quiet = total, 0, quiet or not wanted
         self._start = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is not None and self._start is not None and not self.quiet:
+            click.echo(" failed", err=True)
+            self._start = None
+        self.done()
+        return False
 
     def __call__(self, message: str) -> None:
         self._finish()

@@ -19,10 +19,9 @@ def compile_cmd(model, board, input_shapes, output, opt_level, as_json):
     from .. import api
     from ..frontend.onnx import parse_input_shapes
 
-    steps = Steps(total=3, quiet=as_json)
-    artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
-                           opt_level=opt_level, progress=steps)
-    steps.done()
+    with Steps(total=3, quiet=as_json) as steps:
+        artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
+                               opt_level=opt_level, progress=steps)
     emit(artifact.summary(), as_json, _render)
 
 

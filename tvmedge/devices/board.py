@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError, ToolchainError
 
-__all__ = ["Board", "ComputeUnit", "Link", "load_board", "list_boards", "targets_dir", "host_arch"]
+__all__ = ["Board", "ComputeUnit", "Link", "load_board", "list_boards", "resolve_target", "targets_dir", "host_arch"]
 
 Arch = Literal["x86_64", "aarch64", "riscv64"]
 
@@ -44,6 +44,22 @@ def targets_dir() -> Path:
     """Where board YAMLs live: ``$TVMEDGE_TARGETS`` or the repository's ``targets/``."""
     env = os.environ.get("TVMEDGE_TARGETS")
     return Path(env) if env else Path(__file__).resolve().parents[2] / "targets"
+
+
+def resolve_target(target: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``target`` with ``mcpu: host`` / ``num-cores: host`` replaced by this machine's values.
+
+    Tuning records are valid only for the CPU they were measured on, so the host CPU is detected
+    (``znver4``, ``skylake-avx512``, ...) rather than written into targets/x86-host.yaml.
+    """
+    target = dict(target)
+    if target.get("mcpu") == "host":
+        import tvm  # compiler side only: resolving the host CPU needs LLVM
+
+        target["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
+    if target.get("num-cores") == "host":
+        target["num-cores"] = os.cpu_count() or 1
+    return target
 
 
 class _Strict(BaseModel):
@@ -70,6 +86,10 @@ class ComputeUnit(_Strict):
 
     def supports(self, op_kind: str) -> bool:
         return self.ops == "all" or op_kind in self.ops
+
+    def tvm_target(self) -> Optional[dict[str, Any]]:
+        """This unit's TVM target with ``host`` values resolved, or None when TVM cannot generate code for it."""
+        return resolve_target(self.target) if self.target is not None else None
 
 
 class Link(_Strict):
@@ -127,14 +147,7 @@ class Board(_Strict):
 
     def tvm_target(self) -> dict[str, Any]:
         """The TVM target dict, with ``mcpu: host`` resolved to the host's CPU name."""
-        target = dict(self.target)
-        if target.get("mcpu") == "host":
-            import tvm  # compiler side only: resolving the host CPU needs LLVM
-
-            target["mcpu"] = tvm.target.codegen.llvm_get_system_cpu()
-        if target.get("num-cores") == "host":
-            target["num-cores"] = os.cpu_count() or 1
-        return target
+        return resolve_target(self.target)
 
     def check_toolchain(self) -> Optional[str]:
         """The cross compiler's path (None for native), or ToolchainError naming the package to install."""
@@ -206,6 +219,8 @@ def _board_from_target_json(text: str) -> Board:
     if not isinstance(target, dict):
         raise ConfigError("--target JSON must be an object such as {\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\"}")
     triple = target.get("mtriple")
+    if triple is not None and not isinstance(triple, str):
+        raise ConfigError(f"--target JSON: 'mtriple' must be a string such as \"aarch64-linux-gnu\", got {triple!r}")
     arch = _TRIPLE_ARCH.get(triple.split("-")[0], triple.split("-")[0]) if triple else host_arch()
     cross = None if arch == host_arch() else f"{arch}-linux-gnu-g++"
     name = "custom-" + arch

@@ -77,7 +77,7 @@ def parse_input_shapes(items: Iterable[str]) -> dict:
         try:
             if not sep or not name:
                 raise ValueError
-            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+            shape = tuple(int(d) for d in dims.split(","))
             if not shape or any(d <= 0 for d in shape):
                 raise ValueError
         except ValueError:

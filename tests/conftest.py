@@ -1,0 +1,94 @@
+"""Shared fixtures: the bundled example model, generated models, and artifacts compiled once per session."""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CNN = REPO / "examples" / "models" / "tiny_cnn.onnx"
+
+
+def _load_example_builder():
+    spec = importlib.util.spec_from_file_location("make_tiny_cnn", REPO / "examples" / "models" / "make_tiny_cnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn() -> Path:
+    return TINY_CNN
+
+
+@pytest.fixture(scope="session")
+def dynamic_cnn(tmp_path_factory) -> Path:
+    """The example CNN with a symbolic batch and a PyTorch-style Shape->Gather->Concat->Reshape flatten."""
+    path = tmp_path_factory.mktemp("models") / "tiny_cnn_dynamic.onnx"
+    onnx.save(_load_example_builder().build(dynamic=True), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def unsupported_model(tmp_path_factory) -> Path:
+    """A valid model with two ops TVM 0.27's importer lacks (LSTM and QLinearMatMul)."""
+    rng = np.random.default_rng(0)
+    f = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)  # noqa: E731
+    inits = [
+        f("W", 1, 16, 4), f("R", 1, 16, 4),
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "z"),
+        numpy_helper.from_array(rng.integers(0, 255, (4, 4)).astype(np.uint8), "B"),
+    ]
+    nodes = [
+        helper.make_node("LSTM", ["x", "W", "R"], ["y", "", ""], hidden_size=4),
+        helper.make_node("QuantizeLinear", ["x2", "s", "z"], ["q"]),
+        helper.make_node("QLinearMatMul", ["q", "s", "z", "B", "s", "z", "s", "z"], ["qm"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "unsupported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 4]),
+         helper.make_tensor_value_info("x2", TensorProto.FLOAT, [4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 1, 4]),
+         helper.make_tensor_value_info("qm", TensorProto.UINT8, [4, 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = tmp_path_factory.mktemp("models") / "unsupported.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def x86_artifact(tmp_path_factory, tiny_cnn) -> Path:
+    from tvmedge import api
+
+    out = tmp_path_factory.mktemp("artifacts") / "tiny-x86"
+    api.compile(tiny_cnn, "x86-host", out=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def arm_artifact(tmp_path_factory, tiny_cnn) -> Path:
+    from tvmedge import api
+
+    out = tmp_path_factory.mktemp("artifacts") / "tiny-rk3588"
+    api.compile(tiny_cnn, "rk3588", out=out)
+    return out
+
+
+@pytest.fixture
+def artifact_copy(tmp_path, x86_artifact) -> Path:
+    """A private copy of the x86 artifact that a test may damage."""
+    return Path(shutil.copytree(x86_artifact, tmp_path / "artifact"))
+
+
+@pytest.fixture(scope="session")
+def tiny_input() -> np.ndarray:
+    return np.random.default_rng(1).random((1, 3, 32, 32), dtype=np.float64).astype(np.float32)

@@ -1,0 +1,30 @@
+"""The public API end to end on the bundled model, readable as documentation (issue 3)."""
+
+import numpy as np
+import pytest
+
+from tvmedge import api
+from tvmedge.peer import onnxruntime_outputs
+
+
+def test_inspect_compile_load_run_on_host(tmp_path, tiny_cnn, tiny_input):
+    report = api.inspect(tiny_cnn)                                   # what is in the model, can TVM take it?
+    assert report.summary()["importable"]
+
+    artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "out")   # .so + manifest.json
+    assert (artifact.path / "model.so").is_file()
+
+    model = api.load(artifact.path)                                  # verified, then loaded
+    outputs = model.run({"input": tiny_input})
+    expected = onnxruntime_outputs(tiny_cnn, {"input": tiny_input})
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.emulated
+def test_aarch64_artifact_on_the_emulated_rk3588_matches_the_host(arm_artifact, x86_artifact, tiny_input):
+    # The default suite runs at least one cross-compiled model on the emulated board (issue 3 §Tests).
+    board_outputs, stats = api.run(arm_artifact, {"input": tiny_input}, board="emu:rk3588", repeat=1)
+    host_outputs, _ = api.run(x86_artifact, {"input": tiny_input})
+    assert stats["emulated"] is True and stats["where"] == "emu:rk3588"
+    np.testing.assert_allclose(board_outputs["probabilities"], host_outputs["probabilities"], rtol=1e-4, atol=1e-4)
+    assert np.abs(board_outputs["probabilities"] - host_outputs["probabilities"]).max() < 1e-5
