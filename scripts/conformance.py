@@ -268,10 +268,17 @@ def _symbolic(value) -> bool:
 
 
 def _clean(message: str, path) -> str:
-    """A failure reason that aggregates across cases: no temp paths, one line."""
+    """The error's first line without temp paths (kept as ``message``)."""
     text = str(message).replace(str(path.parent) + os.sep, "").replace(str(path), "model.onnx")
     text = re.sub(r"/tmp/[^\s:'\"]+", "<tmp>", text)
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _reason(message: str) -> str:
+    """A short reason that aggregates across cases: tensor names and shape hints replaced."""
+    text = re.sub(r"\b(output|input) '[^']*'", r"\1 '<name>'", message)
+    text = re.sub(r"input shape needed: \S+ (\([^)]*\)).*", r"input shape needed: <name> \1", text)
+    return text[:80]
 
 
 def compare(outputs: list, expected: list, rtol: float, atol: float) -> dict:
@@ -322,13 +329,71 @@ def host_board(spec: str = "x86-host"):
         return load_board('{"kind": "llvm"}')
 
 
-def run_case(case: Case, board, *, fold: bool = False, workdir=None, keep_outputs: bool = False) -> dict:
+@dataclasses.dataclass
+class Prepared:
+    """A case's model after the optional preprocessing modes, with named inputs per data set."""
+
+    model: object  # onnx.ModelProto
+    names: list  # graph inputs still fed at run time, in order
+    feeds: list  # one dict name -> array per data set
+    expected: list  # one list of arrays per data set (graph-output order)
+    folded: list  # input names turned into initializers (--fold-const-inputs)
+    upgraded_from: Optional[int]  # original default-domain opset when --upgrade-opset converted the model
+    note: str = ""
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def prepare(case: Case, *, fold: bool = False, upgrade_opset: int = 0) -> Prepared:
+    """Apply the (opt-in, labelled) preprocessing modes to ``case``; both off = the shipped model as is.
+
+    ``fold``: see ``fold_const_inputs``; only inputs whose value is the same in every data set are folded.
+    ``upgrade_opset``: models whose default-domain opset is below it are converted with
+    ``onnx.version_converter`` (semantics-preserving; onnx's own tool). A failed conversion keeps the
+    original model and says so in ``note``.
+    """
+    from onnx import version_converter
+
+    model = case.model()
+    note, upgraded_from = "", None
+    if upgrade_opset and 0 < _opset(model) < upgrade_opset:
+        try:
+            converted = version_converter.convert_version(model, upgrade_opset)
+            upgraded_from, model = _opset(model), converted
+        except Exception as err:  # the converter asserts when it has no adapter for an op
+            note = f"opset upgrade to {upgrade_opset} failed ({_first_line(err)[:80]}); model kept as is"
+    names = [v.name for v in _graph_inputs(model)]
+    folded = []
+    if fold:
+        first = case.data_sets[0][0]
+        model_folded, _, candidates = fold_const_inputs(model, first)
+        same = [n for n in candidates
+                if all(np.array_equal(dict(zip(names, inputs))[n], dict(zip(names, first))[n])
+                       for inputs, _ in case.data_sets)]
+        if same == candidates:
+            model, folded = model_folded, candidates
+        elif candidates:
+            note = (note + "; " if note else "") + "not folded: values differ between data sets"
+    kept = [n for n in names if n not in folded]
+    feeds = [{n: a for n, a in zip(names, inputs) if n not in folded} for inputs, _ in case.data_sets]
+    return Prepared(model, kept, feeds, [list(outputs) for _, outputs in case.data_sets], folded,
+                    upgraded_from, note)
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+
+
+def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, workdir=None,
+             keep_outputs: bool = False) -> dict:
     """Import, build, run and compare one case in this process; returns a JSON-able result dict.
 
     ``status`` is one of ``STATUSES`` (except timeout/crash, which only the worker pool reports);
     ``reason`` is short and aggregates across cases; ``message`` keeps more of the error.
-    With ``keep_outputs`` the result also holds ``outputs`` (list of arrays per data set) and
-    ``model_path`` / ``inputs`` of the last data set, for comparisons with a peer.
+    With ``keep_outputs`` the result also holds ``outputs``: per data set, the outputs in manifest order.
     """
     import onnx
 
@@ -338,36 +403,18 @@ def run_case(case: Case, board, *, fold: bool = False, workdir=None, keep_output
     from tvmedge.runtime import load
 
     result = {"source": case.source, "name": case.name, "kind": case.kind, "fold_const_inputs": fold,
-              "folded": [], "status": None, "stage": None, "reason": "", "message": "",
+              "upgrade_opset": upgrade_opset, "folded": [], "upgraded_from": None, "note": "",
+              "status": None, "stage": None, "reason": "", "message": "",
               "max_abs_diff": None, "loose_match": None, "times": {}}
-    own_tmp = None
-    if workdir is None:
-        own_tmp = tempfile.TemporaryDirectory(prefix="tvmedge-conf-")
-        workdir = own_tmp.name
-    workdir = Path(workdir)
-    try:
-        model = case.model()
-        first_inputs = case.data_sets[0][0]
-        if fold:
-            model, _, folded = fold_const_inputs(model, first_inputs)
-            # A folded value must be the same in every data set, else the constant would be wrong.
-            for inputs, _ in case.data_sets[1:]:
-                _, _, again = fold_const_inputs(case.model(), inputs)
-                values = dict(zip([v.name for v in _graph_inputs(case.model())], inputs))
-                values0 = dict(zip([v.name for v in _graph_inputs(case.model())], first_inputs))
-                if any(not np.array_equal(values[n], values0[n]) for n in again):
-                    model, folded = case.model(), []
-                    break
-            result["folded"] = folded
-        graph_inputs = _graph_inputs(case.model())
-        names = [v.name for v in graph_inputs]
-        folded = set(result["folded"])
-        shapes = {}
-        for value, array in zip(graph_inputs, first_inputs):
-            if value.name not in folded and _symbolic(value):
-                shapes[value.name] = tuple(int(d) for d in np.shape(array))
+    with tempfile.TemporaryDirectory(prefix="tvmedge-conf-", dir=workdir) as tmp:
+        prepared = prepare(case, fold=fold, upgrade_opset=upgrade_opset)
+        result.update(folded=prepared.folded, upgraded_from=prepared.upgraded_from, note=prepared.note)
+        model = prepared.model
+        # Fix the shapes the model leaves symbolic (or unset) from the first data set's inputs.
+        shapes = {value.name: tuple(int(d) for d in np.shape(prepared.feeds[0][value.name]))
+                  for value in _graph_inputs(model) if value.name in prepared.feeds[0] and _symbolic(value)}
         result["input_shapes"] = {k: list(v) for k, v in shapes.items()}
-        model_path = workdir / "model.onnx"
+        model_path = Path(tmp) / "model.onnx"
         onnx.save_model(model, str(model_path))
 
         # ---- import
@@ -384,11 +431,11 @@ def run_case(case: Case, board, *, fold: bool = False, workdir=None, keep_output
             message = _clean(err, model_path)
             short = re.sub(r"^model\.onnx:\s*", "", message)
             short = re.sub(r"^TVM's ONNX importer failed:\s*", "", short)
-            result.update(status="import_error", reason=short[:80], message=message[:400])
+            result.update(status="import_error", reason=_reason(short), message=message[:400])
             return result
         except Exception as err:  # ConfigError (shape fixing) or a bug in tvmedge's frontend
             message = _clean(f"{type(err).__name__}: {err}", model_path)
-            result.update(status="import_error", reason=message[:80], message=message[:400],
+            result.update(status="import_error", reason=_reason(message), message=message[:400],
                           traceback=traceback.format_exc()[-2000:])
             return result
         finally:
@@ -397,13 +444,13 @@ def run_case(case: Case, board, *, fold: bool = False, workdir=None, keep_output
         # ---- build
         result["stage"] = "build"
         start = time.perf_counter()
-        artifact_dir = workdir / "artifact"
+        artifact_dir = Path(tmp) / "artifact"
         try:
             compile_artifact(imported, board, artifact_dir)
         except Exception as err:  # BuildError, ToolchainError, ArtifactError, or anything TVM raises
             message = _clean(f"{type(err).__name__}: {err}", model_path)
             short = re.sub(r"^BuildError: TVM could not build the model for .*?: ", "BuildError: ", message)
-            result.update(status="build_error", reason=short[:80], message=message[:400])
+            result.update(status="build_error", reason=_reason(short), message=message[:400])
             return result
         finally:
             result["times"]["build_s"] = round(time.perf_counter() - start, 3)
@@ -411,65 +458,57 @@ def run_case(case: Case, board, *, fold: bool = False, workdir=None, keep_output
         # ---- run
         result["stage"] = "run"
         start = time.perf_counter()
-        all_outputs, feeds = [], {}
+        all_outputs = []
         try:
             runtime_model = load(artifact_dir)
-            wanted = {spec.name for spec in runtime_model.inputs}
-            for inputs, _ in case.data_sets:
-                feeds = {n: a for n, a in zip(names, inputs) if n not in folded and n in wanted}
-                outputs = runtime_model.run(feeds)
+            wanted = {spec.name for spec in runtime_model.inputs}  # folding may have dropped unused inputs
+            for feed in prepared.feeds:
+                outputs = runtime_model.run({n: a for n, a in feed.items() if n in wanted})
                 all_outputs.append(list(outputs.values()))
         except Exception as err:
             message = _clean(f"{type(err).__name__}: {err}", model_path)
-            result.update(status="run_error", reason=message[:80], message=message[:400])
+            result.update(status="run_error", reason=_reason(message), message=message[:400])
             return result
         finally:
             result["times"]["run_s"] = round(time.perf_counter() - start, 3)
 
-        # ---- compare (every data set must match)
-        result["stage"] = "compare"
-        verdicts = [compare(outputs, expected, case.rtol, case.atol)
-                    for outputs, (_, expected) in zip(all_outputs, case.data_sets)]
-        diffs = [v["max_abs_diff"] for v in verdicts if v["max_abs_diff"] is not None]
-        result["max_abs_diff"] = max(diffs) if diffs else None
-        result["loose_match"] = all(v["loose_match"] for v in verdicts)
-        failed = [v for v in verdicts if not v["match"]]
-        if failed:
-            result.update(status="mismatch", reason=f"mismatch: {failed[0]['reason']}"[:80])
-        else:
-            result["status"] = "match"
-        if keep_outputs:
-            result.update(outputs=all_outputs, model_path=str(model_path), inputs=feeds)
-        return result
-    finally:
-        if own_tmp is not None and not keep_outputs:
-            own_tmp.cleanup()
+    # ---- compare (every data set must match)
+    result["stage"] = "compare"
+    verdicts = [compare(outputs, expected, case.rtol, case.atol)
+                for outputs, expected in zip(all_outputs, prepared.expected)]
+    diffs = [v["max_abs_diff"] for v in verdicts if v["max_abs_diff"] is not None]
+    result["max_abs_diff"] = max(diffs) if diffs else None
+    result["loose_match"] = all(v["loose_match"] for v in verdicts)
+    failed = [v for v in verdicts if not v["match"]]
+    if failed:
+        result.update(status="mismatch", reason=f"mismatch: {failed[0]['reason']}"[:80])
+    else:
+        result["status"] = "match"
+    if keep_outputs:
+        result["outputs"] = all_outputs
+    return result
 
 
-def ort_outputs(case: Case, data_set: int = 0, *, fold: bool = False) -> list:
-    """The case's model run by ONNX Runtime (``tvmedge.peer``) on the same inputs -> outputs in graph order."""
+def ort_outputs(case: Case, data_set: int = 0, *, fold: bool = False, upgrade_opset: int = 0) -> list:
+    """The case's model (same preprocessing as ``run_case``) run by ONNX Runtime through ``tvmedge.peer``
+    on the same inputs -> outputs in graph-output order."""
     import onnx
 
     from tvmedge.peer import onnxruntime_outputs
 
-    model = case.model()
-    inputs = case.data_sets[data_set][0]
-    names = [v.name for v in _graph_inputs(model)]
-    if fold:
-        model, inputs, folded = fold_const_inputs(model, inputs)
-        names = [n for n in names if n not in folded]
+    prepared = prepare(case, fold=fold, upgrade_opset=upgrade_opset)
     with tempfile.TemporaryDirectory(prefix="tvmedge-ort-") as tmp:
         path = Path(tmp) / "model.onnx"
-        onnx.save_model(model, str(path))
-        outputs = onnxruntime_outputs(path, dict(zip(names, inputs)), threads=1)
-    return [outputs[value.name] for value in model.graph.output]
+        onnx.save_model(prepared.model, str(path))
+        outputs = onnxruntime_outputs(path, prepared.feeds[data_set], threads=1)
+    return [outputs[value.name] for value in prepared.model.graph.output]
 
 
 # ----------------------------------------------------------------------------------------------- worker
 
 
 def _worker_main(conn, board_spec: str, log_path: Optional[str]) -> None:
-    """Worker loop: receive (case, fold), send back the result dict. Runs until it gets None."""
+    """Worker loop: receive (case, options for ``run_case``), send back the result dict; stops on None."""
     if log_path:  # TVM and onnxslim print; keep the parent's progress lines readable
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -481,14 +520,14 @@ def _worker_main(conn, board_spec: str, log_path: Optional[str]) -> None:
         job = conn.recv()
         if job is None:
             return
-        case, fold = job
-        with tempfile.TemporaryDirectory(prefix="tvmedge-conf-") as tmp:
-            try:
-                result = run_case(case, board, fold=fold, workdir=tmp)
-            except Exception as err:  # a bug in this script; keep going
-                result = {"source": case.source, "name": case.name, "status": "run_error", "stage": "harness",
-                          "reason": f"harness: {type(err).__name__}: {err}"[:80],
-                          "traceback": traceback.format_exc()[-2000:]}
+        case, options = job
+        try:
+            result = run_case(case, board, **options)
+        except Exception as err:  # a bug in this script (or in prepare); keep going
+            result = {"source": case.source, "name": case.name, "kind": case.kind, **options,
+                      "status": "run_error", "stage": "harness", "times": {},
+                      "reason": f"harness: {type(err).__name__}: {err}"[:80],
+                      "traceback": traceback.format_exc()[-2000:]}
         conn.send(result)
 
 
@@ -523,15 +562,16 @@ class WorkerPool:
             self.conn.close()
         self.proc = self.conn = None
 
-    def run(self, case: Case, fold: bool, timeout: float) -> dict:
+    def run(self, case: Case, options: dict, timeout: float) -> dict:
+        """``run_case(case, board, **options)`` in the worker, with a timeout; never raises for the case."""
         if self.proc is None or not self.proc.is_alive() or self.served >= self.recycle:
             if self.proc is not None:
                 self.close()
             self._start()
         self.served += 1
         start = time.perf_counter()
-        self.conn.send((case, fold))
-        base = {"source": case.source, "name": case.name, "kind": case.kind, "fold_const_inputs": fold}
+        self.conn.send((case, options))
+        base = {"source": case.source, "name": case.name, "kind": case.kind, **options}
         if self.conn.poll(timeout):
             try:
                 result = self.conn.recv()
@@ -625,6 +665,16 @@ def environment() -> dict:
             "onnx": onnx.__version__, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
+def describe_mode(fold: bool, upgrade_opset: int) -> str:
+    """How the figures were produced, printed next to every table."""
+    parts = []
+    if fold:
+        parts.append("--fold-const-inputs (small int64 shape/axes inputs folded to initializers)")
+    if upgrade_opset:
+        parts.append(f"--upgrade-opset {upgrade_opset} (older models converted by onnx.version_converter)")
+    return "MODIFIED: " + " + ".join(parts) if parts else "default (models and inputs as shipped)"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -633,6 +683,8 @@ def main(argv=None) -> int:
     parser.add_argument("--light", action="store_true", help="also run the light_* models (slow)")
     parser.add_argument("--fold-const-inputs", action="store_true",
                         help="MODE: fold small int64 shape/axes-named inputs into initializers before import")
+    parser.add_argument("--upgrade-opset", type=int, default=0, metavar="N",
+                        help="MODE: convert models with a default-domain opset below N with onnx.version_converter")
     parser.add_argument("--limit", type=int, default=0, help="at most N cases per source")
     parser.add_argument("--filter", action="append", help="only cases whose name contains SUBSTR (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, help="per-case timeout in s (default 60, light 900)")
@@ -645,7 +697,8 @@ def main(argv=None) -> int:
     sources = args.source or ["node", "pytorch"] + (["light"] if args.light else [])
     if args.light and "light" not in sources:
         sources.append("light")
-    mode = "fold-const-inputs" if args.fold_const_inputs else "default: no input folding"
+    mode = describe_mode(args.fold_const_inputs, args.upgrade_opset)
+    options = {"fold": args.fold_const_inputs, "upgrade_opset": args.upgrade_opset}
     log_path = args.worker_log or tempfile.mktemp(prefix="tvmedge-conformance-", suffix=".log")
     env = environment()
     print(f"conformance: sources {', '.join(sources)}; mode {mode}; onnx {env['onnx']}, tvm {env['tvm']}, "
@@ -665,7 +718,7 @@ def main(argv=None) -> int:
                   flush=True)
             t0 = time.perf_counter()
             for i, case in enumerate(cases, 1):
-                result = pool.run(case, args.fold_const_inputs, timeout)
+                result = pool.run(case, options, timeout)
                 results.append(result)
                 if source == "light" or i % 50 == 0 or i == len(cases):
                     done = [r for r in results if r["source"] == source]

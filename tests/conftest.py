@@ -20,6 +20,34 @@ def _load_example_builder():
     return module
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_tuning_logs(tmp_path_factory):
+    """Tests never write into the repository's tuning_logs/ (the compile default stores quick-search records)."""
+    import os
+
+    path = tmp_path_factory.mktemp("tuning_logs")
+    old = os.environ.get("TVMEDGE_TUNING_LOGS")
+    os.environ["TVMEDGE_TUNING_LOGS"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TVMEDGE_TUNING_LOGS", None)
+    else:
+        os.environ["TVMEDGE_TUNING_LOGS"] = old
+
+
+# The spine's fixtures build TVM's default (naive) code: fast to compile, and tuning has its own tests.
+def naive():
+    from tvmedge.tune.auto import TuningOptions
+
+    return TuningOptions(search="naive")
+
+
+@pytest.fixture(scope="session")
+def naive_tuning():
+    """TuningOptions for TVM's default build (no records, no search)."""
+    return naive()
+
+
 @pytest.fixture(scope="session")
 def tiny_cnn() -> Path:
     return TINY_CNN
@@ -70,7 +98,7 @@ def x86_artifact(tmp_path_factory, tiny_cnn) -> Path:
     from tvmedge import api
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny-x86"
-    api.compile(tiny_cnn, "x86-host", out=out)
+    api.compile(tiny_cnn, "x86-host", out=out, tuning=naive())
     return out
 
 
@@ -79,7 +107,7 @@ def arm_artifact(tmp_path_factory, tiny_cnn) -> Path:
     from tvmedge import api
 
     out = tmp_path_factory.mktemp("artifacts") / "tiny-rk3588"
-    api.compile(tiny_cnn, "rk3588", out=out)
+    api.compile(tiny_cnn, "rk3588", out=out, tuning=naive())
     return out
 
 

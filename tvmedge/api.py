@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Optional, Union
 from .devices.board import Board, load_board
 from .errors import ConfigError
 
-__all__ = ["inspect", "compile", "run", "load", "load_board"]
+__all__ = ["inspect", "compile", "tune", "run", "load", "load_board"]
 
 Shapes = Optional[Mapping[str, tuple]]
 
@@ -26,22 +26,65 @@ def inspect(model, *, input_shapes: Shapes = None):
     return inspect_onnx(model, input_shapes)
 
 
-def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out="out", opt_level: int = 3,
-            progress: Optional[Callable[[str], None]] = None):
+def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out="out", tuning=None,
+            opt_level: int = 3, progress: Optional[Callable[[str], None]] = None,
+            tune_progress: Optional[Callable[[dict], None]] = None):
     """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
-    ``progress`` receives a message as each step starts (import, build, write).
+    ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions` (default: records from ``tuning_logs/`` plus
+    the quick search for tasks without records, on a native board). ``progress`` receives a message as each
+    step starts; ``tune_progress`` receives the quick search's events.
     """
     from .build.artifact import compile_artifact
     from .frontend.onnx import import_onnx
+    from .tune.auto import TuningOptions, auto_schedule
 
     progress = progress or (lambda message: None)
+    tuning = tuning or TuningOptions()
     board = board if isinstance(board, Board) else load_board(board)
     board.check_toolchain()  # fail before the (slow) import when the cross compiler is missing
     progress(f"importing {Path(model).name} (check, fix shapes, fold, convert to Relax)")
     imported = import_onnx(model, input_shapes)
+    progress(f"scheduling for {board.name} (records, search {tuning.search})")
+    scheduled, provenance = auto_schedule(imported.mod, board, tuning, progress=tune_progress)
     progress(f"building for {board.name} ({board.triple})")
-    return compile_artifact(imported, board, out, opt_level=opt_level, progress=progress)
+    return compile_artifact(imported, board, out, mod=scheduled, tuning=provenance, opt_level=opt_level,
+                            progress=progress)
+
+
+def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
+         tracker: Optional[str] = None, key: Optional[str] = None, progress=None, seed: int = 0):
+    """Tune a model's tasks for a board into ``tuning_logs/<target key>/`` (or ``log_dir``) -> ``TuneReport``.
+
+    Measures on this host for a native board, or on boards behind TVM's RPC tracker (``tracker="HOST:PORT"``,
+    ``key="rk3588"``). Resumable: records are kept as they are measured, finished tasks are skipped.
+    """
+    import tvm
+
+    from .errors import TuningError
+    from .frontend.onnx import import_onnx
+    from .tune.database import TuningDatabase
+    from .tune.measure import in_process_builder, local_runner, rpc_runner
+    from .tune.tasks import extract_tasks, prepare
+    from .tune.tuner import Budget, tune_tasks
+
+    board = board if isinstance(board, Board) else load_board(board)
+    if tracker:
+        if not key:
+            raise TuningError("--tracker needs --key, the name the boards registered under (e.g. rk3588)")
+        runner, cross = rpc_runner(tracker, key), board.check_toolchain()
+    elif board.is_native:
+        runner, cross = local_runner(), None
+    else:
+        raise TuningError(f"board {board.name} is {board.arch}: its code cannot be measured on this host; "
+                          f"pass --tracker HOST:PORT --key KEY for boards running TVM's RPC server")
+    spec = board.tvm_target()
+    database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(spec)
+    imported = import_onnx(model, input_shapes)
+    target = tvm.target.Target(spec)
+    tasks = extract_tasks(prepare(imported.mod, target), target)
+    return tune_tasks(tasks, database, budget=budget or Budget(), builder=in_process_builder(cross), runner=runner,
+                      progress=progress, seed=seed)
 
 
 def load(artifact, device: str = "cpu", verify: bool = True):

@@ -30,15 +30,16 @@ def test_library_is_an_aarch64_elf(arm_artifact):
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
 
 
-def test_same_inputs_give_byte_identical_manifest_but_timestamp(tmp_path, tiny_cnn, arm_artifact):
+def test_same_inputs_give_byte_identical_manifest_but_timestamp(tmp_path, tiny_cnn, arm_artifact, naive_tuning):
     # Reproducible builds: everything but `created` must be byte-identical, including the .so hash.
-    again = api.compile(tiny_cnn, "rk3588", out=tmp_path / "again")
+    again = api.compile(tiny_cnn, "rk3588", out=tmp_path / "again", tuning=naive_tuning)
     strip = lambda text: "\n".join(l for l in text.splitlines() if '"created"' not in l)  # noqa: E731
     assert strip((arm_artifact / "manifest.json").read_text()) == strip((again.path / "manifest.json").read_text())
 
 
-def test_symbolic_model_compiles_with_input_shape(tmp_path, dynamic_cnn):
-    artifact = api.compile(dynamic_cnn, "x86-host", input_shapes={"input": (2, 3, 32, 32)}, out=tmp_path / "dyn")
+def test_symbolic_model_compiles_with_input_shape(tmp_path, dynamic_cnn, naive_tuning):
+    artifact = api.compile(dynamic_cnn, "x86-host", input_shapes={"input": (2, 3, 32, 32)}, out=tmp_path / "dyn",
+                           tuning=naive_tuning)
     assert artifact.manifest.outputs[0].shape == (2, 10)
     assert artifact.manifest.build["input_shapes"] == {"input": [2, 3, 32, 32]}
 
@@ -52,13 +53,13 @@ def test_refuses_to_overwrite_a_folder_that_is_not_an_artifact(tmp_path, tiny_cn
     assert (out / "notes.txt").read_text() == "keep me"
 
 
-def test_riscv64_cross_compiles(tmp_path, tiny_cnn):
-    artifact = api.compile(tiny_cnn, "visionfive2", out=tmp_path / "rv")
+def test_riscv64_cross_compiles(tmp_path, tiny_cnn, naive_tuning):
+    artifact = api.compile(tiny_cnn, "visionfive2", out=tmp_path / "rv", tuning=naive_tuning)
     header = (artifact.path / "model.so").read_bytes()[:20]
     assert int.from_bytes(header[18:20], "little") == 243  # EM_RISCV
     assert Manifest.read(artifact.path).triple == "riscv64-unknown-linux-gnu"
 
 
-def test_invalid_tvm_target_is_a_build_error(tmp_path, tiny_cnn):
+def test_invalid_tvm_target_is_a_build_error(tmp_path, tiny_cnn, naive_tuning):
     with pytest.raises(BuildError, match="invalid TVM target"):
-        api.compile(tiny_cnn, '{"kind": "no-such-kind"}', out=tmp_path / "bad")
+        api.compile(tiny_cnn, '{"kind": "no-such-kind"}', out=tmp_path / "bad", tuning=naive_tuning)

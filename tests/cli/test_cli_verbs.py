@@ -54,7 +54,7 @@ def test_inspect_with_input_shape(dynamic_cnn):
 def test_compile_json_then_run_with_files_and_reference(tmp_path, dynamic_cnn):
     out = tmp_path / "art"
     summary = json.loads(run("compile", dynamic_cnn, "--target", "x86-host", "--input-shape", "input=2,3,32,32",
-                             "-o", out, "--json").stdout)
+                             "--search", "naive", "-o", out, "--json").stdout)
     assert summary["board"] == "x86-host" and summary["outputs"][0]["shape"] == [2, 10]
     x = np.random.default_rng(0).random((2, 3, 32, 32)).astype("float32")
     np.save(tmp_path / "x.npy", x)

@@ -46,11 +46,15 @@ class Artifact:
             "inputs": [s.to_json() for s in m.inputs],
             "outputs": [s.to_json() for s in m.outputs],
             "source_model": m.source_model,
+            "tuning": m.tuning,
         }
 
 
-def compile_artifact(imported, board: Board, out, *, opt_level: int = 3, progress=None) -> Artifact:
+def compile_artifact(imported, board: Board, out, *, mod=None, tuning=None, opt_level: int = 3,
+                     progress=None) -> Artifact:
     """Build ``imported`` (an ``ImportedModel``) for ``board`` and write the artifact directory ``out``.
+
+    ``mod`` replaces ``imported.mod`` (e.g. after schedules were applied); ``tuning`` is its provenance.
 
     The library is built in a temporary folder and moved in only when it is complete, so a failed build
     leaves an existing artifact untouched; a non-empty folder that is not an artifact is never overwritten.
@@ -60,7 +64,7 @@ def compile_artifact(imported, board: Board, out, *, opt_level: int = 3, progres
     out = Path(out)
     _check_destination(out)
     target = board.tvm_target()
-    executable = build_executable(imported.mod, target, opt_level=opt_level)
+    executable = build_executable(imported.mod if mod is None else mod, target, opt_level=opt_level)
     with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
         if progress:
             progress(f"linking {LIBRARY_NAME} with {board.cross_compiler or 'the host compiler'}")
@@ -81,6 +85,7 @@ def compile_artifact(imported, board: Board, out, *, opt_level: int = 3, progres
                 "cross_compiler": board.cross_compiler,
                 "folding": _folding_tool(),
             },
+            tuning=tuning,
             tvm_version=tvm.__version__,
             tvmedge_version=__version__,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

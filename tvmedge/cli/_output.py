@@ -18,9 +18,8 @@ def emit(data, as_json: bool, render) -> None:
 
 
 class Steps:
-    """Prints ``[i/n] what ... 1.2 s`` lines on stderr (stdout stays clean for --json).
+    """Prints ``[i/n] what`` on stderr as each step starts (stdout stays clean for --json).
 
-    A context manager: a step that raises ends its line with ``failed`` so the error stands on its own line.
     Quiet unless stderr is a terminal (or ``TVMEDGE_PROGRESS=1``), like most progress displays.
     """
 
@@ -29,32 +28,13 @@ class Steps:
 
         wanted = sys.stderr.isatty() or os.environ.get("TVMEDGE_PROGRESS") == "1"
         self.total, self.index, self.quiet = total, 0, quiet or not wanted
-        self._start = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        if kind is not None and self._start is not None and not self.quiet:
-            click.echo(" failed", err=True)
-            self._start = None
-        self.done()
-        return False
+        self._start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
-        self._finish()
         self.index += 1
-        self._start = time.perf_counter()
         if not self.quiet:
-            click.echo(f"[{self.index}/{self.total}] {message} ...", err=True, nl=False)
-
-    def _finish(self) -> None:
-        if self._start is not None and not self.quiet:
-            click.echo(f" {time.perf_counter() - self._start:.1f} s", err=True)
-        self._start = None
-
-    def done(self) -> None:
-        self._finish()
+            elapsed = time.perf_counter() - self._start
+            click.echo(f"[{self.index}/{self.total}] {message} (t={elapsed:.1f} s)", err=True)
 
 
 def table(rows, headers) -> str:
@@ -63,3 +43,33 @@ def table(rows, headers) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+class TuneProgress:
+    """A tqdm bar over tuning trials, fed by the tuner's events (on stderr; silent with --json)."""
+
+    def __init__(self, quiet: bool = False, label: str = "tuning"):
+        import os
+
+        wanted = sys.stderr.isatty() or os.environ.get("TVMEDGE_PROGRESS") == "1"
+        self.quiet, self.label, self.bar = quiet or not wanted, label, None
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=event.get("total"), unit="trial", desc=self.label, file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+        if event["event"] == "task":
+            self.bar.set_postfix_str(f"{event['phase']} {event['task'][:40]}", refresh=True)
+        else:
+            self.bar.update(event["trials"] - self.bar.n)
+            estimate = event.get("estimated_us")
+            if estimate is not None:
+                self.bar.set_postfix_str(f"model ~{estimate / 1e3:.3f} ms", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -3,7 +3,7 @@
 import click
 
 from ._options import input_shape_option, json_option
-from ._output import Steps, emit
+from ._output import Steps, TuneProgress, emit
 
 
 @click.command("compile")
@@ -12,16 +12,27 @@ from ._output import Steps, emit
               help="Board name (a file in targets/), a board YAML path, or a TVM target JSON.")
 @input_shape_option
 @click.option("-o", "--output", default="out", show_default=True, help="Artifact directory to write.")
+@click.option("--search", default="quick", show_default=True, metavar="none|quick|naive|N",
+              help="Tasks without tuning records: quick = measure 8 candidates each (native boards), N = N each, "
+                   "none = parallelise+vectorise without measuring, naive = TVM's default build.")
+@click.option("--tuning-records", type=click.Path(file_okay=False), help="Tuning database folder to use.")
+@click.option("--no-tuning", is_flag=True, help="Ignore tuning records.")
 @click.option("--opt-level", type=click.IntRange(0, 3), default=3, show_default=True)
 @json_option
-def compile_cmd(model, board, input_shapes, output, opt_level, as_json):
+def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_tuning, opt_level, as_json):
     """Compile an ONNX model into a deployable artifact for a board."""
     from .. import api
     from ..frontend.onnx import parse_input_shapes
+    from ..tune.auto import TuningOptions
 
-    with Steps(total=3, quiet=as_json) as steps:
+    tuning = TuningOptions(search=search, records=tuning_records, use_records=not no_tuning)
+    progress = TuneProgress(quiet=as_json, label="quick search")
+    try:
         artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
-                               opt_level=opt_level, progress=steps)
+                               tuning=tuning, opt_level=opt_level, progress=Steps(total=4, quiet=as_json),
+                               tune_progress=progress)
+    finally:
+        progress.close()
     emit(artifact.summary(), as_json, _render)
 
 
@@ -32,3 +43,12 @@ def _render(d):
                f"{d['library_bytes'] / 1024:.0f} KiB, sha256 {d['library_sha256'][:12]}...")
     click.echo(f"  inputs:  {ins}")
     click.echo(f"  outputs: {outs}")
+    t = d.get("tuning") or {}
+    if t.get("search") == "naive":
+        click.echo("  schedules: TVM default build (naive loops)")
+    elif t:
+        click.echo(f"  schedules: {t['tuned']}/{t['tasks']} tasks from tuning records ({t['records']}), "
+                   f"{t['fallback']} parallelised+vectorised without search"
+                   + (f"; {t['trials']} trials measured on the {t['measured_on']}" if t.get("trials") else ""))
+        if t.get("note"):
+            click.echo(f"  note: {t['note']}")

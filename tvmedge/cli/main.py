@@ -16,6 +16,8 @@ _VERBS = {
     "inspect": "tvmedge.cli.inspect:inspect_cmd",
     "compile": "tvmedge.cli.compile:compile_cmd",
     "run": "tvmedge.cli.run:run_cmd",
+    "tune": "tvmedge.cli.tune:tune_cmd",
+    "logs": "tvmedge.cli.logs:logs",
     "board": "tvmedge.cli.board:board",
 }
 
@@ -57,6 +59,7 @@ def cli(debug):
     Typical flow:
       tvmedge targets list
       tvmedge inspect model.onnx
+      tvmedge tune model.onnx --target x86-host --trials 200
       tvmedge compile model.onnx --target rk3588 -o out/
       tvmedge board setup rk3588
       tvmedge run out/ --board emu:rk3588 --random

@@ -1,0 +1,29 @@
+"""``tvmedge logs list``: what the tuning databases hold."""
+
+import click
+
+from ._options import json_option
+from ._output import emit, table
+
+
+@click.group("logs")
+def logs():
+    """Tuning databases (tuning_logs/<target key>/)."""
+
+
+@logs.command("list")
+@click.option("--root", type=click.Path(file_okay=False), help="Log root (default: tuning_logs/).")
+@json_option
+def list_cmd(root, as_json):
+    """Summarise every target's tuning database."""
+    show_databases(as_json, root)
+
+
+def show_databases(as_json: bool, root=None) -> None:
+    from ..tune.database import default_log_root, list_databases
+
+    data = list_databases(root)
+    emit(data, as_json, lambda d: click.echo(
+        table([[x["key"], x["workloads"], x["tuned_workloads"], x["records"], f"{x['bytes'] / 1024:.0f} KiB"] for x in d],
+              ["target key", "workloads", "tuned", "records", "size"]) if d
+        else f"no tuning records under {root or default_log_root()}"))

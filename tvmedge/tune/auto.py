@@ -1,0 +1,74 @@
+"""What ``compile`` does about schedules: look up records, run the quick search where it can measure, fall back.
+
+``TuningOptions.search``:
+- ``quick`` (default) / ``N``: tasks without records get N (quick: 8) measured candidates each — on this host
+  for a native board; a cross board without an attached board cannot be measured here (emulated timings mean
+  nothing), so it uses the records for its target, else the no-search schedule, and the manifest says so.
+- ``none``: records if any, else the no-search schedule (parallel + vectorise); nothing is measured.
+- ``naive``: TVM's default build, no records, no schedule (what "untuned" means in benchmarks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..errors import TuningError
+from .apply import schedule_module
+from .database import TuningDatabase
+from .tasks import extract_tasks, prepare
+from .tuner import Budget, tune_tasks
+
+__all__ = ["TuningOptions", "auto_schedule"]
+
+SEARCH_CHOICES = "none, quick, naive or a number of candidates per task"
+
+
+@dataclass(frozen=True)
+class TuningOptions:
+    search: str = "quick"
+    records: Optional[str] = None  # a tuning database folder; default: <log root>/<target key>/
+    use_records: bool = True
+    log_root: Optional[str] = None
+
+    def __post_init__(self):
+        text = str(self.search).lower()
+        if text not in ("none", "quick", "naive") and not (text.isdigit() and int(text) > 0):
+            raise TuningError(f"--search '{self.search}' is not valid; choose {SEARCH_CHOICES}")
+
+
+def auto_schedule(mod, board, options: TuningOptions, *, progress: Optional[Callable[[dict], None]] = None):
+    """Returns ``(module to build, tuning provenance for the manifest)`` for ``board``'s main target."""
+    import tvm
+
+    search = str(options.search).lower()
+    spec = board.tvm_target()
+    if search == "naive":
+        return mod, {"search": "naive", "records": None, "measured_on": None, "trials": 0,
+                     "note": "TVM's default build: no schedule applied"}
+    database = None
+    if options.records:
+        database = TuningDatabase(options.records, create=False)
+    elif options.use_records:
+        database = TuningDatabase.for_target(spec, options.log_root)
+    target = tvm.target.Target(spec)
+    prepared = prepare(mod, target)
+    tasks = extract_tasks(prepared, target)
+    budget = Budget.parse_search(search)
+    measured_on, trials, note = None, 0, None
+    if budget is not None and database is not None and tasks:
+        if board.is_native:
+            from .measure import in_process_builder, local_runner
+
+            report = tune_tasks(tasks, database, budget=budget, builder=in_process_builder(), runner=local_runner(),
+                                progress=progress)
+            measured_on, trials = ("host", report.trials)
+            if report.interrupted:
+                raise KeyboardInterrupt
+        else:
+            note = (f"cross target {board.arch}: no board attached to measure on, so no search ran "
+                    f"(records for this target were used where present; tune on a board with `tvmedge tune --tracker`)")
+    scheduled, provenance = schedule_module(prepared, tasks, target, database, fallback=True)
+    provenance.update(search=search, measured_on=measured_on, trials=trials, note=note)
+    return scheduled, provenance
+
