@@ -38,7 +38,6 @@ import argparse
 import collections
 import dataclasses
 import datetime as _dt
-import glob
 import json
 import multiprocessing
 import os

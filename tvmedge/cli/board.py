@@ -24,3 +24,28 @@ def setup_cmd(name, force, as_json):
     emulated = setup_board(load_board(name), progress=progress, force=force)
     data = {"board": name, "arch": emulated.arch, "root": str(emulated.root)}
     emit(data, as_json, lambda d: click.echo(f"emulated {d['arch']} board for {d['board']} ready at {d['root']}"))
+
+
+@board.command("serve")
+@click.argument("board_spec", metavar="emu:NAME")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=9090, show_default=True)
+@click.option("--tracker", metavar="HOST:PORT", help="Register with TVM's RPC tracker.")
+@click.option("--key", help="Key to register under (default: the board name).")
+def serve_cmd(board_spec, host, port, tracker, key):
+    """Run TVM's RPC server on an emulated board (for `tune --tracker` / remote measurement)."""
+    from ..devices.board import load_board
+    from ..devices.emulator import setup_board
+    from ..errors import ConfigError
+
+    kind, _, name = board_spec.partition(":")
+    if kind != "emu" or not name:
+        raise ConfigError(f"'{board_spec}' must look like emu:NAME (e.g. emu:rk3588)")
+    emulated = setup_board(load_board(name))
+    process = emulated.serve_rpc(host=host, port=port, tracker=tracker, key=key or name)
+    click.echo(f"RPC server for emulated {name} starting on {host}:{port} (Ctrl-C stops it)", err=True)
+    try:
+        raise SystemExit(process.wait())
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()

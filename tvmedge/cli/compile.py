@@ -17,15 +17,18 @@ from ._output import Steps, TuneProgress, emit
                    "none = parallelise+vectorise without measuring, naive = TVM's default build.")
 @click.option("--tuning-records", type=click.Path(file_okay=False), help="Tuning database folder to use.")
 @click.option("--no-tuning", is_flag=True, help="Ignore tuning records.")
+@click.option("--tracker", metavar="HOST:PORT", help="Quick search measured on boards behind TVM's RPC tracker.")
+@click.option("--key", help="Board key at the tracker (default: the board name).")
 @click.option("--opt-level", type=click.IntRange(0, 3), default=3, show_default=True)
 @json_option
-def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_tuning, opt_level, as_json):
+def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_tuning, tracker, key, opt_level,
+                as_json):
     """Compile an ONNX model into a deployable artifact for a board."""
     from .. import api
     from ..frontend.onnx import parse_input_shapes
     from ..tune.auto import TuningOptions
 
-    tuning = TuningOptions(search=search, records=tuning_records, use_records=not no_tuning)
+    tuning = TuningOptions(search=search, records=tuning_records, use_records=not no_tuning, tracker=tracker, key=key)
     progress = TuneProgress(quiet=as_json, label="quick search")
     try:
         artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
@@ -49,6 +52,10 @@ def _render(d):
     elif t:
         click.echo(f"  schedules: {t['tuned']}/{t['tasks']} tasks from tuning records ({t['records']}), "
                    f"{t['fallback']} parallelised+vectorised without search"
-                   + (f"; {t['trials']} trials measured on the {t['measured_on']}" if t.get("trials") else ""))
+                   + (f"; {t['trials']} trials measured on {_where(t['measured_on'])}" if t.get("trials") else ""))
         if t.get("note"):
             click.echo(f"  note: {t['note']}")
+
+
+def _where(measured_on: str) -> str:
+    return "this host" if measured_on == "host" else measured_on

@@ -42,7 +42,7 @@ from .board import Board
 __all__ = ["EmulatedBoard", "board_root", "cache_dir", "setup_board", "load_emulated_board", "LAYOUT_VERSION"]
 
 # Bump when the recipe below changes in a way that makes old roots unusable: they are then rebuilt.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: cloudpickle for TVM's RPC server
 
 # TVM on the board must match the compiler that built the artifact (design.md §2: ffi 0.1.15 segfaults).
 TVM_VERSION = "0.27.0.post1"
@@ -89,6 +89,7 @@ _WHEELS = (
     ("numpy", None),
     ("ml_dtypes", None),
     ("typing_extensions", None),
+    ("cloudpickle", None),  # TVM's RPC server (tvm.exec.rpc_server) forks its workers through it
 )
 
 # Compile-time-only parts of the TVM wheel: a board never needs them (this is what proves the runtime route
@@ -298,6 +299,22 @@ class EmulatedBoard:
             stats = report
         stats["emulated"] = True
         return outputs, stats
+
+    def serve_rpc(self, *, host: str = "127.0.0.1", port: int = 9090, tracker: Optional[str] = None,
+                  key: str = "", stdout=None) -> subprocess.Popen:
+        """Start TVM's RPC server on the emulated board (``python -m tvmedge.runtime.rpc_server``); returns the process.
+
+        Point ``host`` at loopback: the server executes whatever modules its clients upload.
+        """
+        self.refresh_stage()
+        args = ["-P", "-m", "tvmedge.runtime.rpc_server", "--host", host, "--port", str(port), "--key", key]
+        if tracker:
+            args += ["--tracker", tracker]
+        try:
+            return subprocess.Popen(self.python_command(args), env=self.host_environ(), cwd=tempfile.gettempdir(),
+                                    stdout=stdout, stderr=subprocess.STDOUT, text=True)
+        except OSError as err:
+            raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}") from err
 
 
 def _board_error(board_name: str, proc: subprocess.CompletedProcess) -> TvmedgeError:

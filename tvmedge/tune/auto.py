@@ -30,6 +30,8 @@ class TuningOptions:
     records: Optional[str] = None  # a tuning database folder; default: <log root>/<target key>/
     use_records: bool = True
     log_root: Optional[str] = None
+    tracker: Optional[str] = None  # measure on boards behind TVM's RPC tracker (HOST:PORT) ...
+    key: Optional[str] = None  # ... registered under this key
 
     def __post_init__(self):
         text = str(self.search).lower()
@@ -57,12 +59,17 @@ def auto_schedule(mod, board, options: TuningOptions, *, progress: Optional[Call
     budget = Budget.parse_search(search)
     measured_on, trials, note = None, 0, None
     if budget is not None and database is not None and tasks:
-        if board.is_native:
-            from .measure import in_process_builder, local_runner
+        if board.is_native or options.tracker:
+            from .measure import in_process_builder, local_runner, rpc_runner
 
-            report = tune_tasks(tasks, database, budget=budget, builder=in_process_builder(), runner=local_runner(),
-                                progress=progress)
-            measured_on, trials = ("host", report.trials)
+            if options.tracker:
+                runner, measured_on = rpc_runner(options.tracker, options.key or board.name), \
+                    f"rpc tracker {options.tracker} key {options.key or board.name}"
+            else:
+                runner, measured_on = local_runner(), "host"
+            report = tune_tasks(tasks, database, budget=budget, builder=in_process_builder(board.cross_compiler),
+                                runner=runner, progress=progress)
+            trials = report.trials
             if report.interrupted:
                 raise KeyboardInterrupt
         else:

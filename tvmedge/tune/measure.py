@@ -55,6 +55,31 @@ def local_runner(timeout_sec: float = 30):
                        evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40))
 
 
+def _alloc_from_host(session, device, args_info, alloc_repeat):
+    """Candidate arguments filled with host-made random data.
+
+    MetaSchedule's default fills them on the board with ``tvm.contrib.random``, which the runtime-only
+    library a board carries (libtvm_runtime.so) does not have.
+    """
+    import numpy as np
+    import tvm
+
+    rng = np.random.default_rng(0)
+    repeated = []
+    for _ in range(alloc_repeat):
+        args = []
+        for kind, dtype, shape in args_info:
+            if kind != "TENSOR":
+                raise NotImplementedError(f"argument kind {kind}")
+            value = rng.random(shape).astype(dtype) if np.dtype(dtype).kind == "f" else \
+                rng.integers(0, 8, shape).astype(dtype)
+            array = tvm.runtime.empty(shape, dtype, device)
+            array.copyfrom(value)
+            args.append(array)
+        repeated.append(args)
+    return repeated
+
+
 def rpc_runner(tracker: str, key: str, *, timeout_sec: float = 120):
     """Measure on a board registered with TVM's RPC tracker (``HOST:PORT``) under ``key``."""
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, RPCConfig, RPCRunner
@@ -64,5 +89,6 @@ def rpc_runner(tracker: str, key: str, *, timeout_sec: float = 120):
         rpc_config=RPCConfig(tracker_host=host or "127.0.0.1", tracker_port=int(port), tracker_key=key,
                              session_timeout_sec=timeout_sec),
         evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40),
+        f_alloc_argument=_alloc_from_host,
         max_workers=1,
     )

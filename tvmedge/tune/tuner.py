@@ -73,7 +73,8 @@ class TuneReport:
     trials: int = 0
     seconds: float = 0.0
     interrupted: bool = False
-    history: list = field(default_factory=list)  # (trials so far, estimated model latency in us)
+    # one entry per measured batch: {"trials": so far, "task": name, "best_us": task's best, "estimated_us": model}
+    history: list = field(default_factory=list)
 
     @property
     def estimated_us(self) -> Optional[float]:
@@ -126,7 +127,8 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
         result.trials += trials
         report.trials += trials
         result.best_us = _best_us(database, task)
-        report.history.append((report.trials, report.estimated_us))
+        report.history.append({"trials": report.trials, "task": result.name, "best_us": result.best_us,
+                               "estimated_us": report.estimated_us})
         say({"event": "done", "phase": phase, "task": result.name, "trials": report.trials, "total": total,
              "best_us": result.best_us, "estimated_us": report.estimated_us})
 
