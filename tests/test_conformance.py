@@ -9,8 +9,8 @@ All the machinery (case loaders, preprocessing modes, pipeline, comparison) live
 
 Modes, as in the script: cases marked ``fold`` have their small int64 shape/axes inputs folded into
 initializers first (``--fold-const-inputs``); pytorch-converted cases marked ``opset9`` are converted from
-opset 6 with ``onnx.version_converter`` first (``--upgrade-opset 9``), because tvmedge cannot import the
-shipped opset-6 files (see ``test_pytorch_opset6_as_shipped``).
+opset 6 with ``onnx.version_converter`` first (``--upgrade-opset 9``); the shipped opset-6 files import as
+they are too (``test_pytorch_opset6_as_shipped``).
 """
 
 from __future__ import annotations
@@ -135,10 +135,8 @@ def test_pytorch_converted(name, mode, board):
         assert result["upgraded_from"] == 6
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tvmedge.frontend.onnx._fold: onnxslim's symbolic shape inference returns None for opset < 7 and "
-    "onnxslim.slim then raises AttributeError; import_onnx has no fallback (79 of 82 pytorch-converted cases)"))
 def test_pytorch_opset6_as_shipped(board):
+    # onnxslim cannot fold opset < 7 models; import_onnx then hands the (static) model to TVM as it is.
     case = _cases("pytorch")["test_Conv2d"]
     result = conf.run_case(case, board)
     assert result["status"] == "match", result["message"]

@@ -53,7 +53,7 @@ def tune_cmd(model, board, input_shapes, trials, minutes, per_task, log_dir, tra
 
 def _render(d):
     rows = [[t["name"][:48], t["calls"], t["records_before"], t["trials"],
-             "-" if t["best_us"] is None else f"{t['best_us']:.1f}"] for t in d["tasks"]]
+             "-" if t["best_us"] is None else f"{t['best_us']:.3g}"] for t in d["tasks"]]
     click.echo(table(rows, ["task", "calls", "records before", "trials now", "best (us)"]))
     estimate = d["estimated_model_us"]
     click.echo(f"{d['trials']} trials in {d['seconds']:.0f} s; {d['tuned_tasks']}/{len(d['tasks'])} tasks have records; "

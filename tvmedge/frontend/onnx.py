@@ -127,6 +127,10 @@ def _dtype(value: onnx.ValueInfoProto) -> str:
 def _fix_shapes(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> list:
     """Write user shapes into the graph inputs; return the names of inputs still symbolic."""
     inputs = {value.name: value for value in _graph_inputs(model)}
+    for name, value in inputs.items():
+        if value.type.WhichOneof("value") != "tensor_type":
+            kind = value.type.WhichOneof("value") or "untyped"
+            raise ModelError(f"input '{name}' is a {kind.replace('_type', '')} value; tvmedge compiles models whose inputs are tensors")
     for name, shape in shapes.items():
         if name not in inputs:
             raise ConfigError(f"--input-shape names unknown input '{name}'; the model's inputs are: {', '.join(inputs)}")
@@ -139,7 +143,7 @@ def _fix_shapes(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> list:
         del dims[:]
         for size in shape:
             dims.add().dim_value = size
-    return [name for name, value in inputs.items() if any(not isinstance(d, int) or d <= 0 for d in _dims(value))
+    return [name for name, value in inputs.items() if any(not isinstance(d, int) for d in _dims(value))
             or not value.type.tensor_type.HasField("shape")]
 
 
@@ -148,7 +152,7 @@ def _needs_shape_message(model: onnx.ModelProto, names: list) -> str:
     for value in _graph_inputs(model):
         if value.name in names:
             dims = _dims(value)
-            example = ",".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims) or "1"
+            example = ",".join(str(d) if isinstance(d, int) else "1" for d in dims) or "1"
             described.append(f"{value.name} {tuple(dims)} (e.g. --input-shape {value.name}={example})")
     return "input shape needed: " + "; ".join(described)
 
@@ -176,14 +180,17 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _fold(model: onnx.ModelProto, path) -> onnx.ModelProto:
-    """Fold shape subgraphs and constants with onnxslim (inputs must have static shapes)."""
+    """Fold shape subgraphs and constants with onnxslim (inputs must have static shapes).
+
+    Folding is what lets exported models with run-time shape computations import; a model onnxslim
+    cannot process (e.g. opset < 7) goes to TVM's importer as it is, which handles static graphs itself.
+    """
     import onnxslim
 
     try:
         return onnxslim.slim(model)
-    except Exception as err:  # onnxslim raises assorted errors; the original model still imports sometimes
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: folding shapes/constants with onnxslim failed: {first}") from err
+    except Exception:  # onnxslim raises assorted errors on models it does not support
+        return model
 
 
 def import_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> ImportedModel:

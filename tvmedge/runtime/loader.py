@@ -128,7 +128,7 @@ def check_inputs(specs, inputs: Optional[ArrayLike]) -> list:
                 f"input '{spec.name}': expected shape {tuple(spec.shape)} {spec.dtype}, "
                 f"got {tuple(value.shape)} {value.dtype}"
             )
-        arrays.append(np.ascontiguousarray(value))
+        arrays.append(np.require(value, requirements="C"))  # keeps 0-d scalars 0-d (ascontiguousarray would not)
     return arrays
 
 

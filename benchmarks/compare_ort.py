@@ -1,0 +1,187 @@
+"""tvmedge vs ONNX Runtime on this machine, as latency ratios measured in one run.
+
+For each model: ONNX Runtime (CPU provider, same thread count) and tvmedge artifacts built with
+  naive  — TVM's default build (no schedule),
+  none   — the no-search schedule (parallelise + vectorise, nothing measured),
+  quick  — the quick search into a fresh database (its tuning time is reported),
+  logs   — the shipped tuning_logs/ for this CPU, no search (absent when no logs match this CPU).
+Timings interleave the engines round by round (same process, same inputs) so that machine noise hits all
+of them alike; the ratio is tvmedge median / ORT median. Results go to benchmarks/results.{md,json}.
+
+    .venv/bin/python benchmarks/compare_ort.py                      # default models and variants
+    .venv/bin/python benchmarks/compare_ort.py --models light_resnet50 --variants logs,naive
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+LIGHT = Path(__import__("onnx").__file__).parent / "backend" / "test" / "data" / "light"
+MODELS = {
+    "tiny_cnn": REPO / "examples" / "models" / "tiny_cnn.onnx",
+    "light_squeezenet": LIGHT / "light_squeezenet.onnx",
+    "light_shufflenet": LIGHT / "light_shufflenet.onnx",
+    "light_inception_v1": LIGHT / "light_inception_v1.onnx",
+    "light_resnet50": LIGHT / "light_resnet50.onnx",
+}
+VARIANTS = ("naive", "none", "quick", "logs")
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def build(name, path, variant, workdir, board):
+    from tvmedge import api
+    from tvmedge.tune.auto import TuningOptions
+    from tvmedge.tune.database import default_log_root
+
+    if variant == "naive":
+        options = TuningOptions(search="naive")
+    elif variant == "none":
+        options = TuningOptions(search="none", use_records=False)
+    elif variant == "quick":
+        options = TuningOptions(search="quick", log_root=str(workdir / "fresh-logs"))
+    else:
+        shipped = default_log_root() / _key(board)
+        if not shipped.is_dir():
+            return None, {"error": f"no shipped logs for {shipped.name}"}
+        options = TuningOptions(search="none", records=str(shipped))
+    start = time.perf_counter()
+    artifact = api.compile(path, board, out=workdir / f"{name}-{variant}", tuning=options)
+    info = {"build_s": round(time.perf_counter() - start, 1), "tuning": artifact.manifest.tuning}
+    return api.load(artifact.path), info
+
+
+def _key(board):
+    from tvmedge import api
+    from tvmedge.tune.database import target_key
+
+    return target_key(api.load_board(board).tvm_target())
+
+
+def bench(model_name, path, variants, rounds, per_round, board, threads):
+    from tvmedge.runtime.inputs import random_inputs
+
+    with tempfile.TemporaryDirectory(prefix="tvmedge-bench-") as tmp:
+        runners, infos = {}, {}
+        for variant in variants:
+            model, info = build(model_name, path, variant, Path(tmp), board)
+            infos[variant] = info
+            if model is not None:
+                runners[variant] = model
+        any_model = next(iter(runners.values()))
+        feed = random_inputs(any_model.inputs, seed=0)
+        session = ort_session(path, threads)
+        engines = {"ort": lambda: session.run(None, feed)}
+        for variant, model in runners.items():
+            engines[variant] = (lambda m: (lambda: m.run(feed)))(model)
+        reference = session.run(None, feed)
+        for variant, model in runners.items():
+            out = list(model.run(feed).values())
+            infos[variant]["max_abs_diff_vs_ort"] = float(max(np.max(np.abs(a - b)) for a, b in zip(out, reference)))
+        times = {name: [] for name in engines}
+        for run in engines.values():  # warm up
+            run()
+        for _ in range(rounds):
+            for name, run in engines.items():
+                for _ in range(per_round):
+                    start = time.perf_counter()
+                    run()
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    ort_ms = statistics.median(times["ort"])
+    row = {"model": model_name, "ort_ms": ort_ms, "variants": {}}
+    for variant in variants:
+        entry = dict(infos[variant])
+        if variant in times:
+            entry["ms"] = statistics.median(times[variant])
+            entry["ratio"] = entry["ms"] / ort_ms
+        row["variants"][variant] = entry
+    return row
+
+
+def render(rows, variants, meta) -> str:
+    lines = [
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['threads']} threads for both engines), "
+        f"onnxruntime {meta['onnxruntime']}, TVM {meta['tvm']}. Ratio = tvmedge median latency / ONNX Runtime "
+        f"median latency in the same run (lower is better; < 1 means tvmedge is faster).",
+        "",
+        "| model | ORT (ms) | " + " | ".join(f"{v} (x ORT)" for v in variants) + " |",
+        "|---|---:|" + "---:|" * len(variants),
+    ]
+    for row in rows:
+        cells = []
+        for variant in variants:
+            entry = row["variants"][variant]
+            if "ratio" not in entry:
+                cells.append("—")
+                continue
+            cell = f"{entry['ratio']:.2f}"
+            if variant == "quick":
+                cell += f" ({entry['tuning']['trials']} trials, {entry['build_s']:.0f} s)"
+            cells.append(cell)
+        lines.append(f"| {row['model']} | {row['ort_ms']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
+    parser.add_argument("--board", default="x86-host")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--per-round", type=int, default=10)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="path prefix for .md and .json")
+    args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS] + [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model/variant: {', '.join(unknown)}")
+    import onnxruntime
+    import tvm
+
+    threads = os.cpu_count() or 1
+    meta = {"date": time.strftime("%Y-%m-%d"), "cpu": f"{_cpu_name()} ({tvm.target.codegen.llvm_get_system_cpu()})",
+            "threads": threads, "onnxruntime": onnxruntime.__version__, "tvm": tvm.__version__,
+            "python": platform.python_version()}
+    rows = []
+    for name in args.models.split(","):
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        rows.append(bench(name, MODELS[name], variants, args.rounds, args.per_round, args.board, threads))
+        print(render(rows[-1:], variants, meta).splitlines()[-1], file=sys.stderr, flush=True)
+    text = render(rows, variants, meta)
+    Path(args.out + ".md").write_text(text)
+    Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    print(text)
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
