@@ -35,14 +35,15 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
     the quick search for tasks without records, on a native board). ``progress`` receives a message as each
     step starts; ``tune_progress`` receives the quick search's events.
     """
-    from .build.artifact import compile_artifact
+    from .build.artifact import check_destination, compile_artifact
     from .frontend.onnx import import_onnx
     from .tune.auto import TuningOptions, auto_schedule
 
     progress = progress or (lambda message: None)
     tuning = tuning or TuningOptions()
     board = board if isinstance(board, Board) else load_board(board)
-    board.check_toolchain()  # fail before the (slow) import when the cross compiler is missing
+    board.check_toolchain()  # fail before the (slow) import and search when the cross compiler is missing
+    check_destination(Path(out))
     progress(f"importing {Path(model).name} (check, fix shapes, fold, convert to Relax)")
     imported = import_onnx(model, input_shapes)
     progress(f"scheduling for {board.name} (records, search {tuning.search})")
@@ -57,33 +58,24 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     """Tune a model's tasks for a board into ``tuning_logs/<target key>/`` (or ``log_dir``) -> ``TuneReport``.
 
     Measures on this host for a native board, or on boards behind TVM's RPC tracker (``tracker="HOST:PORT"``,
-    ``key="rk3588"``). Resumable: records are kept as they are measured, finished tasks are skipped.
+    ``key``: what the boards registered under, default the board's name). Resumable: records are kept as they are measured, finished tasks are skipped.
     """
     import tvm
 
-    from .errors import TuningError
     from .frontend.onnx import import_onnx
     from .tune.database import TuningDatabase
-    from .tune.measure import in_process_builder, local_runner, rpc_runner
+    from .tune.measure import measurer_for
     from .tune.tasks import extract_tasks, prepare
     from .tune.tuner import Budget, tune_tasks
 
     board = board if isinstance(board, Board) else load_board(board)
-    if tracker:
-        if not key:
-            raise TuningError("--tracker needs --key, the name the boards registered under (e.g. rk3588)")
-        runner, cross = rpc_runner(tracker, key), board.check_toolchain()
-    elif board.is_native:
-        runner, cross = local_runner(), None
-    else:
-        raise TuningError(f"board {board.name} is {board.arch}: its code cannot be measured on this host; "
-                          f"pass --tracker HOST:PORT --key KEY for boards running TVM's RPC server")
+    builder, runner, _ = measurer_for(board, tracker, key)  # key defaults to the board's name
     spec = board.tvm_target()
     database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(spec)
     imported = import_onnx(model, input_shapes)
     target = tvm.target.Target(spec)
     tasks = extract_tasks(prepare(imported.mod, target), target)
-    return tune_tasks(tasks, database, budget=budget or Budget(), builder=in_process_builder(cross), runner=runner,
+    return tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
                       progress=progress, seed=seed)
 
 

@@ -19,7 +19,7 @@ from ..runtime.manifest import MANIFEST_NAME, Manifest, sha256_file
 from .cross import export_library
 from .lower import build_executable
 
-__all__ = ["Artifact", "compile_artifact", "LIBRARY_NAME"]
+__all__ = ["Artifact", "compile_artifact", "check_destination", "LIBRARY_NAME"]
 
 LIBRARY_NAME = "model.so"
 
@@ -62,7 +62,7 @@ def compile_artifact(imported, board: Board, out, *, mod=None, tuning=None, opt_
     import tvm
 
     out = Path(out)
-    _check_destination(out)
+    check_destination(out)
     target = board.tvm_target()
     executable = build_executable(imported.mod if mod is None else mod, target, opt_level=opt_level)
     with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
@@ -96,7 +96,8 @@ def compile_artifact(imported, board: Board, out, *, mod=None, tuning=None, opt_
     return Artifact(out, manifest)
 
 
-def _check_destination(out: Path) -> None:
+def check_destination(out: Path) -> None:
+    """ArtifactError unless ``out`` is absent, empty, or an artifact (which is then replaced)."""
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"output {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():

@@ -16,7 +16,7 @@ from ._output import TuneProgress, emit, table
               help="Candidates sampled per task before any task is searched further.")
 @click.option("--log-dir", type=click.Path(file_okay=False), help="Tuning database folder (default: tuning_logs/<target key>/).")
 @click.option("--tracker", metavar="HOST:PORT", help="Measure on boards registered with TVM's RPC tracker.")
-@click.option("--key", help="Board key at the tracker (e.g. rk3588).")
+@click.option("--key", help="Board key at the tracker (default: the board name).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the tuning curve PNG here (default: next to the logs).")
 @click.option("--show", is_flag=True, help="Only summarise the tuning databases that exist.")
 @json_option

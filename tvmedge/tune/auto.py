@@ -60,15 +60,10 @@ def auto_schedule(mod, board, options: TuningOptions, *, progress: Optional[Call
     measured_on, trials, note = None, 0, None
     if budget is not None and database is not None and tasks:
         if board.is_native or options.tracker:
-            from .measure import in_process_builder, local_runner, rpc_runner
+            from .measure import measurer_for
 
-            if options.tracker:
-                runner, measured_on = rpc_runner(options.tracker, options.key or board.name), \
-                    f"rpc tracker {options.tracker} key {options.key or board.name}"
-            else:
-                runner, measured_on = local_runner(), "host"
-            report = tune_tasks(tasks, database, budget=budget, builder=in_process_builder(board.cross_compiler),
-                                runner=runner, progress=progress)
+            builder, runner, measured_on = measurer_for(board, options.tracker, options.key)
+            report = tune_tasks(tasks, database, budget=budget, builder=builder, runner=runner, progress=progress)
             trials = report.trials
             if report.interrupted:
                 raise KeyboardInterrupt

@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Optional
 
-__all__ = ["in_process_builder", "local_runner", "rpc_runner"]
+__all__ = ["in_process_builder", "local_runner", "rpc_runner", "measurer_for"]
 
 
 def in_process_builder(cross_compiler: Optional[str] = None):
@@ -92,3 +92,17 @@ def rpc_runner(tracker: str, key: str, *, timeout_sec: float = 120):
         f_alloc_argument=_alloc_from_host,
         max_workers=1,
     )
+
+
+def measurer_for(board, tracker: Optional[str] = None, key: Optional[str] = None) -> tuple:
+    """``(builder, runner, where)`` that measure ``board``'s code: this host for a native board, else the
+    boards behind TVM's RPC tracker. TuningError when neither can (a cross board and no tracker)."""
+    from ..errors import TuningError
+
+    if tracker:
+        key = key or board.name
+        return in_process_builder(board.check_toolchain()), rpc_runner(tracker, key), f"rpc tracker {tracker} key {key}"
+    if board.is_native:
+        return in_process_builder(), local_runner(), "host"
+    raise TuningError(f"board {board.name} is {board.arch}: its code cannot be measured on this host; "
+                      f"pass --tracker HOST:PORT --key KEY for boards running TVM's RPC server")
