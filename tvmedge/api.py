@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Optional, Union
 from .devices.board import Board, load_board
 from .errors import ConfigError
 
-__all__ = ["inspect", "compile", "tune", "run", "load", "load_board"]
+__all__ = ["inspect", "compile", "tune", "partition", "run", "load", "load_board"]
 
 Shapes = Optional[Mapping[str, tuple]]
 
@@ -28,15 +28,18 @@ def inspect(model, *, input_shapes: Shapes = None):
 
 def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out="out", tuning=None,
             opt_level: int = 3, progress: Optional[Callable[[str], None]] = None,
-            tune_progress: Optional[Callable[[dict], None]] = None):
+            tune_progress: Optional[Callable[[dict], None]] = None, quant=None):
     """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
     ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions` (default: records from ``tuning_logs/`` plus
     the quick search for tasks without records, on a native board). ``progress`` receives a message as each
-    step starts; ``tune_progress`` receives the quick search's events.
+    step starts; ``tune_progress`` receives the quick search's events. ``quant`` (a
+    :class:`tvmedge.quant.QuantConfig` or its YAML path) quantizes the model first; quantized weights stay
+    quantized in the artifact (also for a model that ``tvmedge quantize`` wrote) and the manifest's
+    ``build.quantization`` says how.
     """
     from .build.artifact import check_destination, compile_artifact
-    from .frontend.onnx import import_onnx
+    from .quant.build import import_model
     from .tune.auto import TuningOptions, auto_schedule
 
     progress = progress or (lambda message: None)
@@ -44,13 +47,18 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
     board = board if isinstance(board, Board) else load_board(board)
     board.check_toolchain()  # fail before the (slow) import and search when the cross compiler is missing
     check_destination(Path(out))
-    progress(f"importing {Path(model).name} (check, fix shapes, fold, convert to Relax)")
-    imported = import_onnx(model, input_shapes)
+    progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
+             f"convert to Relax)")
+    imported, quantization = import_model(model, quant, input_shapes)
     progress(f"scheduling for {board.name} (records, search {tuning.search})")
     scheduled, provenance = auto_schedule(imported.mod, board, tuning, progress=tune_progress)
     progress(f"building for {board.name} ({board.triple})")
-    return compile_artifact(imported, board, out, mod=scheduled, tuning=provenance, opt_level=opt_level,
-                            progress=progress)
+    artifact = compile_artifact(imported, board, out, mod=scheduled, tuning=provenance, opt_level=opt_level,
+                                progress=progress)
+    if quantization is not None:  # rewritten whole, so the manifest's digest covers this block too
+        artifact.manifest.build["quantization"] = quantization
+        artifact.manifest.write(artifact.path)
+    return artifact
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
@@ -77,6 +85,15 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     tasks = extract_tasks(prepare(imported.mod, target), target)
     return tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
                       progress=progress, seed=seed)
+
+
+def partition(model, board: Union[str, Board], *, objective: str = "latency", input_shapes: Shapes = None,
+              costs: str = "learned", algorithm: Optional[str] = None):
+    """Partition a model over a board's device graph -> ``PartitionReport`` (plan + baselines side by side)."""
+    from .partition.report import partition_model
+
+    return partition_model(model, board, objective=objective, input_shapes=input_shapes, correction=costs,
+                           algorithm=algorithm)
 
 
 def load(artifact, device: str = "cpu", verify: bool = True):

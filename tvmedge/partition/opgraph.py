@@ -7,7 +7,8 @@ This is the unit of work the cost model prices and the partitioner places: one n
 
 Each op gets a *kind* in the vocabulary the board YAMLs use for ``ops:`` (conv2d, matmul, add, mul, relu,
 clip, sigmoid, pool, softmax, concat, reshape, transpose, batch_norm, ...). The mapping is semantic: ONNX's
-n-ary ``Sum`` imports as ``broadcast_to -> stack -> sum(axis=stack axis)``, which is an ``add``; a global
+n-ary ``Sum`` imports as ``broadcast_to`` (to the shape it already has: dropped as a no-op) ``-> stack ->
+sum(axis=stack axis)``, which is an ``add``; a global
 average pool imports as ``mean`` over the spatial axes, which is a ``pool``. Anything unknown keeps its Relax
 name (``strided_slice``, ``power`` ...), so only units with ``ops: all`` accept it.
 
@@ -145,6 +146,9 @@ def extract_ops(mod, name: str = "model") -> OpGraph:
             if all(src[0] == "const" for src in sources):
                 producers[binding.var] = ("const", _bytes(binding.var.ty))
                 continue
+            if _is_identity(value, tensors, binding.var):
+                producers[binding.var] = ("alias", sources[0][1])
+                continue
             op = _make_op(value, binding.var, tensors, sources, producers, len(ops), counters)
             producers[binding.var] = op.name
             ops.append(op)
@@ -170,6 +174,12 @@ def _assemble(name, ops, func, producers) -> OpGraph:
         if isinstance(src, str) and not src.startswith("input:"):
             outputs.append((src, dag.nodes[src]["op"].bytes_out))
     return OpGraph(name, ops, dag, {k: (v[0], v[1]) for k, v in inputs.items()}, outputs)
+
+
+def _is_identity(call, tensors, var) -> bool:
+    """A broadcast to the shape the tensor already has (ONNX Sum's import): no op at all."""
+    return (_op_name(call) == "broadcast_to" and len(tensors) == 1
+            and _shape(tensors[0].ty) is not None and _shape(tensors[0].ty) == _shape(var.ty))
 
 
 def _var_name(var) -> str:
@@ -303,8 +313,6 @@ def _make_op(call, var, tensors, sources, producers, index, counters) -> Op:
 
 def _semantic_kind(relax_op, call, in_shapes, out_shape, sources, producers) -> str:
     kind = op_kind(relax_op)
-    if relax_op == "broadcast_to" and in_shapes and tuple(in_shapes[0]) == tuple(out_shape):
-        return "reshape"  # a no-op broadcast (ONNX Sum's import) is a copy at most
     if relax_op in ("sum", "mean") and call.attrs is not None:
         axes = [int(a) for a in (call.attrs.axis or [])]
         if relax_op == "mean" and len(out_shape) == 4 and sorted(a % 4 for a in axes) == [2, 3]:
