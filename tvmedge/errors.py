@@ -16,6 +16,8 @@ __all__ = [
     "BuildError",
     "ArtifactError",
     "InputError",
+    "ServeError",
+    "HardwareError",
 ]
 
 
@@ -70,3 +72,18 @@ class ArtifactError(TvmedgeError):
 
 class InputError(TvmedgeError):
     """Bad run-time input, e.g. ``input 'x': expected shape (1, 3, 32, 32) float32, got (1, 3, 32) float32``."""
+
+
+class ServeError(TvmedgeError):
+    """The model service refused a request or a setting, e.g. ``model 'resnet' is being unloaded; retry later``.
+
+    ``status`` is the HTTP status the service answers with (409 not loaded, 503 draining, 404 unknown, ...).
+    """
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+class HardwareError(TvmedgeError):
+    """A hardware interface is absent or not writable, e.g. ``no thermal zones under /sys/class/thermal``."""

@@ -19,6 +19,10 @@ _VERBS = {
     "tune": "tvmedge.cli.tune:tune_cmd",
     "logs": "tvmedge.cli.logs:logs",
     "board": "tvmedge.cli.board:board",
+    "devices": "tvmedge.cli.devices:devices",
+    "partition": "tvmedge.cli.partition:partition_cmd",
+    "serve": "tvmedge.cli.serve:serve_cmd",
+    "thermal": "tvmedge.cli.thermal:thermal",
 }
 
 

@@ -42,13 +42,17 @@ class Model:
         if device != "cpu":
             raise ArtifactError(f"device '{device}' is not supported by this runtime; use 'cpu'")
         import tvm  # loaded only now: the manifest is trusted before any native code runs
+        import tvm_ffi
         from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
         self._device = tvm.cpu(0)
         try:
-            library = tvm.runtime.load_module(str(self.path / self.manifest.library))
-            self._vm = VirtualMachine(library, self._device)
+            # keep_module_alive=False: the library is unloaded when this Model (and its VM) are dropped, so
+            # a service that unloads models gets their memory back (TVM's default keeps every library
+            # loaded until exit; our artifacts register no global functions that would need that).
+            self._library = tvm_ffi.load_module(str(self.path / self.manifest.library), keep_module_alive=False)
+            self._vm = VirtualMachine(self._library, self._device)
         except Exception as err:  # TVM raises its own error types; report them as a bad artifact
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ArtifactError(f"cannot load {self.path / self.manifest.library}: {first}") from err

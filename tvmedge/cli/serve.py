@@ -1,0 +1,33 @@
+"""``tvmedge serve``: the REST model service over a directory of artifacts (needs ``tvmedge[serve]``)."""
+
+import click
+
+from ._options import json_option
+from ._output import emit
+
+
+@click.command("serve")
+@click.option("--models", "models_dir", required=True, type=click.Path(), help="Directory with one artifact per model.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; non-loopback needs --token.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--token", envvar="TVMEDGE_SERVE_TOKEN", help="Bearer token clients must send (env TVMEDGE_SERVE_TOKEN).")
+@click.option("--offline", is_flag=True, help="Only the profile's models, loopback only, no CDN-backed docs pages.")
+@click.option("--profile", type=click.Path(dir_okay=False), help="Offline profile (default MODELS/offline.json).")
+@click.option("--max-body", type=click.IntRange(1), default=16 << 20, show_default=True, help="Largest request body, bytes.")
+@json_option
+def serve_cmd(models_dir, host, port, token, offline, profile, max_body, as_json):
+    """Serve the artifacts under MODELS over HTTP until Ctrl-C (load/unload/infer, /metrics, /docs)."""
+    from ..serve import ServeOptions, serve
+
+    options = ServeOptions(models_dir, host=host, port=port, token=token, offline=offline, profile=profile, max_body=max_body)
+    serve(options, on_ready=lambda summary: emit(summary, as_json, _render))
+
+
+def _render(s):
+    loaded = ", ".join(s["loaded"]) or "none"
+    mode = "offline profile" if s["offline"] else "all models"
+    click.echo(f"serving {s['models_dir']} on {s['url']} ({mode}; loaded: {loaded}; RSS {s['rss_bytes'] / 2**20:.0f} MiB)")
+    for name, reason in s["skipped"].items():
+        click.echo(f"skipped {name}: {reason}", err=True)
+    docs = f"{s['url']}/openapi.json" if s["offline"] else f"{s['url']}/docs"
+    click.echo(f"API: {docs}   metrics: {s['url']}/metrics   Ctrl-C stops", err=True)
