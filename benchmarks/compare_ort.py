@@ -102,10 +102,13 @@ def bench(model_name, path, variants, rounds, per_round, board, threads):
             run()
         for _ in range(rounds):
             for name, run in engines.items():
-                for _ in range(per_round):
+                round_start = time.perf_counter()
+                for _ in range(per_round):  # at most per_round runs, or ~2 s, whichever comes first
                     start = time.perf_counter()
                     run()
                     times[name].append((time.perf_counter() - start) * 1e3)
+                    if time.perf_counter() - round_start > 2.0:
+                        break
     ort_ms = statistics.median(times["ort"])
     row = {"model": model_name, "ort_ms": ort_ms, "variants": {}}
     for variant in variants:
