@@ -17,17 +17,20 @@ def emit(data, as_json: bool, render) -> None:
         render(data)
 
 
+def _progress_wanted() -> bool:
+    """Progress displays only on a terminal (or with ``TVMEDGE_PROGRESS=1``), like most CLIs."""
+    import os
+
+    return sys.stderr.isatty() or os.environ.get("TVMEDGE_PROGRESS") == "1"
+
+
 class Steps:
     """Prints ``[i/n] what`` on stderr as each step starts (stdout stays clean for --json).
 
-    Quiet unless stderr is a terminal (or ``TVMEDGE_PROGRESS=1``), like most progress displays.
     """
 
     def __init__(self, total: int, quiet: bool = False):
-        import os
-
-        wanted = sys.stderr.isatty() or os.environ.get("TVMEDGE_PROGRESS") == "1"
-        self.total, self.index, self.quiet = total, 0, quiet or not wanted
+        self.total, self.index, self.quiet = total, 0, quiet or not _progress_wanted()
         self._start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
@@ -49,10 +52,7 @@ class TuneProgress:
     """A tqdm bar over tuning trials, fed by the tuner's events (on stderr; silent with --json)."""
 
     def __init__(self, quiet: bool = False, label: str = "tuning"):
-        import os
-
-        wanted = sys.stderr.isatty() or os.environ.get("TVMEDGE_PROGRESS") == "1"
-        self.quiet, self.label, self.bar = quiet or not wanted, label, None
+        self.quiet, self.label, self.bar = quiet or not _progress_wanted(), label, None
 
     def __call__(self, event: dict) -> None:
         if self.quiet:
