@@ -20,9 +20,11 @@ from ._output import Steps, TuneProgress, emit
 @click.option("--tracker", metavar="HOST:PORT", help="Quick search measured on boards behind TVM's RPC tracker.")
 @click.option("--key", help="Board key at the tracker (default: the board name).")
 @click.option("--opt-level", type=click.IntRange(0, 3), default=3, show_default=True)
+@click.option("--quant", type=click.Path(dir_okay=False), metavar="QUANT.yaml",
+              help="Quantize first with this config (see `tvmedge quantize`); weights stay quantized in the artifact.")
 @json_option
 def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_tuning, tracker, key, opt_level,
-                as_json):
+                quant, as_json):
     """Compile an ONNX model into a deployable artifact for a board."""
     from .. import api
     from ..frontend.onnx import parse_input_shapes
@@ -33,10 +35,13 @@ def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_t
     try:
         artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
                                tuning=tuning, opt_level=opt_level, progress=Steps(total=4, quiet=as_json),
-                               tune_progress=progress)
+                               tune_progress=progress, quant=quant)
     finally:
         progress.close()
-    emit(artifact.summary(), as_json, _render)
+    summary = artifact.summary()
+    if artifact.manifest.build.get("quantization"):
+        summary["quantization"] = artifact.manifest.build["quantization"]
+    emit(summary, as_json, _render)
 
 
 def _render(d):
@@ -55,6 +60,12 @@ def _render(d):
                    + (f"; {t['trials']} trials measured on {_where(t['measured_on'])}" if t.get("trials") else ""))
         if t.get("note"):
             click.echo(f"  note: {t['note']}")
+    q = d.get("quantization")
+    if q:
+        bits = ", ".join(f"{name} {b}" for name, b in (q.get("layers") or {}).items())
+        w = q.get("artifact_weights") or {}
+        click.echo(f"  quantized: {bits or 'QDQ model'}; in the artifact {w.get('int8_kept', 0)} INT8 and "
+                   f"{w.get('int4_packed', 0)} packed INT4 weights, dequantized inside {w.get('fused', 0)} layer kernels")
 
 
 def _where(measured_on: str) -> str:

@@ -23,6 +23,7 @@ _VERBS = {
     "partition": "tvmedge.cli.partition:partition_cmd",
     "serve": "tvmedge.cli.serve:serve_cmd",
     "thermal": "tvmedge.cli.thermal:thermal",
+    "quantize": "tvmedge.cli.quantize:quantize_cmd",
 }
 
 

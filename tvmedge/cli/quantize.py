@@ -1,0 +1,40 @@
+"""``tvmedge quantize``: ONNX model + quantization YAML -> quantized (QDQ) ONNX model and an accuracy report."""
+
+import click
+
+from ._options import json_option
+
+
+@click.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), metavar="QUANT.yaml",
+              help="Quantization config: a 'quantization:' block (type, bit_width, calibration_dataset, ...).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized ONNX model to write.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
+@click.option("--evaluate", metavar="DATASET",
+              help="Measure float vs quantized accuracy on this data (.npz / folder / list file, with 'labels').")
+@json_option
+def quantize_cmd(model, config_path, output, report_path, evaluate, as_json):
+    """Quantize an ONNX model (INT8, INT4 or mixed weights; static or dynamic activations).
+
+    \b
+    The result is a standard QDQ ONNX model: run it with ONNX Runtime, or compile it with
+    `tvmedge compile` (weights stay quantized in the artifact); `tvmedge compile --quant QUANT.yaml`
+    does both steps at once.
+    """
+    from ..quant import load_config, quantize
+    from ._output import Steps
+
+    config = load_config(config_path)  # a bad config fails before the model is read
+    result = quantize(model, config, evaluate=evaluate, progress=Steps(total=4, quiet=as_json))
+    result.save(output)
+    result.report.output = output
+    if report_path:
+        result.report.write(report_path)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(result.report.table())
+        click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))

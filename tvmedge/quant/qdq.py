@@ -1,0 +1,191 @@
+"""The quantized ONNX model: weights as INT8 / INT4 initializers behind ``DequantizeLinear`` (QDQ form).
+
+Which layers: ``Conv``, ``Gemm`` and ``MatMul`` whose weight (input 1) is a float initializer; per output
+channel (Conv axis 0, Gemm axis 0 with ``transB=1`` else 1, MatMul the last axis). Biases stay float.
+Activations entering a quantized layer get, by type:
+
+- ``static``:  ``QuantizeLinear -> DequantizeLinear`` with the calibrated uint8 scale / zero point;
+- ``dynamic``: ``DynamicQuantizeLinear -> DequantizeLinear`` (range of each input at run time);
+- ``weight_only``: nothing.
+
+The result is standard ONNX (opset >= 13; >= 21 when INT4 initializers are used) that ONNX Runtime runs and
+TVM's importer reads (:mod:`tvmedge.quant.relax` handles the INT4 part).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+__all__ = ["Layer", "ActivationPlan", "find_layers", "build_qdq", "weight_bytes_of", "INT4_OPSET"]
+
+INT4_OPSET = 21
+_QUANTIZABLE = ("Conv", "Gemm", "MatMul")
+
+
+@dataclass
+class Layer:
+    """A quantizable node: its weight initializer, channel axis and (once decided) bit width."""
+
+    node: str
+    op: str
+    weight: str
+    axis: int
+    shape: tuple
+    activation: str
+    excluded: bool = False
+    bits: Optional[int] = None  # 8 or 4; None keeps the layer float
+    sensitivity: Optional[dict] = None
+
+    @property
+    def params(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class ActivationPlan:
+    """How activations entering quantized layers are treated: ``none``, ``dynamic`` or ``static``."""
+
+    mode: str
+    ranges: dict = field(default_factory=dict)  # tensor name -> calibrate.ActivationRange (static)
+
+
+def _node_name(node, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+def find_layers(model, exclude: tuple = ()) -> tuple:
+    """Quantizable layers of ``model`` -> ``(layers, patterns of exclude that matched nothing)``.
+
+    A layer is excluded when its node name or its weight's name matches a pattern (exact or glob).
+    """
+    from onnx import TensorProto
+
+    inits = {init.name: init for init in model.graph.initializer}
+    layers, used = [], set()
+    for index, node in enumerate(model.graph.node):
+        if node.op_type not in _QUANTIZABLE or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        init = inits[node.input[1]]
+        shape = tuple(int(d) for d in init.dims)
+        if init.data_type != TensorProto.FLOAT or len(shape) < 2 or (node.op_type != "Conv" and len(shape) != 2):
+            continue
+        axis = 0
+        if node.op_type == "Gemm":
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            axis = 0 if trans_b else 1
+        elif node.op_type == "MatMul":
+            axis = 1
+        name = _node_name(node, index)
+        hits = {p for p in exclude if fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(init.name, p)}
+        used |= hits
+        layers.append(Layer(name, node.op_type, init.name, axis, shape, node.input[0], excluded=bool(hits)))
+    return layers, [p for p in exclude if p not in used]
+
+
+def weight_bytes_of(model, layers: list, quantized: dict) -> tuple:
+    """``(float bytes, quantized bytes)`` of all initializers; ``quantized`` maps node -> QuantizedWeight."""
+    from onnx import helper
+
+    sizes = {}
+    for init in model.graph.initializer:
+        count = int(np.prod(init.dims)) if init.dims else 1
+        try:
+            itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 1
+        sizes[init.name] = count * itemsize
+    total = sum(sizes.values())
+    after = dict(sizes)
+    still_float = {layer.weight for layer in layers if layer.bits is None}
+    versions = {}
+    for layer in layers:
+        if layer.bits is not None:
+            versions[(layer.weight, layer.bits)] = quantized[layer.node].nbytes
+            if layer.weight not in still_float:
+                after[layer.weight] = 0
+    return total, sum(after.values()) + sum(versions.values())
+
+
+def build_qdq(model, layers: list, quantized: dict, plan: ActivationPlan, *, int4_storage: str = "int4"):
+    """The QDQ model: ``quantized`` maps node name -> ``QuantizedWeight`` for every layer with ``bits`` set.
+
+    ``int4_storage``: ``int4`` (ONNX INT4 initializers, needs opset 21) or ``int8`` (same values, one per
+    byte, for models that cannot move to opset 21; the compiled artifact packs them either way).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from .int4 import int4_tensor
+
+    chosen = {layer.node: layer for layer in layers if layer.bits is not None and not layer.excluded}
+    graph = model.graph
+    new_inits, nodes, weight_outputs, act_outputs = [], [], {}, {}
+    for index, node in enumerate(graph.node):
+        layer = chosen.get(_node_name(node, index))
+        if layer is None:
+            nodes.append(node)
+            continue
+        key = (layer.weight, layer.bits)
+        base = f"{layer.weight}.int{layer.bits}"
+        if key not in weight_outputs:
+            qw = quantized[layer.node]
+            values = (int4_tensor(qw.values, base) if layer.bits == 4 and int4_storage == "int4"
+                      else numpy_helper.from_array(qw.values, base))
+            new_inits += [values, numpy_helper.from_array(qw.scale, f"{base}.scale")]
+            weight_outputs[key] = []
+        # One DequantizeLinear per consumer (the integer initializer is shared): each layer then gets its own
+        # dequantize to fuse with (a shared one could be fused into one consumer only).
+        suffix = f".{layer.node}" if weight_outputs[key] else ""
+        dequantized = f"{base}.dequantized{suffix}"
+        weight_outputs[key].append(dequantized)
+        nodes.append(helper.make_node("DequantizeLinear", [base, f"{base}.scale"], [dequantized],
+                                      name=f"{base}.DequantizeLinear{suffix}", axis=layer.axis))
+        source = layer.activation
+        if plan.mode != "none" and source not in act_outputs:
+            act_outputs[source] = _activation_qdq(source, plan, nodes, new_inits)
+        new_node = onnx.NodeProto()
+        new_node.CopyFrom(node)
+        new_node.input[1] = dequantized
+        if plan.mode != "none":
+            new_node.input[0] = act_outputs[source]
+        nodes.append(new_node)
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    result.graph.initializer.extend(new_inits)
+    _drop_unused_initializers(result)
+    return result
+
+
+def _activation_qdq(source: str, plan: ActivationPlan, nodes: list, inits: list) -> str:
+    from onnx import helper, numpy_helper
+
+    out = f"{source}.qdq"
+    if plan.mode == "dynamic":
+        nodes.append(helper.make_node("DynamicQuantizeLinear", [source], [f"{source}.q", f"{source}.scale",
+                                                                          f"{source}.zero_point"],
+                                      name=f"{source}.DynamicQuantizeLinear"))
+    elif plan.mode == "static":
+        scale, zero = plan.ranges[source].params
+        inits += [numpy_helper.from_array(np.array(scale, np.float32), f"{source}.scale"),
+                  numpy_helper.from_array(np.array(zero, np.uint8), f"{source}.zero_point")]
+        nodes.append(helper.make_node("QuantizeLinear", [source, f"{source}.scale", f"{source}.zero_point"],
+                                      [f"{source}.q"], name=f"{source}.QuantizeLinear"))
+    else:
+        raise ValueError(f"unknown activation mode {plan.mode!r}")
+    nodes.append(helper.make_node("DequantizeLinear", [f"{source}.q", f"{source}.scale", f"{source}.zero_point"],
+                                  [out], name=f"{source}.DequantizeLinear"))
+    return out
+
+
+def _drop_unused_initializers(model) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {out.name for out in model.graph.output}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
