@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import TuningError
 from .apply import schedule_module
-from .database import TuningDatabase
+from .database import TuningDatabase, default_log_root, target_key
 from .tasks import extract_tasks, prepare
 from .tuner import Budget, tune_tasks
 
@@ -48,28 +49,30 @@ def auto_schedule(mod, board, options: TuningOptions, *, progress: Optional[Call
     if search == "naive":
         return mod, {"search": "naive", "records": None, "measured_on": None, "trials": 0,
                      "note": "TVM's default build: no schedule applied"}
+    budget = Budget.parse_search(search)
+    will_measure = budget is not None and (board.is_native or bool(options.tracker))
     database = None
     if options.records:
         database = TuningDatabase(options.records, create=False)
     elif options.use_records:
-        database = TuningDatabase.for_target(spec, options.log_root)
+        folder = Path(options.log_root or default_log_root()) / target_key(spec)
+        if will_measure or folder.is_dir():  # a lookup alone must not leave empty databases behind
+            database = TuningDatabase(folder, create=will_measure)
     target = tvm.target.Target(spec)
     prepared = prepare(mod, target)
     tasks = extract_tasks(prepared, target)
-    budget = Budget.parse_search(search)
     measured_on, trials, note = None, 0, None
-    if budget is not None and database is not None and tasks:
-        if board.is_native or options.tracker:
-            from .measure import measurer_for
+    if budget is not None and tasks and not will_measure:
+        note = (f"cross target {board.arch}: no board attached to measure on, so no search ran "
+                f"(records for this target were used where present; tune on a board with `tvmedge tune --tracker`)")
+    elif budget is not None and database is not None and tasks:
+        from .measure import measurer_for
 
-            builder, runner, measured_on = measurer_for(board, options.tracker, options.key)
-            report = tune_tasks(tasks, database, budget=budget, builder=builder, runner=runner, progress=progress)
-            trials = report.trials
-            if report.interrupted:
-                raise KeyboardInterrupt
-        else:
-            note = (f"cross target {board.arch}: no board attached to measure on, so no search ran "
-                    f"(records for this target were used where present; tune on a board with `tvmedge tune --tracker`)")
+        builder, runner, measured_on = measurer_for(board, options.tracker, options.key)
+        report = tune_tasks(tasks, database, budget=budget, builder=builder, runner=runner, progress=progress)
+        trials = report.trials
+        if report.interrupted:
+            raise KeyboardInterrupt
     scheduled, provenance = schedule_module(prepared, tasks, target, database, fallback=True)
     provenance.update(search=search, measured_on=measured_on, trials=trials, note=note)
     return scheduled, provenance
