@@ -70,7 +70,7 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     """
     import tvm
 
-    from .frontend.onnx import import_onnx
+    from .quant.build import import_model
     from .tune.database import TuningDatabase
     from .tune.measure import measurer_for
     from .tune.tasks import extract_tasks, prepare
@@ -80,7 +80,7 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     builder, runner, _ = measurer_for(board, tracker, key)  # key defaults to the board's name
     spec = board.tvm_target()
     database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(spec)
-    imported = import_onnx(model, input_shapes)
+    imported, _ = import_model(model, None, input_shapes)  # as compile imports it, so the records match
     target = tvm.target.Target(spec)
     tasks = extract_tasks(prepare(imported.mod, target), target)
     return tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,

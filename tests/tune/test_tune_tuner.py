@@ -117,3 +117,33 @@ def test_killed_run_resumes_without_losing_records(tmp_path, tiny_cnn):
     assert sum(t.records_before for t in report.tasks) >= 6  # nothing measured before the kill was lost
     assert report.trials == 3 * len(report.tasks) - sum(min(3, t.records_before) for t in report.tasks)
     assert all(t.best_us is not None for t in report.tasks)
+
+
+def test_a_failing_task_does_not_stop_the_others(monkeypatch, tmp_path):
+    # A MetaSchedule ScheduleError on one task must leave it on the fallback schedule, not abort the run.
+    from tvmedge.tune import tuner
+    from tvmedge.tune.tasks import Task
+
+    class FakeDatabase:
+        path = tmp_path
+        best_secs: dict = {}
+
+        def count(self, mod):
+            return 0
+
+        def best(self, mod, target):
+            return self.best_secs.get(mod)
+
+    database = FakeDatabase()
+
+    def fake_measure(task, db, trials, **_):
+        if task.name == "bad":
+            raise RuntimeError("ScheduleError: cannot tile this block\n(details)")
+        db.best_secs[task.mod] = 1e-6
+
+    monkeypatch.setattr(tuner, "_measure", fake_measure)
+    tasks = [Task(name, name, 1, None) for name in ("first", "bad", "last")]
+    report = tuner.tune_tasks(tasks, database, budget=Budget(per_task=2), builder=None, runner=None)
+    by_name = {t.name: t for t in report.tasks}
+    assert by_name["first"].best_us == by_name["last"].best_us == 1.0
+    assert by_name["bad"].best_us is None and by_name["bad"].error == "ScheduleError: cannot tile this block"

@@ -59,5 +59,8 @@ def _render(d):
     click.echo(f"{d['trials']} trials in {d['seconds']:.0f} s; {d['tuned_tasks']}/{len(d['tasks'])} tasks have records; "
                f"estimated model latency {'-' if estimate is None else f'{estimate / 1e3:.3f} ms'}")
     click.echo(f"records: {d['database']}" + (f"; curve: {d['plot']}" if d.get("plot") else ""))
+    for t in d["tasks"]:
+        if t.get("error"):
+            click.echo(f"task {t['name']} could not be searched (it keeps the no-search schedule): {t['error']}")
     if d["interrupted"]:
         click.echo("interrupted: every measured record was kept; run the same command again to resume")

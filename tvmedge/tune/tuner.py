@@ -60,6 +60,7 @@ class TaskResult:
     records_before: int
     trials: int = 0
     best_us: Optional[float] = None
+    error: Optional[str] = None  # MetaSchedule failed on this task; it keeps the fallback schedule
 
     @property
     def share_us(self) -> float:
@@ -86,7 +87,7 @@ class TuneReport:
         return {
             "database": self.database,
             "tasks": [{"name": t.name, "calls": t.weight, "records_before": t.records_before, "trials": t.trials,
-                       "best_us": t.best_us} for t in self.tasks],
+                       "best_us": t.best_us, "error": t.error} for t in self.tasks],
             "trials": self.trials,
             "seconds": round(self.seconds, 1),
             "estimated_model_us": self.estimated_us,
@@ -123,7 +124,11 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
 
     def run(task: Task, result: TaskResult, trials: int, phase: str, **search) -> None:
         say({"event": "task", "phase": phase, "task": result.name, "trials": report.trials, "total": total})
-        _measure(task, database, trials, builder=builder, runner=runner, seed=seed, **search)
+        try:
+            _measure(task, database, trials, builder=builder, runner=runner, seed=seed, **search)
+        except Exception as err:  # a ScheduleError on one task must not cost the others their search
+            text = str(err).strip()
+            result.error = next((line for line in text.splitlines() if line.strip()), type(err).__name__)[:200]
         result.trials += trials
         report.trials += trials
         result.best_us = _best_us(database, task)
@@ -139,7 +144,7 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
             if need > 0 and not out_of_time():
                 run(task, result, min(need, left() or need), "sample", strategy="replay-trace", cost_model="random")
         while not out_of_time() and (total is not None or deadline is not None):  # phase 2: evolutionary search
-            ranked = sorted((r.share_us, i) for i, r in enumerate(results) if r.best_us is not None)
+            ranked = sorted((r.share_us, i) for i, r in enumerate(results) if r.best_us is not None and not r.error)
             if not ranked:
                 break
             index = ranked[-1][1]
