@@ -24,6 +24,8 @@ _VERBS = {
     "serve": "tvmedge.cli.serve:serve_cmd",
     "thermal": "tvmedge.cli.thermal:thermal",
     "quantize": "tvmedge.cli.quantize:quantize_cmd",
+    "certify": "tvmedge.cli.certify:certify_cmd",
+    "bench": "tvmedge.cli.bench:bench_cmd",
 }
 
 
