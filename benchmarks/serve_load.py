@@ -196,7 +196,7 @@ def main(argv=None) -> int:
 
 
 def render(r: dict) -> str:
-    lines = [f"# `tvmedge serve` load benchmark\n", f"Machine: {r['machine']}; each run {r['seconds']:g} s; "
+    lines = ["# `tvmedge serve` load benchmark\n", f"Machine: {r['machine']}; each run {r['seconds']:g} s; "
              "clients are threads in the benchmark process (httpx, one connection each) on the same cores as the server.\n",
              "| model | body | clients | churn (unload+load cycles) | requests | ok | refused (409/503) | errors | throughput (req/s) | p50 (ms) | p99 (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

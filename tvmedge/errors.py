@@ -6,6 +6,7 @@ Every message is one line that names the bad thing and says what to do. The CLI 
 """
 
 __all__ = [
+    "first_line",
     "TvmedgeError",
     "ConfigError",
     "ModelError",
@@ -19,6 +20,13 @@ __all__ = [
     "ServeError",
     "HardwareError",
 ]
+
+
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's text (third-party errors are often pages long)."""
+    text = str(err).strip()
+    line = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+    return line[:limit]
 
 
 class TvmedgeError(Exception):

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import ModelError, ToolchainError
+from .errors import ModelError, ToolchainError, first_line
 
 __all__ = ["onnxruntime_outputs", "compare_outputs"]
 
@@ -25,8 +25,7 @@ def onnxruntime_outputs(model_path, inputs: Mapping[str, np.ndarray], *, threads
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, dict(inputs))))
     except Exception as err:  # ORT raises its own Fail/InvalidArgument types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"onnxruntime could not run {model_path}: {first[:300]}") from err
+        raise ModelError(f"onnxruntime could not run {model_path}: {first_line(err)}") from err
 
 
 def compare_outputs(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], *,

@@ -242,7 +242,6 @@ def test_emulated_board_runs_a_cross_compiled_module(emu, tmp_path):
     if shutil.which("aarch64-linux-gnu-g++") is None:
         pytest.skip("aarch64-linux-gnu-g++ not installed (Debian package g++-aarch64-linux-gnu)")
     tvm = pytest.importorskip("tvm")
-    from tvm import relax
     from tvm.script import relax as R
 
     @tvm.script.ir_module

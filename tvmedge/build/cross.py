@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..devices.board import Board
-from ..errors import BuildError
+from ..errors import BuildError, first_line
 
 __all__ = ["export_library"]
 
@@ -21,7 +21,5 @@ def export_library(executable, path: Path, board: Board) -> Path:
     try:
         executable.export_library(str(path), **kwargs)
     except Exception as err:  # the linker's stderr arrives inside a RuntimeError
-        text = str(err).strip()
-        first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
-        raise BuildError(f"linking {path.name} for {board.arch} failed: {first[:300]}", detail=text) from err
+        raise BuildError(f"linking {path.name} for {board.arch} failed: {first_line(err)}", detail=str(err)) from err
     return path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import BuildError
+from ..errors import BuildError, first_line
 
 __all__ = ["build_executable"]
 
@@ -14,14 +14,9 @@ def build_executable(mod, target: dict, *, opt_level: int = 3):
     try:
         tvm_target = tvm.target.Target(target)
     except Exception as err:  # TVM's target parser raises ValueError / TVMError
-        raise BuildError(f"invalid TVM target {target}: {_first_line(err)}") from err
+        raise BuildError(f"invalid TVM target {target}: {first_line(err)}") from err
     try:
         with tvm.transform.PassContext(opt_level=opt_level):
             return tvm.compile(mod, target=tvm_target)
     except Exception as err:
-        raise BuildError(f"TVM could not build the model for {tvm_target}: {_first_line(err)}", detail=str(err)) from err
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)[:300]
+        raise BuildError(f"TVM could not build the model for {tvm_target}: {first_line(err)}", detail=str(err)) from err

@@ -33,7 +33,10 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from .. import errors as _errors
 from ..errors import ArtifactError, ConfigError, ToolchainError, TvmedgeError

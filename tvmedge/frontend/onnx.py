@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Optional
 import onnx
 from onnx import helper
 
-from ..errors import ConfigError, ModelError, UnsupportedOpError
+from ..errors import ConfigError, ModelError, UnsupportedOpError, first_line
 from ..runtime.manifest import TensorSpec
 from .coverage import op_histogram, unsupported_ops
 
@@ -101,8 +101,7 @@ def read_onnx(path) -> tuple:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ModelError(f"{path} fails the ONNX checker: {first}") from err
+        raise ModelError(f"{path} fails the ONNX checker: {first_line(err)}") from err
     return model, hashlib.sha256(data).hexdigest()
 
 
@@ -232,9 +231,7 @@ def _to_relax(model: onnx.ModelProto, path):
     try:
         return from_onnx(model, keep_params_in_input=False)
     except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...
-        text = str(err).strip()
-        first = next((line for line in text.splitlines() if line.strip()), type(err).__name__)
-        raise ModelError(f"{path}: TVM's ONNX importer failed: {first[:300]}") from err
+        raise ModelError(f"{path}: TVM's ONNX importer failed: {first_line(err)}") from err
 
 
 def _output_specs(mod, names: list, path) -> list:

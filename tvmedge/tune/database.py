@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import TuningError
+from ..errors import TuningError, first_line
 
 __all__ = ["TuningDatabase", "target_key", "default_log_root", "list_databases"]
 
@@ -86,8 +86,8 @@ class TuningDatabase:
                 self._db = JSONDatabase(path_workload=str(self.path / WORKLOADS),
                                         path_tuning_record=str(self.path / RECORDS), allow_missing=True)
             except Exception as err:  # MetaSchedule raises TVMError on content it cannot parse
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise TuningError(f"tuning records in {self.path} are not a MetaSchedule database: {first[:200]}") from err
+                raise TuningError(f"tuning records in {self.path} are not a MetaSchedule database: "
+                                  f"{first_line(err, 200)}") from err
         return self._db
 
     # -- repair -------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..errors import TuningError
+from ..errors import TuningError, first_line
 from .tasks import Task
 
 __all__ = ["Budget", "TaskResult", "TuneReport", "tune_tasks"]
@@ -127,8 +127,7 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
         try:
             _measure(task, database, trials, builder=builder, runner=runner, seed=seed, **search)
         except Exception as err:  # a ScheduleError on one task must not cost the others their search
-            text = str(err).strip()
-            result.error = next((line for line in text.splitlines() if line.strip()), type(err).__name__)[:200]
+            result.error = first_line(err, 200)
         result.trials += trials
         report.trials += trials
         result.best_us = _best_us(database, task)
