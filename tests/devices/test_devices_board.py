@@ -267,3 +267,71 @@ def test_duplicate_unit_names(tmp_path):
 )
 def test_invalid_target_json(text, expected):
     assert expected in _config_error(text)
+
+
+# --- declared metrics (issue 7 §3): typed keys, numbers with a source ------------------------------------
+
+
+def test_shipped_declared_metrics_cite_a_source():
+    from tvmedge.devices.matrix import METRICS
+
+    keys = {m.key for m in METRICS}
+    declared = 0
+    for name in BOARDS:
+        board = load_board(name)
+        assert set(board.metrics) <= keys
+        for key, figure in board.metrics.items():
+            declared += 1
+            assert figure.value > 0 and figure.source.strip(), f"{name}: metrics.{key} has no source"
+        if "memory_capacity" in board.metrics and board.memory_gb is not None:
+            assert board.metrics["memory_capacity"].value == board.memory_gb
+    assert declared >= 15  # the vendor boards declare peaks, bandwidth and capacity
+    assert load_board("rk3588").metrics["peak_int8_gops"].value == 6000
+
+
+def test_metric_as_bare_number_or_with_source(tmp_path):
+    data = _board_data("rpi5")
+    data["metrics"] = {"peak_gflops_fp32": 100, "memory_bandwidth": {"value": 17.1, "source": "[3] data sheet"}}
+    board = load_board(str(_write_board(tmp_path, data)))
+    assert board.metrics["peak_gflops_fp32"].value == 100 and board.metrics["peak_gflops_fp32"].source == ""
+    assert board.metrics["memory_bandwidth"].source == "[3] data sheet"
+
+
+def test_unknown_metric_key(tmp_path):
+    data = _board_data("rpi5")
+    data["metrics"] = {"peak_tflops": 1}
+    message = _config_error(_write_board(tmp_path, data))
+    assert "key 'metrics'" in message and "unknown metric 'peak_tflops'" in message
+    assert "peak_gflops_fp32" in message  # lists the valid names
+
+
+@pytest.mark.parametrize(
+    "figure, expected",
+    [
+        ("fast", "metrics.peak_gflops_fp32"),                           # not a number
+        ({"value": -1}, "metrics.peak_gflops_fp32.value"),              # negative
+        ({"value": 1, "url": "x"}, "metrics.peak_gflops_fp32.url"),     # unknown field
+        ({"source": "[1]"}, "metrics.peak_gflops_fp32.value"),          # no value
+    ],
+)
+def test_bad_metric_value(tmp_path, figure, expected):
+    data = _board_data("rpi5")
+    data["metrics"] = {"peak_gflops_fp32": figure}
+    assert f"key '{expected}'" in _config_error(_write_board(tmp_path, data))
+
+
+def test_declared_capacity_must_match_memory_gb(tmp_path):
+    data = _board_data("rpi5")
+    data["metrics"]["memory_capacity"] = {"value": 16, "source": "x"}
+    assert "differs from memory_gb" in _config_error(_write_board(tmp_path, data))
+
+
+def test_declared_board_matrix_labels():
+    from tvmedge.devices.matrix import METRICS, declared_board
+
+    rows = declared_board("rpi4")
+    assert [r["metric"] for r in rows] == [m.key for m in METRICS]
+    status = {r["metric"]: r["status"] for r in rows}
+    assert status["peak_gflops_fp32"] == "declared" and status["peak_int8_gops"] == "unavailable"
+    assert all(r["value"] is None for r in rows if r["status"] == "unavailable")
+    assert {r["status"] for r in declared_board("x86-host")} == {"unavailable"}

@@ -1,4 +1,7 @@
-"""``tvmedge bench --host [--artifact DIR] [--json]``: the 12-metric evaluation matrix, measured on this machine."""
+"""``tvmedge bench --host [--artifact DIR] [--json]``: the 12-metric evaluation matrix, measured on this machine.
+
+``tvmedge bench --board NAME`` prints the same matrix as the board declares it in ``targets/`` (data-sheet figures).
+"""
 
 import click
 
@@ -7,7 +10,8 @@ from ._output import emit, table
 
 
 @click.command("bench")
-@click.option("--host", "on_host", is_flag=True, help="Measure this machine (the only mode so far).")
+@click.option("--host", "on_host", is_flag=True, help="Measure this machine.")
+@click.option("--board", help="Show a board's declared (data-sheet) figures from targets/ instead of measuring.")
 @click.option("--artifact", type=click.Path(file_okay=False),
               help="An artifact built for this machine: enables load, first-inference, latency and throughput.")
 @click.option("--budget", type=click.FloatRange(0.05, 30), default=1.0, show_default=True,
@@ -15,12 +19,20 @@ from ._output import emit, table
 @click.option("--storage-dir", type=click.Path(file_okay=False, exists=True),
               help="Where the storage test file is written (default: the temp directory).")
 @json_option
-def bench_cmd(on_host, artifact, budget, storage_dir, as_json):
+def bench_cmd(on_host, board, artifact, budget, storage_dir, as_json):
     """Measure the 12 hardware metrics; each is labelled measured, declared or unavailable (with why)."""
     from ..errors import ConfigError
 
-    if not on_host:
-        raise ConfigError("pass --host: only this machine can be benchmarked so far (boards are not reachable from here)")
+    if on_host == bool(board):
+        raise ConfigError("pass --host (measure this machine) or --board NAME (its declared figures from targets/); "
+                          "boards are not reachable from here")
+    if board:
+        from ..devices.board import load_board
+        from ..devices.matrix import declared_board
+
+        b = load_board(board)
+        emit({"where": b.name, "metrics": declared_board(b)}, as_json, _render)
+        return
     from ..devices.matrix import measure_host
 
     rows = measure_host(artifact, budget_s=budget, storage_dir=storage_dir)

@@ -2,6 +2,7 @@
 
 import click
 
+from ._options import input_shape_option, json_option
 from ._output import emit, table
 
 
@@ -53,3 +54,28 @@ def _render(d):
         for link in d["links"]:
             click.echo(f"    {link['src']} <-> {link['dst']}: {link['bandwidth_gbps']} GB/s, "
                        f"{link['latency_us']} us latency, {link['sync_us']} us sync")
+
+
+@targets.command("rank")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+              help="Rank by predicted latency of one input, or by pipelined throughput.")
+@input_shape_option
+@json_option
+def rank_cmd(model, objective, input_shapes, as_json):
+    """Rank every board in targets/ for MODEL by the cost model's prediction (with the reasons)."""
+    from ..devices.rank import rank_boards
+    from ..frontend.onnx import parse_input_shapes
+
+    data = rank_boards(model, objective=objective, input_shapes=parse_input_shapes(input_shapes))
+    emit(data, as_json, _render_rank)
+
+
+def _render_rank(d):
+    click.echo(f"{d['model']} ({d['model_mb']:.2f} MB weights + largest activations), ranked by predicted "
+               f"{d['objective']} ({d['plan']} plan, {d['correction']} costs):")
+    rows = [[r["rank"], r["board"], f"{r['latency_ms']:.3f}", f"{r['throughput_ips']:.1f}", "; ".join(r["reasons"])]
+            for r in d["ranked"]]
+    click.echo(table(rows, ["#", "board", "latency ms", "inputs/s", "why"]))
+    for r in d["not_ranked"]:
+        click.echo(f"not ranked: {r['board']}: {r['why']}")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError, ToolchainError
 
-__all__ = ["Board", "ComputeUnit", "Link", "load_board", "list_boards", "resolve_target", "targets_dir", "host_arch"]
+__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target", "targets_dir", "host_arch"]
 
 Arch = Literal["x86_64", "aarch64", "riscv64"]
 
@@ -102,6 +102,23 @@ class Link(_Strict):
     sync_us: float = Field(0.0, ge=0)
 
 
+class DeclaredMetric(_Strict):
+    """One data-sheet figure of the evaluation matrix (:data:`tvmedge.devices.matrix.METRICS`), with its citation.
+
+    In YAML either a bare number or ``{value: 6000, source: "[1] RK3588 datasheet: NPU 6 TOPS INT8"}``.
+    """
+
+    value: float = Field(..., ge=0)
+    source: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_number(cls, data):
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return {"value": data}
+        return data
+
+
 class Board(_Strict):
     """One board: what TVM compiles for, how to link, and its compute units."""
 
@@ -115,7 +132,22 @@ class Board(_Strict):
     memory_gb: Optional[float] = Field(None, gt=0)
     compute_units: list[ComputeUnit] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
+    # Declared (data-sheet) values of the 12-metric matrix, keyed by metric name (tvmedge.devices.matrix.METRICS),
+    # each with its source. Only what a vendor publishes: the rest stays unavailable until measured on the board.
+    metrics: dict[str, DeclaredMetric] = Field(default_factory=dict)
     source: str = ""
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _known_metrics(cls, value):
+        from .matrix import METRICS
+
+        if isinstance(value, dict):
+            known = [m.key for m in METRICS]
+            unknown = [str(k) for k in value if k not in known]
+            if unknown:
+                raise ValueError(f"unknown metric '{unknown[0]}'; choose from: {', '.join(known)}")
+        return value
 
     @field_validator("target")
     @classmethod
@@ -133,6 +165,10 @@ class Board(_Strict):
             for end in (link.src, link.dst):
                 if end not in names:
                     raise ValueError(f"link endpoint '{end}' is not a compute unit ({', '.join(sorted(names))})")
+        declared = self.metrics.get("memory_capacity")
+        if declared is not None and self.memory_gb is not None and abs(declared.value - self.memory_gb) > 1e-6:
+            raise ValueError(f"metrics.memory_capacity ({declared.value:g} GB) differs from memory_gb "
+                             f"({self.memory_gb:g} GB); declare one capacity")
         return self
 
     @property

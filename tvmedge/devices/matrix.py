@@ -10,6 +10,8 @@ estimated silently.
 >>> rows = measure_host(artifact="out/", budget_s=0.5)
 >>> [(r["metric"], r["status"]) for r in rows][:2]
 [('peak_gflops_fp32', 'measured'), ('peak_int8_gops', 'unavailable')]
+>>> [r["status"] for r in declared_board("rk3588")][:2]     # a board's data-sheet figures (targets/rk3588.yaml)
+['declared', 'declared']
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["Metric", "METRICS", "STATUSES", "measure_host", "read_energy_uj"]
+__all__ = ["Metric", "METRICS", "STATUSES", "measure_host", "declared_board", "read_energy_uj"]
 
 STATUSES = ("measured", "declared", "unavailable")
 
@@ -215,3 +217,24 @@ def measure_host(artifact=None, *, budget_s: float = 1.0, storage_dir: Optional[
         _model(artifact, budget_s, energy)
     order = [m.key for m in METRICS]
     return sorted(rows, key=lambda r: order.index(r["metric"]))
+
+
+def declared_board(board) -> list:
+    """The 12 metrics as a board declares them in ``targets/<name>.yaml`` (``metrics:``), in :data:`METRICS` order.
+
+    ``board`` is a :class:`~tvmedge.devices.board.Board` or anything ``load_board`` takes. A metric the YAML does
+    not declare is ``unavailable``: nothing is derived or estimated here.
+    """
+    from .board import Board, load_board
+
+    board = board if isinstance(board, Board) else load_board(board)
+    rows = []
+    for metric in METRICS:
+        figure = board.metrics.get(metric.key)
+        if figure is not None:
+            rows.append(_row(metric.key, "declared", figure.value, figure.source or f"declared in {board.source}"))
+        else:
+            rows.append(_row(metric.key, "unavailable", None,
+                             f"not declared for {board.name} (no vendor figure); measure it on the board "
+                             f"with tvmedge bench --host"))
+    return rows
