@@ -28,7 +28,8 @@ def inspect(model, *, input_shapes: Shapes = None):
 
 def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out="out", tuning=None,
             opt_level: int = 3, progress: Optional[Callable[[str], None]] = None,
-            tune_progress: Optional[Callable[[dict], None]] = None, quant=None):
+            tune_progress: Optional[Callable[[dict], None]] = None, quant=None, partition: Optional[str] = None,
+            partition_algorithm: Optional[str] = None):
     """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
     ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions` (default: records from ``tuning_logs/`` plus
@@ -37,6 +38,13 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
     :class:`tvmedge.quant.QuantConfig` or its YAML path) quantizes the model first; quantized weights stay
     quantized in the artifact (also for a model that ``tvmedge quantize`` wrote) and the manifest's
     ``build.quantization`` says how.
+
+    ``partition`` (``"latency"`` or ``"throughput"``, default None = one library for the board's main CPU)
+    partitions the model over the board's compute units first and writes a multi-partition artifact: one
+    library per plan stage (``stage0.so`` ...), the plan in the manifest, stages on units TVM cannot build for
+    or the runtime cannot drive (NPU, OpenCL GPU) built for the host CPU and marked ``"fallback": "cpu"``
+    (see :mod:`tvmedge.build.partitioned`). ``partition_algorithm`` picks another partitioner than the
+    objective's default (e.g. ``"fixed-rule"``). Not combinable with ``quant`` yet.
     """
     from .build.artifact import check_destination, compile_artifact
     from .quant.build import import_model
@@ -47,6 +55,16 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
     board = board if isinstance(board, Board) else load_board(board)
     board.check_toolchain()  # fail before the (slow) import and search when the cross compiler is missing
     check_destination(Path(out))
+    if partition is not None:
+        if quant is not None:
+            raise ConfigError("--partition and --quant cannot be combined yet; compile without one of them")
+        from .build.partitioned import compile_partitioned
+
+        return compile_partitioned(model, board, out, objective=partition, input_shapes=input_shapes,
+                                   tuning=tuning, opt_level=opt_level, algorithm=partition_algorithm,
+                                   progress=progress, tune_progress=tune_progress)
+    if partition_algorithm is not None:
+        raise ConfigError("partition_algorithm needs partition='latency' or 'throughput'")
     progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
              f"convert to Relax)")
     imported, quantization = import_model(model, quant, input_shapes)

@@ -22,9 +22,12 @@ from ._output import Steps, TuneProgress, emit
 @click.option("--opt-level", type=click.IntRange(0, 3), default=3, show_default=True)
 @click.option("--quant", type=click.Path(dir_okay=False), metavar="QUANT.yaml",
               help="Quantize first with this config (see `tvmedge quantize`); weights stay quantized in the artifact.")
+@click.option("--partition", type=click.Choice(["latency", "throughput"]), default=None,
+              help="Partition over the board's compute units first (see `tvmedge partition`) and write one "
+                   "library per stage; off by default.")
 @json_option
 def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_tuning, tracker, key, opt_level,
-                quant, as_json):
+                quant, partition, as_json):
     """Compile an ONNX model into a deployable artifact for a board."""
     from .. import api
     from ..frontend.onnx import parse_input_shapes
@@ -35,10 +38,12 @@ def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_t
     try:
         artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
                                tuning=tuning, opt_level=opt_level, progress=Steps(total=4, quiet=as_json),
-                               tune_progress=progress, quant=quant)
+                               tune_progress=progress, quant=quant, partition=partition)
     finally:
         progress.close()
     summary = artifact.summary()
+    if artifact.manifest.plan:
+        summary["plan"] = artifact.manifest.plan
     if artifact.manifest.build.get("quantization"):
         summary["quantization"] = artifact.manifest.build["quantization"]
     emit(summary, as_json, _render)
@@ -60,6 +65,16 @@ def _render(d):
                    + (f"; {t['trials']} trials measured on {_where(t['measured_on'])}" if t.get("trials") else ""))
         if t.get("note"):
             click.echo(f"  note: {t['note']}")
+    p = d.get("plan")
+    if p:
+        pred = p.get("predicted") or {}
+        click.echo(f"  plan: {len(p['stages'])} stage(s), {p['objective']} ({p['algorithm']}), predicted "
+                   f"{pred.get('latency_ms', 0):.3f} ms latency, {pred.get('throughput_ips', 0):.1f} inputs/s pipelined")
+        for s in p["stages"]:
+            where = s["unit"] + (f" -> built for {s['built_for']} (fallback: {s['fallback']})" if s.get("fallback") else "")
+            click.echo(f"    {s['library']}: {len(s['ops'])} ops on {where}, predicted {s['predicted']['total_ms']:.3f} ms")
+            if s.get("reason"):
+                click.echo(f"      {s['reason']}")
     q = d.get("quantization")
     if q:
         bits = ", ".join(f"{name} {b}" for name, b in (q.get("layers") or {}).items())

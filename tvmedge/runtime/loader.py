@@ -47,16 +47,69 @@ class Model:
 
         self._tvm = tvm
         self._device = tvm.cpu(0)
-        try:
-            # keep_module_alive=False: the library is unloaded when this Model (and its VM) are dropped, so
-            # a service that unloads models gets their memory back (TVM's default keeps every library
-            # loaded until exit; our artifacts register no global functions that would need that).
-            self._library = tvm_ffi.load_module(str(self.path / self.manifest.library), keep_module_alive=False)
-            self._vm = VirtualMachine(self._library, self._device)
-        except Exception as err:  # TVM raises its own error types; report them as a bad artifact
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ArtifactError(f"cannot load {self.path / self.manifest.library}: {first}") from err
-        self._main = self._vm["main"]
+        self._stages = []  # multi-partition artifact: (main, input names, output names) per stage
+        self._libraries = []
+        for name in self.manifest.libraries():
+            path = self.path / name
+            try:
+                # keep_module_alive=False: the library is unloaded when this Model (and its VM) are dropped, so
+                # a service that unloads models gets their memory back (TVM's default keeps every library
+                # loaded until exit; our artifacts register no global functions that would need that).
+                library = tvm_ffi.load_module(str(path), keep_module_alive=False)
+                vm = VirtualMachine(library, self._device)
+            except Exception as err:  # TVM raises its own error types; report them as a bad artifact
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ArtifactError(f"cannot load {path}: {first}") from err
+            self._libraries.append((library, vm))
+        for (library, vm), stage in zip(self._libraries, self.manifest.stages()):
+            try:
+                names_in = [t["name"] for t in stage["inputs"]]
+                names_out = [t["name"] for t in stage["outputs"]]
+            except (KeyError, TypeError) as err:
+                raise ArtifactError(f"{self.path}: stage {stage.get('index')} of the plan is malformed: {err}") from err
+            self._stages.append((vm["main"], names_in, names_out))
+        self._library, self._vm = self._libraries[0]
+        self._main = self._vm["main"] if not self._stages else self._run_stages
+        if self._stages:
+            self._check_plan()
+
+    # --- multi-partition artifacts -------------------------------------------------------------
+    def _check_plan(self) -> None:
+        """Every tensor a stage reads is a model input or an earlier stage's output; outputs are produced."""
+        known = {spec.name for spec in self.manifest.inputs}
+        for index, (_, names_in, names_out) in enumerate(self._stages):
+            missing = [n for n in names_in if n not in known]
+            if missing:
+                raise ArtifactError(f"{self.path}: stage {index} reads '{missing[0]}', which no earlier stage produces")
+            known.update(names_out)
+        outputs = list(self.manifest.plan.get("outputs") or [])
+        if len(outputs) != len(self.manifest.outputs) or any(n not in known for n in outputs):
+            raise ArtifactError(f"{self.path}: the plan's outputs {outputs} do not match the model's outputs")
+
+    @property
+    def stage_count(self) -> int:
+        """Number of partitions run one after another (1 for a single-library artifact)."""
+        return max(1, len(self._stages))
+
+    def run_stage(self, index: int, tensors: dict) -> dict:
+        """Run one stage of a multi-partition artifact on ``tensors`` (name -> TVM tensor) and return the
+        tensors it produces (name -> TVM tensor). For pipelined execution (a thread per stage)."""
+        main, names_in, names_out = self._stages[index]
+        result = main(*[tensors[n] for n in names_in])
+        values = _flatten_tensors(result)
+        if len(values) != len(names_out):
+            raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(names_out)}")
+        return dict(zip(names_out, values))
+
+    def to_device(self, inputs: Optional[ArrayLike] = None) -> dict:
+        """Checked inputs as TVM tensors by input name (what :meth:`run_stage` takes)."""
+        return dict(zip((s.name for s in self.manifest.inputs), self._arrays(inputs)))
+
+    def _run_stages(self, *arrays):
+        tensors = dict(zip((s.name for s in self.manifest.inputs), arrays))
+        for index in range(len(self._stages)):
+            tensors.update(self.run_stage(index, tensors))
+        return [tensors[n] for n in self.manifest.plan["outputs"]]
 
     @property
     def inputs(self) -> list:
@@ -143,6 +196,16 @@ def _flatten(result) -> list:
     values = []
     for item in result:
         values.extend(_flatten(item))
+    return values
+
+
+def _flatten_tensors(result) -> list:
+    """Like :func:`_flatten`, but the tensors stay TVM tensors (handed to the next stage without a copy)."""
+    if hasattr(result, "numpy"):
+        return [result]
+    values = []
+    for item in result:
+        values.extend(_flatten_tensors(item))
     return values
 
 

@@ -21,11 +21,15 @@ from typing import Any, Optional
 
 from ..errors import ArtifactError
 
-__all__ = ["Manifest", "TensorSpec", "MANIFEST_NAME", "FORMAT", "FORMAT_VERSION", "sha256_file", "machine_arch"]
+__all__ = ["Manifest", "TensorSpec", "MANIFEST_NAME", "FORMAT", "FORMAT_VERSION", "PARTITIONED_FORMAT_VERSION", "sha256_file", "machine_arch"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "tvmedge-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a single-library artifact
+# A multi-partition artifact (``plan`` with stages, one library each) is version 2, so that a runtime that
+# knows only version 1 refuses it rather than running its first stage as if it were the whole model.
+PARTITIONED_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, PARTITIONED_FORMAT_VERSION)
 
 _ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}
 
@@ -128,9 +132,10 @@ class Manifest:
             raise ArtifactError(f"{path} is not a {FORMAT} manifest")
         if data.get("digest") != cls._digest_of(data):
             raise ArtifactError(f"{path} was modified after it was built (its digest does not match); rebuild the artifact")
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_VERSIONS:
             raise ArtifactError(
-                f"{path} has format version {data.get('format_version')}; this runtime reads version {FORMAT_VERSION}"
+                f"{path} has format version {data.get('format_version')}; this runtime reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         try:
             data["inputs"] = [TensorSpec.from_json(s) for s in data["inputs"]]
@@ -140,11 +145,23 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as err:
             raise ArtifactError(f"{path} is missing or has a malformed field: {err}") from err
 
+    def stages(self) -> list:
+        """The plan's stages (dicts with ``library``, ``inputs``, ``outputs`` ...) of a multi-partition
+        artifact, in execution order; ``[]`` for a single-library artifact."""
+        if not isinstance(self.plan, dict) or not self.plan.get("stages"):
+            return []
+        return list(self.plan["stages"])
+
+    def libraries(self) -> list:
+        """Every library the runtime loads: the stages' in plan order, or the one library."""
+        return [s["library"] for s in self.stages()] or [self.library]
+
     def verify(self, directory) -> None:
-        """Check every listed file's sha256 (before anything is loaded) and that the library is listed."""
+        """Check every listed file's sha256 (before anything is loaded) and that every library is listed."""
         directory = Path(directory)
-        if self.library not in self.files:
-            raise ArtifactError(f"{directory / MANIFEST_NAME} does not list a hash for its library {self.library}")
+        for library in dict.fromkeys([self.library, *self.libraries()]):
+            if library not in self.files:
+                raise ArtifactError(f"{directory / MANIFEST_NAME} does not list a hash for its library {library}")
         for name, info in sorted(self.files.items()):
             path = directory / name
             if Path(name).is_absolute() or ".." in Path(name).parts:
