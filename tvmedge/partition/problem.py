@@ -70,15 +70,20 @@ class Problem:
     def home(self, a, t: int) -> int:
         return a[t] if t < self.n else self.host
 
+    def destinations(self, a, t: int, src: int) -> set:
+        """Units other than ``src`` that need tensor ``t``: its readers' units, and the host for a model output."""
+        dests = {a[c] for c in self.readers[t]}
+        if self.is_output[t]:
+            dests.add(self.host)
+        dests.discard(src)
+        return dests
+
     def latency(self, a) -> float:
         """Exact serial latency of an assignment (the rules of plan.evaluate)."""
         total = float(sum(self.us[i, a[i]] for i in range(self.n)))
         for t in range(len(self.size)):
             src = self.home(a, t)
-            dests = {a[c] for c in self.readers[t]}
-            if self.is_output[t]:
-                dests.add(self.host)
-            dests.discard(src)
+            dests = self.destinations(a, t, src)
             if dests:
                 m = self.tr(self.size[t])
                 total += sum(m[src, d] for d in dests)
@@ -102,10 +107,7 @@ class Problem:
         """Transfer time tensor ``t`` adds to each receiving unit."""
         out = np.zeros(self.k + 1)
         src = self.home(a, t)
-        dests = {a[c] for c in self.readers[t]}
-        if self.is_output[t]:
-            dests.add(self.host)
-        dests.discard(src)
+        dests = self.destinations(a, t, src)
         if dests:
             m = self.tr(self.size[t])
             for d in dests:
@@ -136,10 +138,7 @@ class Problem:
             src = self.home(a, t)
             if src != u and not any(a[c] == u for c in self.readers[t] if c != i):
                 cost += self.tr(self.size[t])[src, u]
-        dests = {a[c] for c in self.readers[i]}
-        if self.is_output[i]:
-            dests.add(self.host)
-        dests.discard(u)
+        dests = self.destinations(a, i, u)
         if dests:
             m = self.tr(self.size[i])
             cost += sum(m[u, d] for d in dests)
