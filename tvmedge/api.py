@@ -114,16 +114,18 @@ def partition(model, board: Union[str, Board], *, objective: str = "latency", in
                            algorithm=algorithm)
 
 
-def load(artifact, device: str = "cpu", verify: bool = True):
-    """Load an artifact on this machine -> ``tvmedge.runtime.Model``."""
+def load(artifact, device: str = "cpu", verify: bool = True, session=None):
+    """Load an artifact on this machine (or on an RPC ``session``'s board) -> ``tvmedge.runtime.Model``."""
     from .runtime import load as _load
 
-    return _load(artifact, device=device, verify=verify)
+    return _load(artifact, device=device, verify=verify, session=session)
 
 
 def run(artifact, inputs: Optional[Mapping] = None, *, board: Optional[str] = None, repeat: int = 0,
-        random: bool = False, seed: int = 0):
-    """Run an artifact here or on an emulated board (``board="emu:rk3588"``).
+        random: bool = False, seed: int = 0, rpc: Optional[str] = None, tracker: Optional[str] = None,
+        key: Optional[str] = None):
+    """Run an artifact here, on an emulated board (``board="emu:rk3588"``) or on a remote board through TVM's
+    RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``).
 
     Returns ``(outputs, stats)``: outputs by name, latency statistics in ms (``stats["emulated"]`` is True
     for an emulated board, whose timings say nothing about the real one).
@@ -133,11 +135,16 @@ def run(artifact, inputs: Optional[Mapping] = None, *, board: Optional[str] = No
     from .runtime.manifest import Manifest
 
     if board is None:
-        model = load(artifact)
+        session, where = (None, "host")
+        if rpc or tracker:
+            from .runtime.remote import connect
+
+            session, where = connect(rpc=rpc, tracker=tracker, key=key)
+        model = load(artifact, session=session)
         feed = random_inputs(model.inputs, seed) if random or inputs is None else inputs
         outputs, stats = model.timed_run(feed, repeat=repeat)
-        stats["emulated"] = False
-        stats["where"] = "host"
+        stats["emulated"] = False  # a remote board's timings are its own (emulated or not, it cannot tell us)
+        stats["where"] = where
         return outputs, stats
     kind, _, name = board.partition(":")
     if kind != "emu" or not name:

@@ -16,10 +16,13 @@ from ._output import emit, table
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write outputs to .npz (or .npy for one output).")
 @click.option("--repeat", type=click.IntRange(0), default=10, show_default=True, help="Timed runs after the first.")
 @click.option("--board", help="Run on an emulated board, e.g. emu:rk3588 (default: this machine).")
+@click.option("--rpc", metavar="HOST:PORT", help="Run on a board serving TVM's RPC (e.g. `tvmedge board serve`).")
+@click.option("--tracker", metavar="HOST:PORT", help="Run on a board from TVM's RPC tracker (with --key).")
+@click.option("--key", help="Board key at the tracker, e.g. rk3588.")
 @click.option("--reference", type=click.Path(dir_okay=False),
               help="ONNX model to run with ONNX Runtime on the same inputs, and compare.")
 @json_option
-def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, reference, as_json):
+def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, rpc, tracker, key, reference, as_json):
     """Run a compiled artifact and print outputs and latency (first inference separately)."""
     from .. import api
     from ..runtime.inputs import random_inputs as make_random, read_inputs, write_outputs
@@ -28,7 +31,7 @@ def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, r
     manifest = Manifest.read(artifact)
     feed = read_inputs(input_files, manifest.inputs) if input_files and not random_inputs \
         else make_random(manifest.inputs, seed)
-    outputs, stats = api.run(artifact, feed, board=board, repeat=repeat)
+    outputs, stats = api.run(artifact, feed, board=board, repeat=repeat, rpc=rpc, tracker=tracker, key=key)
     data = {"artifact": artifact, "where": stats.pop("where"), "emulated": stats.pop("emulated"),
             "latency_ms": stats, "outputs": {k: _describe(v) for k, v in outputs.items()}}
     if output:

@@ -12,8 +12,8 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError
-from .manifest import Manifest, TensorSpec
+from ..errors import ArtifactError, InputError, first_line
+from .manifest import Manifest
 
 __all__ = ["Model", "load", "check_inputs"]
 
@@ -31,12 +31,16 @@ class Model:
         ``"cpu"`` (the only device the runtime drives so far).
     verify : bool
         Check the manifest's sha256 of every file before the library is loaded (default on).
+    session : tvm.rpc.RPCSession, optional
+        Run on a remote board through TVM's RPC instead: the libraries are verified here, uploaded and
+        loaded there, and tensors live on the board.
     """
 
-    def __init__(self, path, device: str = "cpu", verify: bool = True):
+    def __init__(self, path, device: str = "cpu", verify: bool = True, session=None):
         self.path = Path(path)
         self.manifest = Manifest.read(self.path)
-        self.manifest.check_arch(self.path)
+        if session is None:
+            self.manifest.check_arch(self.path)
         if verify:
             self.manifest.verify(self.path)
         if device != "cpu":
@@ -46,7 +50,7 @@ class Model:
         from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
-        self._device = tvm.cpu(0)
+        self._device = tvm.cpu(0) if session is None else session.cpu(0)
         self._stages = []  # multi-partition artifact: (main, input names, output names) per stage
         self._libraries = []
         for name in self.manifest.libraries():
@@ -55,11 +59,14 @@ class Model:
                 # keep_module_alive=False: the library is unloaded when this Model (and its VM) are dropped, so
                 # a service that unloads models gets their memory back (TVM's default keeps every library
                 # loaded until exit; our artifacts register no global functions that would need that).
-                library = tvm_ffi.load_module(str(path), keep_module_alive=False)
+                if session is None:
+                    library = tvm_ffi.load_module(str(path), keep_module_alive=False)
+                else:
+                    session.upload(str(path))
+                    library = session.load_module(name)
                 vm = VirtualMachine(library, self._device)
             except Exception as err:  # TVM raises its own error types; report them as a bad artifact
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise ArtifactError(f"cannot load {path}: {first}") from err
+                raise ArtifactError(f"cannot load {path}: {first_line(err)}") from err
             self._libraries.append((library, vm))
         for (library, vm), stage in zip(self._libraries, self.manifest.stages()):
             try:
@@ -209,6 +216,6 @@ def _flatten_tensors(result) -> list:
     return values
 
 
-def load(path, device: str = "cpu", verify: bool = True) -> Model:
+def load(path, device: str = "cpu", verify: bool = True, session=None) -> Model:
     """Load an artifact directory; see :class:`Model`."""
-    return Model(path, device=device, verify=verify)
+    return Model(path, device=device, verify=verify, session=session)

@@ -1,0 +1,55 @@
+"""Running an artifact on a board through TVM's RPC (`tvmedge run --rpc`), the emulated rk3588 serving it."""
+
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tvmedge import api
+from tvmedge.cli.main import cli
+from tvmedge.devices.board import load_board
+from tvmedge.devices.emulator import setup_board
+from tvmedge.errors import ConfigError, TvmedgeError
+from tvmedge.runtime.remote import connect
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.emulated
+def test_run_on_the_emulated_board_over_rpc(arm_artifact, x86_artifact, tiny_input):
+    port = _free_port()
+    server = setup_board(load_board("rk3588")).serve_rpc(port=port, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # the emulated server takes a few seconds to start
+            try:
+                outputs, stats = api.run(arm_artifact, {"input": tiny_input}, rpc=f"127.0.0.1:{port}", repeat=1)
+                break
+            except TvmedgeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        host, _ = api.run(x86_artifact, {"input": tiny_input})
+        assert stats["where"] == f"rpc 127.0.0.1:{port}"
+        np.testing.assert_allclose(outputs["probabilities"], host["probabilities"], rtol=1e-4, atol=1e-5)
+        result = CliRunner().invoke(cli, ["run", str(arm_artifact), "--rpc", f"127.0.0.1:{port}", "--repeat", "0"])
+        assert result.exit_code == 0, result.output
+        assert f"on rpc 127.0.0.1:{port}" in result.stdout
+    finally:
+        server.kill()
+
+
+def test_bad_addresses_are_one_line_errors():
+    with pytest.raises(ConfigError, match="--rpc 'nohost' must look like HOST:PORT"):
+        connect(rpc="nohost")
+    with pytest.raises(ConfigError, match="--tracker needs --key"):
+        connect(tracker="127.0.0.1:9190")
+    with pytest.raises(TvmedgeError, match=r"cannot reach RPC server 127.0.0.1:\d+"):
+        connect(rpc=f"127.0.0.1:{_free_port()}", timeout=5)
