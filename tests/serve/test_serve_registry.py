@@ -174,12 +174,15 @@ import json, sys
 import numpy as np
 from tvmedge.serve.registry import ModelRegistry
 registry = ModelRegistry(sys.argv[1])
-registry.load("mlp")       # the first cycle also pays for importing TVM's runtime: measure the second
-registry.unload("mlp")
-loaded = registry.load("mlp")
-registry.infer("mlp", {"input": np.ones((1, 1024), "float32")})
-unloaded = registry.unload("mlp")
-print(json.dumps({"added": loaded["rss_after_bytes"] - loaded["rss_before_bytes"], "freed": unloaded["rss_freed_bytes"]}))
+registry.load("mlp")       # the first cycle also pays for importing TVM's runtime: measure the next ones
+base = registry.unload("mlp")["rss_after_bytes"]
+freed = []
+for _ in range(3):
+    registry.load("mlp")
+    registry.infer("mlp", {"input": np.ones((1, 1024), "float32")})
+    unloaded = registry.unload("mlp")
+    freed.append(unloaded["rss_freed_bytes"])
+print(json.dumps({"freed": freed, "growth": unloaded["rss_after_bytes"] - base}))
 """
 
 
@@ -201,5 +204,7 @@ def test_unload_gives_the_memory_back(tmp_path, naive_tuning):
                             text=True, timeout=120, env=dict(os.environ, TVM_USE_RUNTIME_LIB="1"))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["added"] > 8 << 20
-    assert report["freed"] > report["added"] / 2, report
+    # Each unload returns at least the 8 MB of weights, and three load/unload cycles do not grow the process
+    # by a model's worth (with the library pinned, as TVM does by default, each cycle added the weights again).
+    assert all(freed > 7 << 20 for freed in report["freed"]), report
+    assert report["growth"] < 8 << 20, report
