@@ -182,17 +182,9 @@ def _emulated_board(board: Optional[str]):
 
 
 def _measure_on_board(emulated, artifact, duration: float) -> dict:
-    from .devices.emulator import _board_error, _last_json
-
     path = Path(artifact).resolve()
-    proc = emulated.run_python(["-P", "-m", "tvmedge.runtime.certify", str(path), "--duration", str(duration),
-                                "--no-thermal"], timeout=duration + 300)
-    if proc.returncode != 0:
-        raise _board_error(emulated.board.name, proc)
-    result = _last_json(proc.stdout)
-    if result is None:
-        raise ArtifactError(f"emulated board {emulated.board.name}: the certification run printed no JSON result")
-    return result
+    return emulated.run_json(["-P", "-m", "tvmedge.runtime.certify", str(path), "--duration", str(duration),
+                              "--no-thermal"], timeout=duration + 300)
 
 
 def _thermal_reader(root) -> tuple:

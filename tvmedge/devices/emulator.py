@@ -257,6 +257,21 @@ class EmulatedBoard:
             except OSError as err:
                 raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}") from err
 
+    def run_json(self, args: Sequence[str], *, timeout: float = 600, cwd: Optional[Path] = None) -> dict:
+        """Run ``python3.11 ARGS`` on the board and return the JSON object of its last JSON output line.
+
+        A board-side ``Error: <message>`` becomes the tvmedge error it names; a crash or a run that printed
+        no JSON is an ArtifactError.
+        """
+        proc = self.run_python(args, timeout=timeout, cwd=cwd)
+        if proc.returncode != 0:
+            raise _board_error(self.board.name, proc)
+        report = _last_json(proc.stdout)
+        if report is None:
+            raise ArtifactError(f"emulated board {self.board.name}: python {' '.join(map(str, args))[:60]} printed "
+                                f"no JSON result (last output line: {_last_line(proc.stdout) or '<empty>'})")
+        return report
+
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
                      timeout: float = 600) -> tuple[dict, dict]:
         """Run an artifact on the emulated board: ``python3.11 -m tvmedge.runtime ARTIFACT --json ...``.
@@ -283,13 +298,7 @@ class EmulatedBoard:
             np.savez(in_path, **{name: np.asarray(value) for name, value in inputs.items()})
             args = ["-P", "-m", "tvmedge.runtime", str(artifact), "--inputs", str(in_path), "--output",
                     str(out_path), "--repeat", str(int(repeat)), "--json"]
-            proc = self.run_python(args, timeout=timeout, cwd=tmp_path)
-            if proc.returncode != 0:
-                raise _board_error(self.board.name, proc)
-            report = _last_json(proc.stdout)
-            if report is None:
-                raise ArtifactError(f"emulated board {self.board.name}: the runtime printed no JSON result "
-                                    f"(last output line: {_last_line(proc.stdout) or '<empty>'})")
+            report = self.run_json(args, timeout=timeout, cwd=tmp_path)
             if not out_path.is_file():
                 raise ArtifactError(f"emulated board {self.board.name}: the runtime wrote no outputs file")
             with np.load(out_path, allow_pickle=False) as data:
