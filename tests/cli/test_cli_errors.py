@@ -57,7 +57,7 @@ def test_unknown_board(tmp_path, tiny_cnn):
 def test_malformed_board_yaml(tmp_path, tiny_cnn):
     bad = tmp_path / "myboard.yaml"
     bad.write_text("name: myboard\narch: aarch64\ntarget: {kind: llvm\n")
-    assert_one_line_error(run("compile", tiny_cnn, "--target", bad, "-o", tmp_path / "o"), r"is not valid YAML at line")
+    assert_one_line_error(run("compile", tiny_cnn, "--target", bad, "-o", tmp_path / "o"), r"board file .*myboard.yaml is not valid YAML \(line 4\)")
     bad.write_text("name: myboard\narch: sparc\ntarget: {kind: llvm}\n")
     assert_one_line_error(run("targets", "show", bad), r"key 'arch': Input should be 'x86_64', 'aarch64' or 'riscv64'")
 

@@ -75,7 +75,7 @@ BAD = [
     ("quantization:\n  type: static\nextra: 1\n",
      "quant.yaml: unknown top-level key 'extra'; only 'quantization:' is read"),
     ("quantization: [type, static]\n", "quant.yaml: quantization: must be a mapping of options"),
-    ("quantization:\n  type: static\n   bit_width: 8\n", "quant.yaml is not valid YAML (line 3): "),
+    ("quantization:\n  type: static\n   bit_width: 8\n", "quantization config quant.yaml is not valid YAML (line 3): "),
 ]
 
 

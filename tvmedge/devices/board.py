@@ -17,10 +17,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, ToolchainError
+from ..yamlfile import read_yaml
 
 __all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target", "targets_dir", "host_arch"]
 
@@ -232,15 +232,7 @@ def load_board(spec: str) -> Board:
 
 
 def _board_from_file(path: Path) -> Board:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"board file {path} is not valid YAML at{where}: {problem}") from err
-    except OSError as err:
-        raise ConfigError(f"cannot read board file {path}: {err.strerror}") from err
+    data = read_yaml(path, "board file")
     if not isinstance(data, dict):
         raise ConfigError(f"board file {path} must be a YAML mapping with keys name, arch, target, ...")
     data.setdefault("name", path.stem)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..yamlfile import read_yaml
 
 __all__ = [
     "QuantConfig",
@@ -150,12 +150,7 @@ def load_config(path) -> QuantConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"quantization config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', None) or err}") from err
+    data = read_yaml(path, "quantization config")
     return parse_config(data, source=path.name, base_dir=path.parent)
 
 
