@@ -27,7 +27,7 @@ want="$(sha256sum setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into .venv (first time: a few minutes)" >&2
   log=.venv/pip-install.log
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test]'; } >"$log" 2>&1; then
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test,boards]'; } >"$log" 2>&1; then
     tail -n 20 "$log" >&2; echo "setup: pip install failed (full log: $log)" >&2; exit 1
   fi
   .venv/bin/python -c "import tvm, tvm_ffi, onnx, onnxslim, tvmedge" || { echo "setup: Python install failed (log: $log)" >&2; exit 1; }

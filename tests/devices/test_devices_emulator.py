@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvmedge.devices import emulator
+from tvmedge.devices.emulator import python_board as emulator
+from tvmedge.devices.emulator.common import board_error
 from tvmedge.devices.board import Board, load_board
 from tvmedge.devices.emulator import EmulatedBoard, board_root, load_emulated_board, setup_board
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError, TvmedgeError
@@ -83,10 +84,15 @@ def test_all_aarch64_boards_share_one_root(cache):
 # --- refusals -------------------------------------------------------------------------------------------------
 
 
-def test_riscv64_board_is_not_supported_yet(cache):
-    with pytest.raises(ToolchainError, match=r"emulated riscv64 boards are not supported yet \(issue 8\)"):
+def test_riscv64_board_uses_the_cpp_loader_route(cache, monkeypatch):
+    """riscv64 has no TVM wheel: its emulated board is the cross-built runtime + C++ loader, not a Python root."""
+    from tvmedge.devices.emulator import native_board
+
+    monkeypatch.setattr(native_board.shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(ToolchainError, match="qemu-riscv64 not found"):
         setup_board(_board("riscv64", name="visionfive2"))
-    assert not (cache / "boards" / "riscv64").exists()  # nothing was built
+    assert load_emulated_board(load_board("visionfive2")) is None  # nothing built, nothing cached
+    assert not (cache / "boards" / "riscv64").exists()
 
 
 def test_x86_board_needs_no_emulation(cache):
@@ -196,12 +202,12 @@ def test_stage_holds_only_the_board_side_of_tvmedge(tmp_path):
      "out/model.so does not match"),
 ])
 def test_board_side_error_is_reraised(stderr, cls, message):
-    error = emulator._board_error("rk3588", subprocess.CompletedProcess([], 1, "", stderr))
+    error = board_error("rk3588", subprocess.CompletedProcess([], 1, "", stderr))
     assert type(error) is cls and str(error) == message
 
 
 def test_board_side_crash_is_an_artifact_error():
-    error = emulator._board_error("rk3588", subprocess.CompletedProcess([], -11, "", "Segmentation fault\n"))
+    error = board_error("rk3588", subprocess.CompletedProcess([], -11, "", "Segmentation fault\n"))
     assert isinstance(error, ArtifactError) and "signal 11" in str(error) and "Segmentation fault" in str(error)
 
 

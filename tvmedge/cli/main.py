@@ -54,6 +54,22 @@ class _LazyGroup(click.Group):
             if ctx.params.get("debug"):
                 raise
             raise _UserError(err) from err
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:  # a bug or an error a library raised that we did not anticipate: still one line
+            if ctx.params.get("debug"):
+                raise
+            raise _UserError(_InternalError(err)) from err
+
+
+class _InternalError(TvmedgeError):
+    exit_code = 70  # EX_SOFTWARE
+
+    def __init__(self, err: Exception):
+        from ..errors import first_line
+
+        super().__init__(f"internal error ({type(err).__name__}): {first_line(err)} "
+                         "(a bug in tvmedge; rerun with --debug for the traceback)")
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,7 +1,6 @@
-"""Emulated boards: run artifacts for another architecture on this machine with qemu-user.
+"""Emulated boards with Python: the board's Debian Python + TVM's aarch64 wheels (runtime only) under qemu-user.
 
-Nothing here needs a real board. An emulated board is a *board root* (one per architecture, cached, shared by
-every board of that architecture)::
+A board root (one per architecture, cached, shared by every board of that architecture)::
 
     <cache>/boards/aarch64/
         sysroot/     Debian 12 arm64 debs unpacked with ``dpkg -x``: python3.11, libc, libstdc++, ...
@@ -12,18 +11,11 @@ every board of that architecture)::
 
 and ``qemu-aarch64 -L sysroot python3.11 -m tvmedge.runtime ARTIFACT ...`` runs an artifact exactly as a board
 would, minus the timings: emulated timings mean nothing, so every result carries ``"emulated": True``.
-
->>> from tvmedge.devices.board import load_board
->>> from tvmedge.devices.emulator import setup_board
->>> emu = setup_board(load_board("rk3588"), progress=print)   # ~1 min the first time, then instant
->>> outputs, stats = emu.run_artifact("out/", {"input": x})   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
 import subprocess
@@ -38,11 +30,12 @@ from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-from .. import errors as _errors
-from ..errors import ArtifactError, ConfigError, ToolchainError, TvmedgeError
-from .board import Board
+from ...cache import build_once, cache_path, last_json, last_line, read_stamp, run_step, tree_size
+from ...errors import ArtifactError, ConfigError, ToolchainError, TvmedgeError
+from ..board import Board
+from .common import GUEST_UNSET, board_error, host_environ
 
-__all__ = ["EmulatedBoard", "board_root", "cache_dir", "setup_board", "load_emulated_board", "LAYOUT_VERSION"]
+__all__ = ["EmulatedBoard", "board_root", "setup_python_board", "load_python_board", "LAYOUT_VERSION"]
 
 # Bump when the recipe below changes in a way that makes old roots unusable: they are then rebuilt.
 LAYOUT_VERSION = 2  # 2: cloudpickle for TVM's RPC server
@@ -105,10 +98,6 @@ _COMPILER_ONLY = (
 # Parts of the Debian packages Python never uses: iconv modules (~20 MB; Python has its own codecs) and docs.
 _SYSROOT_PRUNE = ("usr/lib/*-linux-gnu/gconv", "usr/share/doc", "usr/share/man", "usr/share/lintian")
 
-# Host environment variables that would leak into the guest (qemu-user passes its environment through).
-_GUEST_UNSET = ("LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
-                "PYTHONSAFEPATH", "VIRTUAL_ENV", "PYTHONINSPECT", "PYTHONBREAKPOINT")
-
 # The board-side part of tvmedge that a board gets; nothing else of the package is copied.
 _STAGE_FILES = ("__init__.py", "errors.py")
 _STAGE_PACKAGES = ("runtime",)
@@ -130,17 +119,9 @@ print(json.dumps({"python": platform.python_version(), "machine": platform.machi
 # paths
 
 
-def cache_dir() -> Path:
-    """``$TVMEDGE_CACHE`` or ``~/.cache/tvmedge``."""
-    env = os.environ.get("TVMEDGE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tvmedge"
-
-
 def board_root(arch: str) -> Path:
     """The cached root of emulated boards of one architecture: ``<cache>/boards/<arch>/``."""
-    if not arch or "/" in arch or arch.startswith("."):
-        raise ConfigError(f"invalid architecture name {arch!r}")
-    return cache_dir() / "boards" / arch
+    return cache_path("boards", arch)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -190,7 +171,7 @@ class EmulatedBoard:
         command = [self.qemu, "-L", str(self.sysroot)]
         if self.cpu:
             command += ["-cpu", self.cpu]
-        for name in _GUEST_UNSET:
+        for name in GUEST_UNSET:
             command += ["-U", name]
         guest = {
             "PYTHONPATH": f"{self.site}:{self.stage}",
@@ -204,11 +185,7 @@ class EmulatedBoard:
 
     @staticmethod
     def host_environ() -> dict[str, str]:
-        """A small, clean environment for the qemu process (qemu-user hands its environment to the guest)."""
-        keep = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
-        keep.setdefault("PATH", "/usr/bin:/bin")
-        keep["LANG"] = "C.UTF-8"
-        return keep
+        return host_environ()
 
     def refresh_stage(self) -> Path:
         """Copy the board-side pieces of the host's tvmedge into ``<root>/stage/tvmedge`` (only what changed)."""
@@ -265,11 +242,11 @@ class EmulatedBoard:
         """
         proc = self.run_python(args, timeout=timeout, cwd=cwd)
         if proc.returncode != 0:
-            raise _board_error(self.board.name, proc)
-        report = _last_json(proc.stdout)
+            raise board_error(self.board.name, proc)
+        report = last_json(proc.stdout)
         if report is None:
             raise ArtifactError(f"emulated board {self.board.name}: python {' '.join(map(str, args))[:60]} printed "
-                                f"no JSON result (last output line: {_last_line(proc.stdout) or '<empty>'})")
+                                f"no JSON result (last output line: {last_line(proc.stdout) or '<empty>'})")
         return report
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
@@ -329,65 +306,25 @@ class EmulatedBoard:
             raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}") from err
 
 
-def _board_error(board_name: str, proc: subprocess.CompletedProcess) -> TvmedgeError:
-    """The exception for a failed board-side run: ``Error: <msg>`` becomes the tvmedge error it names."""
-    for line in reversed(proc.stderr.splitlines()):
-        if line.startswith("Error: "):
-            message = line[len("Error: "):].strip()
-            cls: type = TvmedgeError
-            # "Error: InputError: ..." names the class; the runtime CLI prints the message alone today.
-            head, sep, rest = message.partition(": ")
-            named = getattr(_errors, head, None) if sep and head.isidentifier() else None
-            if isinstance(named, type) and issubclass(named, TvmedgeError):
-                cls, message = named, rest
-            return cls(message)
-    code = proc.returncode
-    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-    return ArtifactError(f"emulated board {board_name}: the runtime {how}: {_last_line(proc.stderr) or '<no stderr>'}")
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def _last_json(text: str) -> Optional[dict]:
-    for line in reversed((text or "").splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                return None
-            return value if isinstance(value, dict) else None
-    return None
-
-
 # --------------------------------------------------------------------------------------------------------------
 # set-up
 
 
 def _recipe(board: Board) -> _ArchRecipe:
-    arch = board.arch
-    if arch == "riscv64":
-        raise ToolchainError(f"board {board.name}: emulated riscv64 boards are not supported yet (issue 8)")
-    if arch not in _RECIPES:
-        raise ConfigError(f"board {board.name} is {arch}: it runs natively on this host, no emulated board needed"
-                          if arch == "x86_64" else f"board {board.name}: no emulation recipe for arch {arch}")
-    return _RECIPES[arch]
+    if board.arch not in _RECIPES:
+        raise ConfigError(f"board {board.name}: no Python emulation recipe for arch {board.arch}")
+    return _RECIPES[board.arch]
 
 
-def load_emulated_board(board: Board) -> Optional[EmulatedBoard]:
+def load_python_board(board: Board) -> Optional[EmulatedBoard]:
     """The board's emulated board if its root is set up and valid, else None (never builds anything)."""
-    recipe = _recipe(board)
+    _recipe(board)
     root = board_root(board.arch)
-    info = _read_stamp(root, board.arch)
-    if info is None:
-        return None
-    return _emulated(board, root, info, recipe)
+    info = read_stamp(root, _valid(root, board.arch))
+    return None if info is None else _emulated(board, root, info)
 
 
-def setup_board(board: Board, *, progress: Progress = None, force: bool = False) -> EmulatedBoard:
+def setup_python_board(board: Board, *, progress: Progress = None, force: bool = False) -> EmulatedBoard:
     """Build (once per machine and architecture) and return the emulated board for ``board``.
 
     Idempotent: when ``<root>/ready.json`` is present and valid the root is returned at once. Otherwise the
@@ -401,110 +338,48 @@ def setup_board(board: Board, *, progress: Progress = None, force: bool = False)
         qemu is missing, or a set-up step failed (the message names the step and ends with its error).
     """
     recipe = _recipe(board)
-    qemu = shutil.which(recipe.qemu)
-    if qemu is None:
+    if shutil.which(recipe.qemu) is None:
         raise ToolchainError(f"{recipe.qemu} not found; install the Debian package qemu-user")
     root = board_root(board.arch)
-    if not force:
-        info = _read_stamp(root, board.arch)
-        if info is not None:
-            return _emulated(board, root, info, recipe)
     say = progress or (lambda message: None)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(root.parent / f".{board.arch}.lock"):
-        if not force:  # another process may have finished the root while we waited
-            info = _read_stamp(root, board.arch)
-            if info is not None:
-                return _emulated(board, root, info, recipe)
-        _remove_stale_temps(root)
-        tmp = root.parent / f".{board.arch}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            info = _build_root(tmp, board, recipe, say)
-            old = root.parent / f".{board.arch}.old-{os.getpid()}"
-            if root.exists():
-                os.rename(root, old)
-            os.rename(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    say(f"board root ready: {root} ({info['size_mb']} MB, {info['setup_s']} s)")
-    return _emulated(board, root, info, recipe)
+    built = []
+
+    def build(tmp: Path) -> dict:
+        built.append(True)
+        return _build_root(tmp, board, recipe, say)
+
+    info = build_once(root, _valid(root, board.arch), build, force=force)
+    if built:
+        say(f"board root ready: {root} ({info['size_mb']} MB, {info['setup_s']} s)")
+    return _emulated(board, root, info)
 
 
-def _emulated(board: Board, root: Path, info: dict, recipe: _ArchRecipe) -> EmulatedBoard:
+def _emulated(board: Board, root: Path, info: dict) -> EmulatedBoard:
     mcpu = str(board.target.get("mcpu") or "")
     cpu = mcpu if mcpu in info.get("qemu_cpus", ()) else None
     return EmulatedBoard(board=board, root=root, arch=board.arch, cpu=cpu, info=info)
 
 
-def _read_stamp(root: Path, arch: str) -> Optional[dict]:
-    """The root's ``ready.json`` if it describes a complete root of the current layout, else None."""
-    try:
-        info = json.loads((root / "ready.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(info, dict):
-        return None
-    wheels = info.get("wheels") or {}
-    if (info.get("layout") != LAYOUT_VERSION or info.get("arch") != arch
-            or wheels.get("apache-tvm") != TVM_VERSION or wheels.get("apache-tvm-ffi") != TVM_FFI_VERSION):
-        return None
-    for rel in (f"sysroot/usr/bin/python{PYTHON_VERSION}", "site/tvm/lib/libtvm_runtime.so", "site/numpy"):
-        if not (root / rel).exists():
-            return None
-    return info
+def _valid(root: Path, arch: str):
+    """Does a ``ready.json`` describe a complete root of the current layout?"""
+    def check(info: dict) -> bool:
+        wheels = info.get("wheels") or {}
+        return (info.get("layout") == LAYOUT_VERSION and info.get("arch") == arch
+                and wheels.get("apache-tvm") == TVM_VERSION and wheels.get("apache-tvm-ffi") == TVM_FFI_VERSION
+                and all((root / rel).exists() for rel in
+                        (f"sysroot/usr/bin/python{PYTHON_VERSION}", "site/tvm/lib/libtvm_runtime.so", "site/numpy")))
+    return check
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _remove_stale_temps(root: Path) -> None:
-    """Leftovers of set-ups that were killed (their pid is gone). Called under the lock."""
-    for path in root.parent.glob(f".{root.name}.*-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _run(step: str, command: Sequence[str], *, cwd: Optional[Path] = None, timeout: float = 1800,
-         env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    """Run a set-up command; a failure is a one-line ToolchainError naming the step, ending with its error."""
-    try:
-        proc = subprocess.run(list(map(str, command)), capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                              env=env)
-    except FileNotFoundError as err:
-        raise ToolchainError(f"emulated board set-up failed at step '{step}': {command[0]} not found") from err
-    except subprocess.TimeoutExpired as err:
-        raise ToolchainError(f"emulated board set-up failed at step '{step}': timed out after {timeout:g} s") from err
-    if proc.returncode != 0:
-        tail = _last_line(proc.stderr) or _last_line(proc.stdout) or "<no output>"
-        raise ToolchainError(f"emulated board set-up failed at step '{step}' (exit {proc.returncode}): {tail[:200]}")
-    return proc
+def _run(step: str, command: Sequence, **kwargs) -> subprocess.CompletedProcess:
+    return run_step("emulated board set-up", step, command, **kwargs)
 
 
 def _build_root(tmp: Path, board: Board, recipe: _ArchRecipe, say: Callable[[str], None]) -> dict:
     started = time.perf_counter()
     sysroot, site, debs_dir, wheels_dir = tmp / "sysroot", tmp / "site", tmp / "debs", tmp / "wheels"
     for path in (sysroot, site, debs_dir, wheels_dir, tmp / "stage"):
-        path.mkdir(parents=True)
+        path.mkdir()
 
     # 1. Debian userland of the board
     debs = _download_debs(debs_dir, recipe, say)
@@ -527,7 +402,7 @@ def _build_root(tmp: Path, board: Board, recipe: _ArchRecipe, say: Callable[[str
     for rel in _COMPILER_ONLY:
         path = site / rel
         if path.exists():
-            removed[rel] = _tree_size(path)
+            removed[rel] = tree_size(path)
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     mb = sum(removed.values()) / 1e6
     say(f"removed the compiler-only parts of the TVM wheel ({mb:.0f} MB): {', '.join(removed) or 'none found'}")
@@ -543,7 +418,7 @@ def _build_root(tmp: Path, board: Board, recipe: _ArchRecipe, say: Callable[[str
     command = probe.python_command(["-c", _VERIFY_SCRIPT])
     proc = _run("verify import tvm (runtime only) in the emulator", command, timeout=600, cwd=tmp,
                 env=EmulatedBoard.host_environ())
-    verify = _last_json(proc.stdout) or {}
+    verify = last_json(proc.stdout) or {}
     if verify.get("tvm") != TVM_VERSION:
         raise ToolchainError(f"emulated board set-up failed at step 'verify': tvm {verify.get('tvm')} in the "
                              f"emulator, expected {TVM_VERSION}")
@@ -554,7 +429,7 @@ def _build_root(tmp: Path, board: Board, recipe: _ArchRecipe, say: Callable[[str
         "arch": board.arch,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "setup_s": round(time.perf_counter() - started, 1),
-        "size_mb": round(_tree_size(tmp) / 1e6, 1),
+        "size_mb": round(tree_size(tmp) / 1e6, 1),
         "python": verify.get("python"),
         "import_s_emulated": verify.get("import_s"),
         "qemu": qemu_version,
@@ -563,9 +438,6 @@ def _build_root(tmp: Path, board: Board, recipe: _ArchRecipe, say: Callable[[str
         "wheels": wheels,
         "removed_compiler_only": sorted(removed),
     }
-    stamp = tmp / "ready.json"
-    stamp.with_suffix(".tmp").write_text(json.dumps(info, indent=2) + "\n")
-    os.replace(stamp.with_suffix(".tmp"), stamp)  # written last: its presence marks a complete root
     return info
 
 
@@ -670,14 +542,3 @@ def _qemu_cpus(qemu: str) -> list[str]:
         return []
     lines = proc.stdout.splitlines()[1:]  # "Available CPUs:" first
     return sorted({line.split()[0] for line in lines if line.strip()})
-
-
-def _tree_size(path: Path) -> int:
-    if path.is_file() or path.is_symlink():
-        return path.lstat().st_size
-    total = 0
-    for dirpath, _, filenames in os.walk(path):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total

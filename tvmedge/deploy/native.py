@@ -1,0 +1,325 @@
+"""TVM's runtime and tvmedge's C++ loader for a board's architecture, without Python on the board.
+
+``native_runtime(arch)`` returns a cached folder (``<cache>/runtime/<arch>/``)::
+
+    lib/libtvm_runtime.so   TVM's runtime (the Relax VM, CPU device, thread pool, RPC endpoint)
+    lib/libtvm_ffi.so       tvm-ffi, which the runtime and every compiled model link against
+    bin/tvmedge-run         tvmedge/runtime/native/tvmedge_run.cc: reads the artifact manifest, checks it, runs
+    ready.json              versions, sizes and timings of the build
+
+Where the libraries come from:
+
+* **riscv64**: there is no riscv64 TVM wheel, so they are cross-built (design.md section 3, route A):
+  ``libtvm_ffi.so`` from the ``apache-tvm-ffi`` sdist with its own CMake build (pip's ``cmake``: the sdist
+  needs CMake >= 3.26), ``libtvm_runtime.so`` from the runtime sources the ``apache-tvm`` wheel itself ships
+  (``tvm/src/runtime``, ``tvm/include``) plus the support headers it lacks (``tvm_support/``). Using the wheel's
+  sources, not another TVM checkout, keeps the runtime in step with the compiler that built the model. The
+  build reaches nothing but PyPI: ~1.5 min on 2 cores, once per machine.
+* **aarch64**: the aarch64 wheels' own libraries, taken from the emulated board root (its ``site/``).
+* **x86_64**: the host's installed wheels.
+
+The loader is compiled for every architecture with that architecture's g++ against the host wheels' headers
+(the same TVM and tvm-ffi versions).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..cache import build_once, cache_path, read_stamp, run_step, tree_size
+from ..errors import ConfigError, ToolchainError
+
+__all__ = ["NativeRuntime", "native_runtime", "load_native_runtime", "LOADER_SOURCE", "TOOLCHAINS"]
+
+# Bump when the build below changes so that old folders are rebuilt.
+LAYOUT_VERSION = 1
+TVM_VERSION = "0.27.0.post1"
+TVM_FFI_VERSION = "0.1.14.post1"
+MIN_CMAKE = (3, 26)
+
+LOADER_SOURCE = Path(__file__).resolve().parent.parent / "runtime" / "native" / "tvmedge_run.cc"
+_SUPPORT = Path(__file__).resolve().parent / "tvm_support"
+
+# arch -> (C++ compiler, strip, Debian package of the cross toolchain, sysroot of its libraries for qemu -L)
+TOOLCHAINS = {
+    "riscv64": ("riscv64-linux-gnu-g++", "riscv64-linux-gnu-strip", "g++-riscv64-linux-gnu", "/usr/riscv64-linux-gnu"),
+    "aarch64": ("aarch64-linux-gnu-g++", "aarch64-linux-gnu-strip", "g++-aarch64-linux-gnu", "/usr/aarch64-linux-gnu"),
+    "x86_64": ("g++", "strip", "g++", "/"),
+}
+
+# Runtime sources compiled into libtvm_runtime.so, relative to the wheel's tvm/src/runtime. GPU back-ends,
+# disco (multi-GPU), vendor libraries and the Hexagon/CUDA VM builtins are left out: a CPU board runs none of them.
+_RUNTIME_SOURCES = ("*.cc", "memory/*.cc", "vm/*.cc", "rpc/*.cc", "extra/contrib/sort/*.cc",
+                    "extra/contrib/random/*.cc")
+_CXXFLAGS = ("-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-DNDEBUG", "-DTVM_RUNTIME_EXPORTS")
+
+Progress = Optional[Callable[[str], None]]
+
+
+@dataclass(frozen=True)
+class NativeRuntime:
+    """A built ``<cache>/runtime/<arch>/`` folder."""
+
+    arch: str
+    root: Path
+    info: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def lib_dir(self) -> Path:
+        return self.root / "lib"
+
+    @property
+    def loader(self) -> Path:
+        return self.root / "bin" / "tvmedge-run"
+
+    @property
+    def files(self) -> list[Path]:
+        """What a board needs besides the artifact: the loader and the two libraries."""
+        return [self.loader, self.lib_dir / "libtvm_runtime.so", self.lib_dir / "libtvm_ffi.so"]
+
+    @property
+    def sysroot(self) -> str:
+        """The cross toolchain's library folder (``qemu-<arch> -L``): libc and libstdc++ of the board."""
+        return TOOLCHAINS[self.arch][3]
+
+
+def runtime_root(arch: str) -> Path:
+    return cache_path("runtime", arch)
+
+
+def _valid(arch: str) -> Callable[[dict], bool]:
+    def check(info: dict) -> bool:
+        return (info.get("layout") == LAYOUT_VERSION and info.get("arch") == arch
+                and info.get("tvm") == TVM_VERSION and info.get("tvm_ffi") == TVM_FFI_VERSION
+                and info.get("loader_sha256") == _loader_source_hash()
+                and all((runtime_root(arch) / rel).is_file()
+                        for rel in ("bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so")))
+    return check
+
+
+def load_native_runtime(arch: str) -> Optional[NativeRuntime]:
+    """The built runtime for ``arch`` if it is cached and current, else None (never builds)."""
+    if arch not in TOOLCHAINS:
+        return None
+    info = read_stamp(runtime_root(arch), _valid(arch))
+    return NativeRuntime(arch, runtime_root(arch), info) if info is not None else None
+
+
+def native_runtime(arch: str, *, progress: Progress = None, force: bool = False) -> NativeRuntime:
+    """Build (once per machine) and return TVM's runtime + the C++ loader for ``arch``.
+
+    Raises
+    ------
+    ConfigError
+        No recipe for ``arch``.
+    ToolchainError
+        A compiler, CMake >= 3.26 or qemu is missing, or a build step failed (one line naming the step).
+    """
+    if arch not in TOOLCHAINS:
+        raise ConfigError(f"no native runtime recipe for arch {arch}; known: {', '.join(sorted(TOOLCHAINS))}")
+    cxx, _, package, _ = TOOLCHAINS[arch]
+    if shutil.which(cxx) is None:
+        raise ToolchainError(f"{cxx} not found; install the Debian package {package}")
+    say = progress or (lambda message: None)
+    root = runtime_root(arch)
+
+    def build(tmp: Path) -> dict:
+        return _build(tmp, arch, say)
+
+    info = build_once(root, _valid(arch), build, force=force)
+    return NativeRuntime(arch, root, info)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the build
+
+
+def _build(tmp: Path, arch: str, say: Callable[[str], None]) -> dict:
+    started = time.perf_counter()
+    lib, bin_dir, work = tmp / "lib", tmp / "bin", tmp / "work"
+    for path in (lib, bin_dir, work):
+        path.mkdir()
+    timings = {}
+    if arch == "riscv64":
+        t0 = time.perf_counter()
+        _build_tvm_ffi(work, arch, lib, say)
+        timings["tvm_ffi_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        _build_tvm_runtime(work, arch, lib, say)
+        timings["tvm_runtime_s"] = round(time.perf_counter() - t0, 1)
+        source = "cross-built from the apache-tvm-ffi sdist and the apache-tvm wheel's runtime sources"
+    else:
+        _copy_wheel_libraries(arch, lib, say)
+        source = "the apache-tvm / apache-tvm-ffi wheels' libraries"
+    t0 = time.perf_counter()
+    _build_loader(arch, lib, bin_dir / "tvmedge-run", say)
+    timings["loader_s"] = round(time.perf_counter() - t0, 1)
+    shutil.rmtree(work)
+    return {
+        "layout": LAYOUT_VERSION,
+        "arch": arch,
+        "tvm": TVM_VERSION,
+        "tvm_ffi": TVM_FFI_VERSION,
+        "source": source,
+        "compiler": _compiler_version(TOOLCHAINS[arch][0]),
+        "loader_sha256": _loader_source_hash(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "build_s": round(time.perf_counter() - started, 1),
+        "timings": timings,
+        "bytes": {rel: (tmp / rel).stat().st_size
+                  for rel in ("bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so")},
+        "size_mb": round(tree_size(tmp) / 1e6, 2),
+    }
+
+
+def _what(arch: str) -> str:
+    return f"native runtime build for {arch}"
+
+
+def _host_site() -> Path:
+    """The site-packages folder holding the host's tvm and tvm_ffi (their headers and sources)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tvm_ffi")
+    if spec is None or not spec.origin:
+        raise ToolchainError("apache-tvm-ffi is not installed on this host (pip install -e .)")
+    return Path(spec.origin).resolve().parent.parent
+
+
+def _include_flags() -> list[str]:
+    site = _host_site()
+    # the wheel's tvm/runtime/tensor.h includes tvm/support/io.h, which the wheel lacks (tvm_support/README.md)
+    return [f"-I{site / 'tvm' / 'include'}", f"-I{site / 'tvm_ffi' / 'include'}", f"-I{_SUPPORT / 'include'}"]
+
+
+def _cmake() -> str:
+    """A CMake new enough for the tvm-ffi sdist: the venv's (pip package ``cmake``) first, then PATH."""
+    candidates = [Path(sys.executable).parent / "cmake", shutil.which("cmake")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            proc = subprocess.run([str(candidate), "--version"], capture_output=True, text=True)
+            words = (proc.stdout.split() or ["", "", "0"])
+            version = tuple(int(p) for p in words[2].split(".")[:2] if p.isdigit())
+            if version >= MIN_CMAKE:
+                return str(candidate)
+    raise ToolchainError("the tvm-ffi sdist needs CMake >= 3.26; install it with: pip install 'cmake>=3.26'")
+
+
+def _build_tvm_ffi(work: Path, arch: str, lib: Path, say: Callable[[str], None]) -> None:
+    cxx, strip, _, sysroot = TOOLCHAINS[arch]
+    cmake = _cmake()
+    say(f"downloading the apache-tvm-ffi {TVM_FFI_VERSION} sdist")
+    dist = work / "dist"
+    # --no-binary for this one package only: `--no-binary :all:` would also rebuild cmake itself from source.
+    run_step(_what(arch), "pip download apache-tvm-ffi sdist",
+             [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+              "--no-binary", "apache-tvm-ffi", f"apache-tvm-ffi=={TVM_FFI_VERSION}", "-d", dist], timeout=900)
+    archives = sorted(dist.glob("apache_tvm_ffi-*.tar.gz"))
+    if not archives:
+        raise ToolchainError(f"{_what(arch)} failed at step 'pip download': no apache-tvm-ffi sdist in {dist}")
+    with tarfile.open(archives[0]) as archive:
+        # the "data" filter (no absolute paths, no links out of the folder) where this Python has it (>= 3.11.4)
+        archive.extractall(work, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    source = next(p for p in work.iterdir() if p.name.startswith("apache_tvm_ffi-") and p.is_dir())
+    toolchain = work / "toolchain.cmake"
+    toolchain.write_text(
+        "set(CMAKE_SYSTEM_NAME Linux)\n"
+        f"set(CMAKE_SYSTEM_PROCESSOR {arch})\n"
+        f"set(CMAKE_C_COMPILER {cxx.replace('g++', 'gcc')})\n"
+        f"set(CMAKE_CXX_COMPILER {cxx})\n"
+        f"set(CMAKE_FIND_ROOT_PATH {sysroot})\n"
+        "set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)\n"
+        "set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)\n"
+        "set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)\n")
+    build = work / "build-ffi"
+    say(f"building libtvm_ffi.so for {arch} (CMake, ~35 s)")
+    # libbacktrace is a C library the sdist builds with autotools for the host; a board does without it.
+    run_step(_what(arch), "cmake configure tvm-ffi",
+             [cmake, "-S", source, "-B", build, f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DCMAKE_BUILD_TYPE=Release",
+              "-DTVM_FFI_USE_LIBBACKTRACE=OFF", "-DTVM_FFI_BACKTRACE_ON_SEGFAULT=OFF"], timeout=600)
+    run_step(_what(arch), "cmake build tvm-ffi",
+             [cmake, "--build", build, "--target", "tvm_ffi_shared", "-j", str(os.cpu_count() or 2)], timeout=1800)
+    shutil.copy2(build / "lib" / "libtvm_ffi.so", lib / "libtvm_ffi.so")
+    run_step(_what(arch), "strip libtvm_ffi.so", [strip, lib / "libtvm_ffi.so"])
+
+
+def _build_tvm_runtime(work: Path, arch: str, lib: Path, say: Callable[[str], None]) -> None:
+    cxx, strip, _, _ = TOOLCHAINS[arch]
+    site = _host_site()
+    tree = work / "tvm"
+    # The wheel's runtime sources and headers, with the support headers it lacks laid over them in TVM's
+    # repository layout (sources include them by relative paths such as "../support/utils.h").
+    shutil.copytree(site / "tvm" / "src", tree / "src")
+    shutil.copytree(site / "tvm" / "include", tree / "include")
+    shutil.copytree(_SUPPORT, tree, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
+    runtime = tree / "src" / "runtime"
+    sources = sorted({path for pattern in _RUNTIME_SOURCES for path in runtime.glob(pattern)})
+    if not sources:
+        raise ToolchainError(f"{_what(arch)}: the installed apache-tvm wheel has no runtime sources under {runtime}")
+    objects = work / "objs"
+    objects.mkdir()
+    flags = [*_CXXFLAGS, f"-I{tree / 'include'}", *_include_flags(), f"-I{tree / '3rdparty' / 'compiler-rt'}"]
+    say(f"compiling TVM's runtime for {arch} from the wheel's {len(sources)} sources (~1 min)")
+
+    def compile_one(source: Path) -> Path:
+        obj = objects / (str(source.relative_to(runtime)).replace("/", "_")[:-3] + ".o")
+        run_step(_what(arch), f"compile {source.relative_to(runtime)}", [cxx, *flags, "-c", source, "-o", obj])
+        return obj
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        built = list(pool.map(compile_one, sources))
+    out = lib / "libtvm_runtime.so"
+    # -latomic: riscv64 has no byte-sized atomic instructions (undefined __atomic_fetch_add_1 without it)
+    run_step(_what(arch), "link libtvm_runtime.so",
+             [cxx, "-shared", "-o", out, *built, f"-L{lib}", "-ltvm_ffi", "-lpthread", "-ldl", "-lm", "-latomic",
+              "-Wl,-rpath,$ORIGIN"])
+    run_step(_what(arch), "strip libtvm_runtime.so", [strip, out])
+
+
+def _copy_wheel_libraries(arch: str, lib: Path, say: Callable[[str], None]) -> None:
+    if arch == "x86_64":
+        site = _host_site()
+    else:
+        from ..devices.board import load_board
+        from ..devices.emulator import setup_board
+
+        boards = {"aarch64": "rk3588"}
+        say(f"taking the {arch} wheels' libraries from the emulated board root")
+        site = setup_board(load_board(boards[arch]), progress=say).site
+    for rel in ("tvm/lib/libtvm_runtime.so", "tvm_ffi/lib/libtvm_ffi.so"):
+        source = site / rel
+        if not source.is_file():
+            raise ToolchainError(f"{_what(arch)}: {source} is missing")
+        shutil.copy2(source, lib / Path(rel).name)
+
+
+def _build_loader(arch: str, lib: Path, out: Path, say: Callable[[str], None]) -> None:
+    cxx, strip, _, _ = TOOLCHAINS[arch]
+    say(f"compiling tvmedge-run (the C++ loader) for {arch}")
+    run_step(_what(arch), "compile tvmedge-run",
+             [cxx, "-std=c++17", "-O2", *_include_flags(), LOADER_SOURCE, "-o", out, f"-L{lib}", "-ltvm_runtime",
+              "-ltvm_ffi", "-Wl,-rpath,$ORIGIN/../lib"])
+    run_step(_what(arch), "strip tvmedge-run", [strip, out])
+
+
+def _compiler_version(cxx: str) -> str:
+    try:
+        proc = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return ""
+    return (proc.stdout.splitlines() or [""])[0]
+
+
+def _loader_source_hash() -> str:
+    import hashlib
+
+    return hashlib.sha256(LOADER_SOURCE.read_bytes()).hexdigest()[:16]

@@ -1,0 +1,61 @@
+"""Emulated boards: run artifacts for another architecture on this machine with qemu-user.
+
+Nothing here needs a real board. Two kinds of emulated board, chosen by the board's architecture:
+
+* aarch64 (:mod:`.python_board`): the board's Debian Python with TVM's aarch64 wheels minus the compiler, running
+  ``python -m tvmedge.runtime`` — the same loader as on the host — and TVM's RPC server for remote tuning.
+* riscv64 (:mod:`.native_board`): no TVM wheel exists, so TVM's runtime is cross-built from the wheel's own
+  sources and artifacts run with tvmedge's C++ loader, ``tvmedge-run``, which reads the same manifest.
+
+Both are built once per machine and cached (``$TVMEDGE_CACHE``, default ``~/.cache/tvmedge``). Emulated timings
+mean nothing for the real board, so every result carries ``"emulated": True``.
+
+>>> from tvmedge.devices.board import load_board
+>>> from tvmedge.devices.emulator import setup_board
+>>> emu = setup_board(load_board("rk3588"), progress=print)   # ~1 min the first time, then instant
+>>> outputs, stats = emu.run_artifact("out/", {"input": x})   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from ...cache import cache_dir
+from ...errors import ConfigError
+from ..board import Board
+from .native_board import NATIVE_ARCHS, NativeBoard, load_native_board, setup_native_board
+from .python_board import LAYOUT_VERSION, EmulatedBoard, board_root, load_python_board, setup_python_board
+
+__all__ = ["EmulatedBoard", "NativeBoard", "AnyEmulatedBoard", "setup_board", "load_emulated_board", "board_root",
+           "cache_dir", "LAYOUT_VERSION"]
+
+AnyEmulatedBoard = Union[EmulatedBoard, NativeBoard]
+
+
+def _check(board: Board) -> None:
+    if board.arch == "x86_64":
+        raise ConfigError(f"board {board.name} is x86_64: it runs natively on this host, no emulated board needed")
+
+
+def setup_board(board: Board, *, progress=None, force: bool = False) -> AnyEmulatedBoard:
+    """Build (once per machine and architecture) and return the emulated board for ``board``.
+
+    Raises
+    ------
+    ConfigError
+        The board needs no emulation (x86_64) or its architecture has no recipe.
+    ToolchainError
+        qemu or a compiler is missing, or a set-up step failed (one line naming the step).
+    """
+    _check(board)
+    if board.arch in NATIVE_ARCHS:
+        return setup_native_board(board, progress=progress, force=force)
+    return setup_python_board(board, progress=progress, force=force)
+
+
+def load_emulated_board(board: Board) -> Optional[AnyEmulatedBoard]:
+    """The board's emulated board if it is set up and current, else None (never builds anything)."""
+    _check(board)
+    if board.arch in NATIVE_ARCHS:
+        return load_native_board(board)
+    return load_python_board(board)

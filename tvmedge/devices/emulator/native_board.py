@@ -1,0 +1,135 @@
+"""Emulated boards without Python: TVM's runtime + tvmedge's C++ loader under qemu-user (riscv64).
+
+There is no riscv64 TVM wheel, so a RISC-V board runs artifacts the way a small Linux image would: the
+cross-built ``libtvm_runtime.so`` / ``libtvm_ffi.so`` and ``tvmedge-run`` (:mod:`tvmedge.deploy.native`), with
+the cross toolchain's libc and libstdc++ as the board's userland::
+
+    qemu-riscv64 -L /usr/riscv64-linux-gnu <cache>/runtime/riscv64/bin/tvmedge-run ARTIFACT --json ...
+
+The route was chosen over a riscv64 Python (design.md section 3, route B) because it needs nothing but the
+toolchain Debian already packages: the Python route needs Debian sid's moving riscv64 userland (332 MB, 7.7 s
+to import numpy + tvm emulated) and a cross-built tvm-ffi Cython extension. The C++ board is ~5 MB and starts
+in a fraction of a second. What it cannot do is run TVM's RPC server, which is Python (``tvm.exec.rpc_server``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from ...cache import last_json, last_line
+from ...deploy.native import NativeRuntime, load_native_runtime, native_runtime
+from ...errors import ArtifactError, ToolchainError, TvmedgeError
+from ..board import Board
+from .common import GUEST_UNSET, board_error, host_environ
+
+__all__ = ["NativeBoard", "setup_native_board", "load_native_board", "NATIVE_ARCHS"]
+
+# Architectures whose emulated boards use the C++ loader (no Python wheels of TVM exist for them).
+NATIVE_ARCHS = ("riscv64",)
+
+
+@dataclass(frozen=True)
+class NativeBoard:
+    """An emulated board that runs artifacts with ``tvmedge-run``. Build one with :func:`setup_native_board`."""
+
+    board: Board
+    runtime: NativeRuntime
+
+    @property
+    def arch(self) -> str:
+        return self.board.arch
+
+    @property
+    def root(self) -> Path:
+        return self.runtime.root
+
+    @property
+    def info(self) -> dict:
+        return self.runtime.info
+
+    @property
+    def qemu(self) -> str:
+        return f"qemu-{self.arch}"
+
+    def loader_command(self, args: Sequence[str]) -> list[str]:
+        """``qemu-<arch> -L <toolchain sysroot> tvmedge-run ARGS...`` (run it with :func:`host_environ`)."""
+        command = [self.qemu, "-L", self.runtime.sysroot]
+        for name in GUEST_UNSET:
+            command += ["-U", name]
+        return command + [str(self.runtime.loader), *map(str, args)]
+
+    def run_loader(self, args: Sequence[str], *, timeout: float = 600,
+                   cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+        """Run ``tvmedge-run ARGS`` on the board (captured text output; no exception on a non-zero exit)."""
+        try:
+            return subprocess.run(self.loader_command(args), capture_output=True, text=True, timeout=timeout,
+                                  cwd=cwd or tempfile.gettempdir(), env=host_environ())
+        except subprocess.TimeoutExpired as err:
+            raise TvmedgeError(f"emulated board {self.board.name}: tvmedge-run timed out after {timeout:g} s") from err
+        except OSError as err:
+            raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}; install the Debian package qemu-user") from err
+
+    def run_json(self, args: Sequence[str], *, timeout: float = 600, cwd: Optional[Path] = None) -> dict:
+        """Run ``tvmedge-run ARGS --json`` and return its JSON report (board-side errors raised as tvmedge errors)."""
+        proc = self.run_loader([*args, "--json"], timeout=timeout, cwd=cwd)
+        if proc.returncode != 0:
+            raise board_error(self.board.name, proc)
+        report = last_json(proc.stdout)
+        if report is None:
+            raise ArtifactError(f"emulated board {self.board.name}: tvmedge-run printed no JSON result "
+                                f"(last output line: {last_line(proc.stdout) or '<empty>'})")
+        return report
+
+    def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
+                     timeout: float = 600) -> tuple[dict, dict]:
+        """Run an artifact on the board; ``(outputs by name, stats with "emulated": True)`` as
+        :meth:`EmulatedBoard.run_artifact` returns them."""
+        import numpy as np
+
+        artifact = Path(artifact_dir).resolve()
+        if not artifact.is_dir():
+            raise ArtifactError(f"artifact directory {artifact_dir} does not exist")
+        with tempfile.TemporaryDirectory(prefix="tvmedge-emu-") as tmp:
+            tmp_path = Path(tmp)
+            args = [str(artifact), "--output-dir", str(tmp_path), "--repeat", str(int(repeat))]
+            for index, (name, value) in enumerate(inputs.items()):
+                path = tmp_path / f"input_{index}.npy"
+                np.save(path, np.asarray(value))
+                args += ["--inputs", f"{name}={path}"]
+            report = self.run_json(args, timeout=timeout, cwd=tmp_path)
+            outputs = {}
+            for name, described in (report.get("outputs") or {}).items():
+                path = tmp_path / str(described.get("file", ""))
+                if not path.is_file():
+                    raise ArtifactError(f"emulated board {self.board.name}: tvmedge-run wrote no file for output {name}")
+                outputs[name] = np.load(path, allow_pickle=False)
+        stats = dict(report.get("stats") or {})
+        stats["emulated"] = True
+        return outputs, stats
+
+    def serve_rpc(self, **_) -> subprocess.Popen:
+        raise ToolchainError(
+            f"board {self.board.name} ({self.arch}) runs artifacts with the C++ loader: TVM's RPC server is Python "
+            f"(tvm.exec.rpc_server) and there is no {self.arch} TVM wheel, so an emulated {self.arch} board cannot "
+            f"serve RPC; run artifacts with `tvmedge run OUT --board emu:{self.board.name}`")
+
+
+def load_native_board(board: Board) -> Optional[NativeBoard]:
+    runtime = load_native_runtime(board.arch)
+    return None if runtime is None else NativeBoard(board, runtime)
+
+
+def setup_native_board(board: Board, *, progress=None, force: bool = False) -> NativeBoard:
+    """Build (once per machine) TVM's runtime + the loader for the board's arch and return the board."""
+    qemu = f"qemu-{board.arch}"
+    if shutil.which(qemu) is None:
+        raise ToolchainError(f"{qemu} not found; install the Debian package qemu-user")
+    return NativeBoard(board, native_runtime(board.arch, progress=progress, force=force))
