@@ -96,11 +96,11 @@ def runtime_root(arch: str) -> Path:
     return cache_path("runtime", arch)
 
 
-def _valid(arch: str) -> Callable[[dict], bool]:
+def _valid(arch: str, *, current_loader: bool = False) -> Callable[[dict], bool]:
     def check(info: dict) -> bool:
         return (info.get("layout") == LAYOUT_VERSION and info.get("arch") == arch
                 and info.get("tvm") == TVM_VERSION and info.get("tvm_ffi") == TVM_FFI_VERSION
-                and info.get("loader_sha256") == _loader_source_hash()
+                and (not current_loader or info.get("loader_sha256") == _loader_source_hash())
                 and all((runtime_root(arch) / rel).is_file()
                         for rel in ("bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so")))
     return check
@@ -110,7 +110,7 @@ def load_native_runtime(arch: str) -> Optional[NativeRuntime]:
     """The built runtime for ``arch`` if it is cached and current, else None (never builds)."""
     if arch not in TOOLCHAINS:
         return None
-    info = read_stamp(runtime_root(arch), _valid(arch))
+    info = read_stamp(runtime_root(arch), _valid(arch, current_loader=True))
     return NativeRuntime(arch, runtime_root(arch), info) if info is not None else None
 
 
@@ -136,7 +136,25 @@ def native_runtime(arch: str, *, progress: Progress = None, force: bool = False)
         return _build(tmp, arch, say)
 
     info = build_once(root, _valid(arch), build, force=force)
+    if info.get("loader_sha256") != _loader_source_hash():
+        info = _refresh_loader(root, arch, say)  # the loader's source changed: the libraries stay
     return NativeRuntime(arch, root, info)
+
+
+def _refresh_loader(root: Path, arch: str, say: Callable[[str], None]) -> dict:
+    from ..cache import write_stamp
+
+    tmp = root / "bin" / f".tvmedge-run.{os.getpid()}"
+    try:
+        _build_loader(arch, root / "lib", tmp, say)
+        os.replace(tmp, root / "bin" / "tvmedge-run")
+    finally:
+        tmp.unlink(missing_ok=True)
+    info = read_stamp(root, _valid(arch)) or {}
+    info.update(loader_sha256=_loader_source_hash(),
+                bytes=dict(info.get("bytes", {}), **{"bin/tvmedge-run": (root / "bin" / "tvmedge-run").stat().st_size}))
+    write_stamp(root, info)
+    return info
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -612,6 +612,15 @@ std::vector<Array> ReadInputs(const Manifest& m, const std::vector<std::string>&
     }
     given[name] = ReadNpy(file);
   }
+  for (const auto& item : given) {  // unknown names first, as the Python loader checks them
+    bool known = false;
+    for (const Spec& s : m.inputs) known = known || s.name == item.first;
+    if (!known) {
+      std::string names;
+      for (const Spec& s : m.inputs) names += (names.empty() ? "" : ", ") + s.name;
+      InputError("unknown input '" + item.first + "'; the model's inputs are: " + names);
+    }
+  }
   std::vector<Array> arrays;
   std::mt19937_64 rng(0);
   for (const Spec& spec : m.inputs) {
@@ -644,12 +653,6 @@ std::vector<Array> ReadInputs(const Manifest& m, const std::vector<std::string>&
       InputError("input '" + spec.name + "': expected shape " + ShapeText(spec.shape) + " " + spec.dtype +
                  ", got " + ShapeText(a.shape) + " " + a.dtype->name);
     arrays.push_back(a);
-    given.erase(it);
-  }
-  if (!given.empty()) {
-    std::string names;
-    for (const Spec& s : m.inputs) names += (names.empty() ? "" : ", ") + s.name;
-    InputError("unknown input '" + given.begin()->first + "'; the model's inputs are: " + names);
   }
   return arrays;
 }
