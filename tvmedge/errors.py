@@ -95,3 +95,7 @@ class ServeError(TvmedgeError):
 
 class HardwareError(TvmedgeError):
     """A hardware interface is absent or not writable, e.g. ``no thermal zones under /sys/class/thermal``."""
+
+
+class DeployError(TvmedgeError):
+    """Shipping to a board failed, e.g. ``tiny/model.so arrived corrupted at pi@board:/opt/models (sha256 differs)``."""

@@ -26,6 +26,8 @@ _VERBS = {
     "quantize": "tvmedge.cli.quantize:quantize_cmd",
     "certify": "tvmedge.cli.certify:certify_cmd",
     "bench": "tvmedge.cli.bench:bench_cmd",
+    "bundle": "tvmedge.cli.bundle:bundle_cmd",
+    "deploy": "tvmedge.cli.deploy:deploy_cmd",
 }
 
 

@@ -203,7 +203,7 @@ def _what(arch: str) -> str:
     return f"native runtime build for {arch}"
 
 
-def _host_site() -> Path:
+def host_site() -> Path:
     """The site-packages folder holding the host's tvm and tvm_ffi (their headers and sources)."""
     import importlib.util
 
@@ -214,7 +214,7 @@ def _host_site() -> Path:
 
 
 def _include_flags() -> list[str]:
-    site = _host_site()
+    site = host_site()
     # the wheel's tvm/runtime/tensor.h includes tvm/support/io.h, which the wheel lacks (tvm_support/README.md)
     return [f"-I{site / 'tvm' / 'include'}", f"-I{site / 'tvm_ffi' / 'include'}", f"-I{_SUPPORT / 'include'}"]
 
@@ -272,7 +272,7 @@ def _build_tvm_ffi(work: Path, arch: str, lib: Path, say: Callable[[str], None])
 
 def _build_tvm_runtime(work: Path, arch: str, lib: Path, say: Callable[[str], None]) -> None:
     cxx, strip, _, _ = TOOLCHAINS[arch]
-    site = _host_site()
+    site = host_site()
     tree = work / "tvm"
     # The wheel's runtime sources and headers, with the support headers it lacks laid over them in TVM's
     # repository layout (sources include them by relative paths such as "../support/utils.h").
@@ -305,7 +305,7 @@ def _build_tvm_runtime(work: Path, arch: str, lib: Path, say: Callable[[str], No
 
 def _copy_wheel_libraries(arch: str, lib: Path, say: Callable[[str], None]) -> None:
     if arch == "x86_64":
-        site = _host_site()
+        site = host_site()
     else:
         from ..devices.board import load_board
         from ..devices.emulator import setup_board

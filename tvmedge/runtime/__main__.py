@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from ..errors import TvmedgeError
+from ..errors import TvmedgeError, first_line
 
 
 def main(argv=None) -> int:
@@ -35,6 +35,10 @@ def main(argv=None) -> int:
     except TvmedgeError as err:
         print(f"Error: {err}", file=sys.stderr)
         return err.exit_code
+    except (ImportError, OSError) as err:  # a broken runtime installation on the board, not a bad artifact
+        print(f"Error: ToolchainError: cannot start TVM's runtime ({type(err).__name__}): {first_line(err)}",
+              file=sys.stderr)
+        return 1
     report = {"stats": stats, "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
     if args.json:
         print(json.dumps(report))
