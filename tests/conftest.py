@@ -42,6 +42,31 @@ def naive():
     return TuningOptions(search="naive")
 
 
+# A fake board this host can run: two CPU "units" with llvm targets (x86-host has one unit, nothing to split).
+TWO_CPU = """\
+name: two-cpu
+description: "test board: this host's CPU seen as two units"
+arch: x86_64
+target: {kind: llvm, mcpu: host, num-cores: 1}
+cross_compiler: null
+compute_units:
+  - {name: big, kind: cpu, cores: 1, peak_gops: {fp32: 40}, mem_bandwidth_gbps: 20, ops: all,
+     target: {kind: llvm, mcpu: host, num-cores: 1}}
+  - {name: little, kind: cpu, cores: 1, peak_gops: {fp32: 40}, mem_bandwidth_gbps: 20, ops: all,
+     target: {kind: llvm, num-cores: 1}}
+links:
+  - {src: big, dst: little, bandwidth_gbps: 20, latency_us: 1, sync_us: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def two_cpu_board(tmp_path_factory) -> Path:
+    """A board YAML: this host's CPU seen as two units (something to partition over on x86)."""
+    path = tmp_path_factory.mktemp("boards") / "two-cpu.yaml"
+    path.write_text(TWO_CPU)
+    return path
+
+
 @pytest.fixture(scope="session")
 def naive_tuning():
     """TuningOptions for TVM's default build (no records, no search)."""

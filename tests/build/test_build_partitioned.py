@@ -11,40 +11,11 @@ from click.testing import CliRunner
 from tvmedge import api
 from tvmedge.errors import ArtifactError, ConfigError
 
-# A fake board this host can run: two CPU "units" with llvm targets (x86-host has one unit, nothing to split).
-TWO_CPU = """\
-name: two-cpu
-description: "test board: this host's CPU seen as two units"
-arch: x86_64
-target: {kind: llvm, mcpu: host, num-cores: 1}
-cross_compiler: null
-compute_units:
-  - {name: big, kind: cpu, cores: 1, peak_gops: {fp32: 40}, mem_bandwidth_gbps: 20, ops: all,
-     target: {kind: llvm, mcpu: host, num-cores: 1}}
-  - {name: little, kind: cpu, cores: 1, peak_gops: {fp32: 40}, mem_bandwidth_gbps: 20, ops: all,
-     target: {kind: llvm, num-cores: 1}}
-links:
-  - {src: big, dst: little, bandwidth_gbps: 20, latency_us: 1, sync_us: 1}
-"""
-
-
-def naive():
-    from tvmedge.tune.auto import TuningOptions
-
-    return TuningOptions(search="naive")
-
 
 @pytest.fixture(scope="module")
-def two_cpu_board(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("boards") / "two-cpu.yaml"
-    path.write_text(TWO_CPU)
-    return path
-
-
-@pytest.fixture(scope="module")
-def partitioned(tmp_path_factory, tiny_cnn, two_cpu_board) -> Path:
+def partitioned(tmp_path_factory, tiny_cnn, two_cpu_board, naive_tuning) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "tiny-two-cpu"
-    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive(), partition="throughput")
+    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive_tuning, partition="throughput")
     return out
 
 
@@ -139,10 +110,11 @@ def test_cli_compile_partition(tiny_cnn, two_cpu_board, tmp_path, tiny_input, x8
 
 @pytest.mark.emulated
 @pytest.mark.parametrize("algorithm", [None, "fixed-rule"])
-def test_rk3588_partitioned_runs_on_the_emulated_board(tiny_cnn, tmp_path, tiny_input, x86_artifact, algorithm):
+def test_rk3588_partitioned_runs_on_the_emulated_board(tiny_cnn, tmp_path, tiny_input, x86_artifact, algorithm,
+                                                       naive_tuning):
     """latency plan (the optimiser's) and the fixed-rule baseline, whose GPU/NPU stages fall back to the A76."""
     out = tmp_path / "rk3588"
-    api.compile(tiny_cnn, "rk3588", out=out, tuning=naive(), partition="latency", partition_algorithm=algorithm)
+    api.compile(tiny_cnn, "rk3588", out=out, tuning=naive_tuning, partition="latency", partition_algorithm=algorithm)
     plan = _manifest(out)["plan"]
     if algorithm == "fixed-rule":
         fallbacks = [s for s in plan["stages"] if s["fallback"]]

@@ -20,17 +20,10 @@ from click.testing import CliRunner
 
 from tvmedge import api, runtime
 from tvmedge.cli.main import cli
-from tvmedge.deploy import bundle as bundle_mod
 from tvmedge.deploy import ship
 from tvmedge.deploy.bundle import build_bundle, sha256_sums
 from tvmedge.devices.board import load_board
 from tvmedge.errors import ArtifactError, ConfigError, DeployError
-
-
-def naive():
-    from tvmedge.tune.auto import TuningOptions
-
-    return TuningOptions(search="naive")
 
 
 def _unpack(path: Path, into: Path) -> Path:
@@ -225,7 +218,7 @@ def test_python_bundle_runs_with_nothing_but_the_boards_python(arm_artifact, x86
 
 
 @pytest.mark.emulated
-def test_cpp_bundle_for_riscv64_is_small_and_runs(tiny_cnn, x86_artifact, tiny_input, tmp_path):
+def test_cpp_bundle_for_riscv64_is_small_and_runs(tiny_cnn, x86_artifact, tiny_input, tmp_path, naive_tuning):
     if shutil.which("qemu-riscv64") is None or shutil.which("riscv64-linux-gnu-g++") is None:
         pytest.skip("qemu-riscv64 or riscv64-linux-gnu-g++ not installed")
     bundle = build_bundle(load_board("visionfive2"), tmp_path / "runtime.tar.gz")
@@ -235,7 +228,7 @@ def test_cpp_bundle_for_riscv64_is_small_and_runs(tiny_cnn, x86_artifact, tiny_i
     assert set(_check_sums(top)) == {"bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so", "run.sh",
                                      "BUNDLE.json"}
     artifact = tmp_path / "tiny-riscv"
-    api.compile(tiny_cnn, "visionfive2", out=artifact, tuning=naive())
+    api.compile(tiny_cnn, "visionfive2", out=artifact, tuning=naive_tuning)
     np.save(tmp_path / "x.npy", tiny_input)
     proc = subprocess.run(["qemu-riscv64", "-L", "/usr/riscv64-linux-gnu", str(top / "bin" / "tvmedge-run"),
                            str(artifact), "--inputs", f"input={tmp_path / 'x.npy'}", "--output-dir", str(tmp_path)],
@@ -247,10 +240,10 @@ def test_cpp_bundle_for_riscv64_is_small_and_runs(tiny_cnn, x86_artifact, tiny_i
 
 @pytest.mark.emulated
 @pytest.mark.parametrize("board", ["rk3588", "visionfive2"])
-def test_deploy_to_an_emulated_board(board, arm_artifact, tiny_cnn, tmp_path, private_devices, cache):
+def test_deploy_to_an_emulated_board(board, arm_artifact, tiny_cnn, tmp_path, private_devices, cache, naive_tuning):
     if board == "visionfive2":
         artifact = tmp_path / "tiny-riscv"
-        api.compile(tiny_cnn, "visionfive2", out=artifact, tuning=naive())
+        api.compile(tiny_cnn, "visionfive2", out=artifact, tuning=naive_tuning)
     else:
         artifact = arm_artifact
     result = CliRunner().invoke(cli, ["deploy", str(artifact), "--board", f"emu:{board}", "--check", "--json"])

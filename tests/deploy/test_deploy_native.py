@@ -22,28 +22,6 @@ from tvmedge.deploy import native
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError
 from tvmedge.runtime.manifest import Manifest
 
-TWO_CPU = """\
-name: two-cpu
-description: "test board: this host's CPU seen as two units"
-arch: x86_64
-target: {kind: llvm, mcpu: host, num-cores: 1}
-cross_compiler: null
-compute_units:
-  - {name: big, kind: cpu, cores: 1, peak_gops: {fp32: 40}, mem_bandwidth_gbps: 20, ops: all,
-     target: {kind: llvm, mcpu: host, num-cores: 1}}
-  - {name: little, kind: cpu, cores: 1, peak_gops: {fp32: 40}, mem_bandwidth_gbps: 20, ops: all,
-     target: {kind: llvm, num-cores: 1}}
-links:
-  - {src: big, dst: little, bandwidth_gbps: 20, latency_us: 1, sync_us: 1}
-"""
-
-
-def naive():
-    from tvmedge.tune.auto import TuningOptions
-
-    return TuningOptions(search="naive")
-
-
 @pytest.fixture(scope="module")
 def host_runtime():
     if shutil.which("g++") is None:
@@ -195,11 +173,10 @@ def test_cpp_loader_usage_errors(host_runtime, x86_artifact, args, expected):
     assert expected in _error(_run(host_runtime, *full))
 
 
-def test_cpp_loader_runs_a_partitioned_artifact(host_runtime, tiny_cnn, x86_artifact, tiny_input, tmp_path):
-    board = tmp_path / "two-cpu.yaml"
-    board.write_text(TWO_CPU)
+def test_cpp_loader_runs_a_partitioned_artifact(host_runtime, tiny_cnn, x86_artifact, tiny_input, tmp_path,
+                                                two_cpu_board, naive_tuning):
     out = tmp_path / "partitioned"
-    api.compile(tiny_cnn, str(board), out=out, tuning=naive(), partition="throughput")
+    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive_tuning, partition="throughput")
     assert len(Manifest.read(out).stages()) >= 2
     np.save(tmp_path / "x.npy", tiny_input)
     proc = _run(host_runtime, out, "--inputs", tmp_path / "x.npy", "--output-dir", tmp_path, "--json")
@@ -246,11 +223,11 @@ def test_host_runtime_is_cached_and_described(host_runtime):
 
 
 @pytest.fixture(scope="module")
-def riscv_artifact(tmp_path_factory, tiny_cnn) -> Path:
+def riscv_artifact(tmp_path_factory, tiny_cnn, naive_tuning) -> Path:
     if shutil.which("riscv64-linux-gnu-g++") is None:
         pytest.skip("riscv64-linux-gnu-g++ not installed (Debian package g++-riscv64-linux-gnu)")
     out = tmp_path_factory.mktemp("artifacts") / "tiny-visionfive2"
-    api.compile(tiny_cnn, "visionfive2", out=out, tuning=naive())
+    api.compile(tiny_cnn, "visionfive2", out=out, tuning=naive_tuning)
     return out
 
 
