@@ -1,9 +1,10 @@
-"""``tvmedge board setup``: build (once, cached) an emulated board that runs artifacts under qemu-user."""
+"""``tvmedge board``: build (once, cached) an emulated board that runs artifacts under qemu-user, serve TVM's RPC
+on it, and list the boards registered with TVM's RPC tracker."""
 
 import click
 
 from ._options import json_option
-from ._output import emit
+from ._output import emit, table
 
 
 @click.group("board")
@@ -49,3 +50,24 @@ def serve_cmd(board_spec, host, port, tracker, key):
     except KeyboardInterrupt:
         process.terminate()
         process.wait()
+
+
+@board.command("list")
+@click.option("--tracker", metavar="HOST:PORT", required=True, help="TVM's RPC tracker to ask.")
+@json_option
+def list_cmd(tracker, as_json):
+    """List the boards registered with TVM's RPC tracker: per key free/pending counts, and each server."""
+    from ..runtime.remote import tracker_summary
+
+    emit(tracker_summary(tracker), as_json, _render_list)
+
+
+def _render_list(d):
+    click.echo(f"tracker {d['tracker']}")
+    if not d["keys"]:
+        click.echo("no boards registered (start some with `tvmedge board serve emu:NAME --tracker HOST:PORT`)")
+        return
+    click.echo(table([[k["key"], k["servers"], k["free"], k["pending"]] for k in d["keys"]],
+                     ["key", "servers", "free", "pending"]))
+    click.echo()
+    click.echo(table([[s["address"], s["key"]] for s in d["servers"]], ["server", "key"]))
