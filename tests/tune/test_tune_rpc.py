@@ -6,7 +6,6 @@ Emulated timings mean nothing for the real board; what this proves is the flow: 
 
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -29,9 +28,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tracker_with_board():
-    port = _free_port()
-    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
-                                "--port-end", str(port + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from tvm.rpc.tracker import Tracker
+
+    # TVM's Tracker object (not `python -m tvm.exec.rpc_tracker`, whose worker process outlives a kill)
+    first = _free_port()
+    tracker = Tracker(host="127.0.0.1", port=first, port_end=first + 100, silent=True)
+    port = tracker.port
     server = setup_board(load_board("rk3588")).serve_rpc(port=_free_port(), tracker=f"127.0.0.1:{port}",
                                                           key="rk3588-emu", stdout=subprocess.DEVNULL)
     try:
@@ -51,7 +53,8 @@ def tracker_with_board():
         yield f"127.0.0.1:{port}"
     finally:
         server.kill()
-        tracker.kill()
+        server.wait()
+        tracker.terminate()
 
 
 def test_tune_on_the_emulated_board_then_compile_with_the_records(tracker_with_board, tiny_cnn, tmp_path, x86_artifact):

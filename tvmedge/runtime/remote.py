@@ -41,6 +41,7 @@ def connect(rpc: Optional[str] = None, tracker: Optional[str] = None, key: Optio
             host, port = _address(rpc, "--rpc")
             return tvm_rpc.connect(host, port, session_timeout=timeout), f"rpc {rpc}"
         host, port = _address(tracker, "--tracker")
+        _probe_tracker(host, port, 10)  # fail in seconds, not after TVM's minute of retries
         return tvm_rpc.connect_tracker(host, port).request(key, session_timeout=timeout), f"tracker {tracker} key {key}"
     except TvmedgeError:
         raise
