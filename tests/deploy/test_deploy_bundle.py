@@ -255,3 +255,46 @@ def test_deploy_to_an_emulated_board(board, arm_artifact, tiny_cnn, tmp_path, pr
     # re-deploying only the artifact keeps the runtime that is there
     again = ship.deploy(artifact, f"emu:{board}", runtime=False)
     assert again.runtime is None and again.files == len(list(Path(artifact).iterdir())) + 0
+
+
+@pytest.mark.emulated
+def test_python_bundle_serves_tvm_rpc(arm_artifact, x86_artifact, tiny_input, tmp_path):
+    """With the bundle alone a board can also be a TVM RPC server (for `run --rpc`, tuning through a tracker)."""
+    import socket
+    import time
+
+    if shutil.which("qemu-aarch64") is None:
+        pytest.skip("qemu-aarch64 not installed")
+    from tvmedge.devices.emulator import setup_board
+
+    emu = setup_board(load_board("rk3588"))
+    top = _unpack(build_bundle(load_board("rk3588"), tmp_path / "runtime.tar.gz").path, tmp_path / "unpacked")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(top / "site"),
+           "TVM_USE_RUNTIME_LIB": "1"}
+    server = subprocess.Popen(["qemu-aarch64", "-L", str(emu.sysroot), str(emu.python), "-m",
+                               "tvmedge.runtime.rpc_server", "--port", str(port), "--port-end", str(port + 1)],
+                              env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout.readline().startswith(f"listening on 127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                outputs, stats = api.run(arm_artifact, {"input": tiny_input}, rpc=f"127.0.0.1:{port}")
+                break
+            except Exception:  # noqa: BLE001 - the server may still be starting
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    expected = runtime.load(x86_artifact).run({"input": tiny_input})
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-5)
+    assert stats["where"] == f"rpc 127.0.0.1:{port}"
