@@ -182,9 +182,7 @@ def _emulated_board(board: Optional[str]):
 
 
 def _measure_on_board(emulated, artifact, duration: float) -> dict:
-    path = Path(artifact).resolve()
-    return emulated.run_json(["-P", "-m", "tvmedge.runtime.certify", str(path), "--duration", str(duration),
-                              "--no-thermal"], timeout=duration + 300)
+    return emulated.measure(Path(artifact).resolve(), duration)
 
 
 def _thermal_reader(root) -> tuple:

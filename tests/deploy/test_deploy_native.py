@@ -284,3 +284,24 @@ def test_cli_run_on_the_riscv64_board_with_a_reference(riscv_artifact, tiny_cnn)
     report = json.loads(result.output)
     assert report["emulated"] is True and report["where"] == "emu:licheepi4a"
     assert report["comparison"] and all(row["match"] for row in report["comparison"]), report["comparison"]
+
+
+@pytest.mark.emulated
+def test_certify_on_the_riscv64_board(riscv_artifact):
+    """`tvmedge certify --board emu:visionfive2` measures with the C++ loader; emulated runs never certify."""
+    from tvmedge.certify import certify
+
+    report = certify(riscv_artifact, board="emu:visionfive2", duration=1.0, min_duration=1.0)
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["manifest"]["status"] == "pass"
+    assert report["verdict"] == "NOT CERTIFIABLE"
+    assert "runs in" in checks["sustained load"]["measured"]
+
+
+def test_cpp_loader_duration_and_times(host_runtime, x86_artifact):
+    proc = _run(host_runtime, x86_artifact, "--duration", "0.2", "--times", "--json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])["stats"]
+    assert stats["repeat"] == len(stats["times_ms"]) > 10 and stats["load_s"] > 0
+    assert sum(stats["times_ms"]) <= 200 + max(stats["times_ms"]) + 50  # runs stop once 0.2 s have passed
+    assert "--duration takes a non-negative number" in _error(_run(host_runtime, x86_artifact, "--duration", "x"))

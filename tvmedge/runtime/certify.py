@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from ..errors import TvmedgeError
 
-__all__ = ["measure", "read_thermal_zones"]
+__all__ = ["measure", "read_thermal_zones", "summarize_latencies"]
 
 
 def read_thermal_zones(root: str = "/") -> Optional[Callable[[], float]]:
@@ -89,10 +89,10 @@ def measure(artifact, duration: float = 60.0, read_temp: Optional[Callable[[], f
     end = time.perf_counter()
     sample(end)
     return {"load_s": load_s, "first_inference_ms": stats["first_ms"], "runs": len(latencies),
-            "duration_s": end - begin, "latency_ms": _summary(latencies), "temperatures": temperatures}
+            "duration_s": end - begin, "latency_ms": summarize_latencies(latencies), "temperatures": temperatures}
 
 
-def _summary(latencies: list) -> dict:
+def summarize_latencies(latencies: list) -> dict:
     """p50/p99/mean of the sustained runs, and the median of the first and last quarter (throttling shows as drift)."""
     if not latencies:
         return {}

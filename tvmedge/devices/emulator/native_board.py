@@ -115,6 +115,16 @@ class NativeBoard:
         stats["emulated"] = True
         return outputs, stats
 
+    def measure(self, artifact, duration: float) -> dict:
+        """Certification measurements with the C++ loader, in the form :func:`tvmedge.runtime.certify.measure`
+        returns them (load time, first inference, ``duration`` seconds back to back; no temperatures)."""
+        from ...runtime.certify import summarize_latencies
+
+        stats = self.run_json([str(artifact), "--duration", str(duration), "--times"], timeout=duration + 300)["stats"]
+        times = [float(t) for t in stats.get("times_ms", [])]
+        return {"load_s": float(stats["load_s"]), "first_inference_ms": float(stats["first_ms"]), "runs": len(times),
+                "duration_s": sum(times) / 1e3, "latency_ms": summarize_latencies(times), "temperatures": []}
+
     def serve_rpc(self, **_) -> subprocess.Popen:
         raise ToolchainError(
             f"board {self.board.name} ({self.arch}) runs artifacts with the C++ loader: TVM's RPC server is Python "

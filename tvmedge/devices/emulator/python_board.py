@@ -289,6 +289,12 @@ class EmulatedBoard:
         stats["emulated"] = True
         return outputs, stats
 
+    def measure(self, artifact, duration: float) -> dict:
+        """Certification measurements on the board (``python -m tvmedge.runtime.certify``; no temperatures:
+        an emulated board's sensors would be the host's)."""
+        return self.run_json(["-P", "-m", "tvmedge.runtime.certify", str(artifact), "--duration", str(duration),
+                              "--no-thermal"], timeout=duration + 300)
+
     def serve_rpc(self, *, host: str = "127.0.0.1", port: int = 9090, tracker: Optional[str] = None,
                   key: str = "", stdout=None) -> subprocess.Popen:
         """Start TVM's RPC server on the emulated board (``python -m tvmedge.runtime.rpc_server``); returns the process.

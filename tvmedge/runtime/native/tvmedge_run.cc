@@ -7,6 +7,10 @@
  * but TVM's runtime (libtvm_runtime.so + libtvm_ffi.so) and the C++ standard library.
  *
  *   tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] [--json]
+ *               [--duration SECONDS] [--times]
+ *
+ * --duration runs back to back for that long after the first run (instead of --repeat runs); --times adds
+ * every run's latency to the report (what `tvmedge certify` summarises).
  *
  * Inputs and outputs are .npy files (outputs: DIR/output_<i>.npy, in the manifest's order). With --json the
  * last stdout line is the same {"stats": {...}, "outputs": {...}} object the Python runtime prints. Errors are
@@ -670,11 +674,12 @@ std::string Num(double v) {
 int Main(int argc, char** argv) {
   std::string artifact, output_dir;
   std::vector<std::string> inputs;
-  bool json = false, random = false;
+  bool json = false, random = false, all_times = false;
   long repeat = 1;
+  double duration = -1;
   const char* usage =
       "usage: tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] "
-      "[--json]";
+      "[--duration SECONDS] [--times] [--json]";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -688,7 +693,13 @@ int Main(int argc, char** argv) {
       char* end = nullptr;
       repeat = std::strtol(v.c_str(), &end, 10);
       if (*end || repeat < 0) InputError("--repeat takes a non-negative integer, got " + v);
-    } else if (a == "--json") json = true;
+    } else if (a == "--duration") {
+      std::string v = value();
+      char* end = nullptr;
+      duration = std::strtod(v.c_str(), &end);
+      if (*end || !(duration >= 0)) InputError("--duration takes a non-negative number of seconds, got " + v);
+    } else if (a == "--times") all_times = true;
+    else if (a == "--json") json = true;
     else if (a == "--random") random = true;
     else if (a == "-h" || a == "--help") { std::puts(usage); return 0; }
     else if (!a.empty() && a[0] == '-') InputError("unknown option " + a + "; " + usage);
@@ -698,9 +709,11 @@ int Main(int argc, char** argv) {
   if (artifact.empty()) InputError(std::string("no artifact given; ") + usage);
   while (artifact.size() > 1 && artifact.back() == '/') artifact.pop_back();
 
+  auto load_start = std::chrono::steady_clock::now();
   Manifest m = Manifest::Read(artifact);
   std::vector<Array> arrays = ReadInputs(m, inputs, random);
   Runner runner(m);
+  double load_s = Ms(load_start, std::chrono::steady_clock::now()) / 1e3;
   std::vector<Tensor> feed;
   for (const Array& a : arrays) feed.push_back(ToDevice(a));
 
@@ -716,7 +729,12 @@ int Main(int argc, char** argv) {
   };
   double first = once(true);
   std::vector<double> times;
-  for (long i = 0; i < repeat; ++i) times.push_back(once(false));
+  if (duration >= 0) {
+    auto begin = std::chrono::steady_clock::now();
+    while (Ms(begin, std::chrono::steady_clock::now()) < duration * 1e3) times.push_back(once(false));
+  } else {
+    for (long i = 0; i < repeat; ++i) times.push_back(once(false));
+  }
 
   std::string stats = "{\"first_ms\": " + Num(first) + ", \"repeat\": " + std::to_string(times.size());
   if (!times.empty()) {
@@ -732,7 +750,13 @@ int Main(int argc, char** argv) {
              ", \"p90_ms\": " + Num(s[std::min(n - 1, size_t(0.9 * n))]) + ", \"min_ms\": " + Num(s.front()) +
              ", \"max_ms\": " + Num(s.back()) + ", \"std_ms\": " + Num(std::sqrt(var / n));
   }
-  stats += ", \"loader\": \"c++\"}";
+  stats += ", \"load_s\": " + Num(load_s) + ", \"loader\": \"c++\"";
+  if (all_times) {
+    stats += ", \"times_ms\": [";
+    for (size_t i = 0; i < times.size(); ++i) stats += (i ? ", " : "") + Num(times[i]);
+    stats += "]";
+  }
+  stats += "}";
 
   std::string described;
   for (size_t i = 0; i < outputs.size(); ++i) {
