@@ -5,7 +5,8 @@ Destinations:
 * ``emu:NAME`` — the emulated board's disk, ``<cache>/devices/NAME/`` (what it runs is what a board would get);
 * a directory — a mounted SD card, an NFS export, a board's root file system image;
 * ``user@host:path`` — a real board over SSH, copied with the system's ``rsync`` (or ``scp``), verified there
-  with ``sha256sum -c`` (coreutils, on every Linux board).
+  with ``sha256sum -c`` (coreutils, on every Linux board). SSH runs with ``BatchMode=yes``: set up key-based
+  login (``ssh-copy-id user@host``) so that nothing waits for a password it cannot ask for.
 
 What arrives, side by side::
 
@@ -186,9 +187,9 @@ def _transfer(stage: Path, dest: Destination) -> None:
     remote = f"{dest.host}:{dest.path.rstrip('/')}/"
     _ssh(dest, f"mkdir -p {shlex.quote(dest.path)}", "create the destination folder")
     if shutil.which("rsync"):
-        command = ["rsync", "-a", "--compress", f"{stage}/", remote]
+        command = ["rsync", "-a", "--compress", "-e", "ssh -o BatchMode=yes", f"{stage}/", remote]
     elif shutil.which("scp"):
-        command = ["scp", "-q", "-r", *[str(p) for p in sorted(stage.iterdir())], remote]
+        command = ["scp", "-q", "-r", "-o", "BatchMode=yes", *[str(p) for p in sorted(stage.iterdir())], remote]
     else:
         raise ToolchainError("neither rsync nor scp found; install the Debian package rsync or openssh-client")
     _command(command, f"copy to {dest.describe()}")
