@@ -18,7 +18,6 @@ What arrives, side by side::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -32,7 +31,7 @@ from typing import Callable, Optional
 from ..cache import cache_path
 from ..devices.board import Board, load_board
 from ..errors import ConfigError, DeployError, ToolchainError
-from ..runtime.manifest import Manifest
+from ..runtime.manifest import Manifest, sha256_file
 from .bundle import SUMS, build_bundle, bundle_kind
 
 __all__ = ["Deployment", "deploy", "parse_destination", "emulated_home"]
@@ -163,16 +162,8 @@ def _sums(stage: Path) -> dict[str, str]:
     for dirpath, _, filenames in os.walk(stage):
         for filename in filenames:
             path = Path(dirpath) / filename
-            sums[str(path.relative_to(stage))] = _sha256_file(path)
+            sums[str(path.relative_to(stage))] = sha256_file(path)
     return sums
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _transfer(stage: Path, dest: Destination) -> None:
@@ -209,7 +200,7 @@ def _verify(dest: Destination, sums: dict[str, str]) -> None:
         path = root / rel
         if not path.is_file():
             raise DeployError(f"{rel} is missing at {dest.describe()} after the copy")
-        if _sha256_file(path) != digest:
+        if sha256_file(path) != digest:
             raise DeployError(f"{rel} arrived corrupted at {dest.describe()} (sha256 differs); deploy again")
     recorded = (root / SUMS).read_text() if (root / SUMS).is_file() else ""
     if any(f"{digest}  {rel}" not in recorded for rel, digest in sums.items()):

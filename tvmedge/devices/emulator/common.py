@@ -6,10 +6,10 @@ import os
 import subprocess
 
 from ... import errors as _errors
-from ...cache import last_line
+from ...cache import last_json, last_line
 from ...errors import ArtifactError, TvmedgeError
 
-__all__ = ["GUEST_UNSET", "host_environ", "board_error"]
+__all__ = ["GUEST_UNSET", "host_environ", "board_error", "json_report"]
 
 # Host environment variables that would leak into the guest (qemu-user passes its environment through).
 GUEST_UNSET = ("LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
@@ -40,3 +40,15 @@ def board_error(board_name: str, proc: subprocess.CompletedProcess) -> TvmedgeEr
     code = proc.returncode
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return ArtifactError(f"emulated board {board_name}: the runtime {how}: {last_line(proc.stderr) or '<no stderr>'}")
+
+
+def json_report(board_name: str, proc: subprocess.CompletedProcess, what: str) -> dict:
+    """The JSON object a board-side command printed last; its error (:func:`board_error`) if it failed, an
+    ArtifactError if it printed none."""
+    if proc.returncode != 0:
+        raise board_error(board_name, proc)
+    report = last_json(proc.stdout)
+    if report is None:
+        raise ArtifactError(f"emulated board {board_name}: {what} printed no JSON result "
+                            f"(last output line: {last_line(proc.stdout) or '<empty>'})")
+    return report

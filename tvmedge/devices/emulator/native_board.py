@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-from ...cache import last_json, last_line
 from ...deploy.native import NativeRuntime, load_native_runtime, native_runtime
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
 from ..board import Board
-from .common import GUEST_UNSET, board_error, host_environ
+from .common import GUEST_UNSET, host_environ, json_report
 
 __all__ = ["NativeBoard", "setup_native_board", "load_native_board", "NATIVE_ARCHS"]
 
@@ -80,13 +79,7 @@ class NativeBoard:
     def run_json(self, args: Sequence[str], *, timeout: float = 600, cwd: Optional[Path] = None) -> dict:
         """Run ``tvmedge-run ARGS --json`` and return its JSON report (board-side errors raised as tvmedge errors)."""
         proc = self.run_loader([*args, "--json"], timeout=timeout, cwd=cwd)
-        if proc.returncode != 0:
-            raise board_error(self.board.name, proc)
-        report = last_json(proc.stdout)
-        if report is None:
-            raise ArtifactError(f"emulated board {self.board.name}: tvmedge-run printed no JSON result "
-                                f"(last output line: {last_line(proc.stdout) or '<empty>'})")
-        return report
+        return json_report(self.board.name, proc, "tvmedge-run")
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
                      timeout: float = 600) -> tuple[dict, dict]:

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-from ...cache import build_once, cache_path, last_json, last_line, read_stamp, run_step, tree_size
+from ...cache import build_once, cache_path, last_json, read_stamp, run_step, tree_size
 from ...errors import ArtifactError, ConfigError, ToolchainError, TvmedgeError
 from ..board import Board
-from .common import GUEST_UNSET, board_error, host_environ
+from .common import GUEST_UNSET, host_environ, json_report
 
 __all__ = ["EmulatedBoard", "board_root", "setup_python_board", "load_python_board", "LAYOUT_VERSION"]
 
@@ -241,13 +241,7 @@ class EmulatedBoard:
         no JSON is an ArtifactError.
         """
         proc = self.run_python(args, timeout=timeout, cwd=cwd)
-        if proc.returncode != 0:
-            raise board_error(self.board.name, proc)
-        report = last_json(proc.stdout)
-        if report is None:
-            raise ArtifactError(f"emulated board {self.board.name}: python {' '.join(map(str, args))[:60]} printed "
-                                f"no JSON result (last output line: {last_line(proc.stdout) or '<empty>'})")
-        return report
+        return json_report(self.board.name, proc, f"python {' '.join(map(str, args))[:60]}")
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
                      timeout: float = 600) -> tuple[dict, dict]:
