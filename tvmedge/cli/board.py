@@ -9,7 +9,8 @@ from ._output import emit, table
 
 @click.group("board")
 def board():
-    """Emulated boards (qemu-user + the board's Python + TVM's runtime, no compiler)."""
+    """Emulated boards under qemu-user: aarch64 with the board's Python + TVM's runtime (no compiler), riscv64
+    with TVM's runtime cross-built from the wheel's sources + the C++ loader."""
 
 
 @board.command("setup")
@@ -23,8 +24,10 @@ def setup_cmd(name, force, as_json):
 
     progress = None if as_json else (lambda message: click.echo(f"  {message}", err=True))
     emulated = setup_board(load_board(name), progress=progress, force=force)
-    data = {"board": name, "arch": emulated.arch, "root": str(emulated.root)}
-    emit(data, as_json, lambda d: click.echo(f"emulated {d['arch']} board for {d['board']} ready at {d['root']}"))
+    data = {"board": name, "arch": emulated.arch, "root": str(emulated.root),
+            "loader": emulated.loader_kind}
+    emit(data, as_json, lambda d: click.echo(f"emulated {d['arch']} board for {d['board']} ready at {d['root']} "
+                                             f"({d['loader']} loader)"))
 
 
 @board.command("serve")

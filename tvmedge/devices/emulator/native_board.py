@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +41,7 @@ class NativeBoard:
 
     board: Board
     runtime: NativeRuntime
+    loader_kind: ClassVar[str] = "c++"  # what runs artifacts on it: tvmedge-run
 
     @property
     def arch(self) -> str:

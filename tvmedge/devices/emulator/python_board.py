@@ -25,7 +25,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,6 +139,8 @@ class EmulatedBoard:
     # fails as on the board), else qemu's default.
     cpu: Optional[str] = None
     info: dict = field(default_factory=dict, compare=False, repr=False)
+
+    loader_kind: ClassVar[str] = "python"  # what runs artifacts on it: python -m tvmedge.runtime
 
     @property
     def sysroot(self) -> Path:
