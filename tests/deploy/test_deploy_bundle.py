@@ -225,8 +225,8 @@ def test_cpp_bundle_for_riscv64_is_small_and_runs(tiny_cnn, x86_artifact, tiny_i
     assert bundle.info["kind"] == "cpp"
     assert bundle.info["compressed_bytes"] <= 5e6  # the goal for a C++-loader bundle
     top = _unpack(bundle.path, tmp_path / "unpacked")
-    assert set(_check_sums(top)) == {"bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so", "run.sh",
-                                     "BUNDLE.json"}
+    assert set(_check_sums(top)) == {"bin/tvmedge-run", "bin/tvmedge-rpc-server", "lib/libtvm_runtime.so",
+                                     "lib/libtvm_ffi.so", "run.sh", "BUNDLE.json"}
     artifact = tmp_path / "tiny-riscv"
     api.compile(tiny_cnn, "visionfive2", out=artifact, tuning=naive_tuning)
     np.save(tmp_path / "x.npy", tiny_input)

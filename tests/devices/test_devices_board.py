@@ -116,6 +116,7 @@ def test_riscv_boards_use_the_verified_target():
         "mcpu": "generic-rv64",
         "mattr": ["+64bit", "+m", "+a", "+f", "+d", "+c"],
         "mabi": "lp64d",
+        "num-cores": 4,  # MetaSchedule needs it (tuning through a tracker, the no-search schedule)
     }
     for name in ("visionfive2", "licheepi4a"):
         board = load_board(name)

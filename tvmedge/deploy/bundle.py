@@ -6,8 +6,9 @@ Two kinds, chosen by the board (or ``loader=``):
   ``python -m tvmedge.runtime`` — the loader the host uses — from the bundle's ``site/``: TVM's Python package
   minus the compiler-only parts, ``libtvm_runtime.so``, tvm-ffi, numpy (with its OpenBLAS), ml_dtypes, and
   cloudpickle (for TVM's RPC server). Nothing is pip-installed on the board.
-* **cpp** (any board; the only kind for riscv64): ``bin/tvmedge-run`` (the C++ loader) and the two runtime
-  libraries; the board needs only libc and libstdc++.
+* **cpp** (any board; the only kind for riscv64): ``bin/tvmedge-run`` (the C++ loader),
+  ``bin/tvmedge-rpc-server`` (TVM's RPC server) and the two runtime libraries; the board needs only libc and
+  libstdc++.
 
 Layout of the archive (one top folder, so unpacking never litters the current directory)::
 
@@ -130,6 +131,7 @@ def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: P
     else:
         runtime = native_runtime(board.arch, progress=say)
         files["bin/tvmedge-run"] = runtime.loader
+        files["bin/tvmedge-rpc-server"] = runtime.rpc_server
         for library in ("libtvm_runtime.so", "libtvm_ffi.so"):
             files[f"lib/{library}"] = runtime.lib_dir / library
         script = _RUN_CPP

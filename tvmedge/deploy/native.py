@@ -5,6 +5,7 @@
     lib/libtvm_runtime.so   TVM's runtime (the Relax VM, CPU device, thread pool, RPC endpoint)
     lib/libtvm_ffi.so       tvm-ffi, which the runtime and every compiled model link against
     bin/tvmedge-run         tvmedge/runtime/native/tvmedge_run.cc: reads the artifact manifest, checks it, runs
+    bin/tvmedge-rpc-server  tvmedge/runtime/native/tvmedge_rpc_server.cc: TVM's RPC server (+ tracker) in C++
     ready.json              versions, sizes and timings of the build
 
 Where the libraries come from:
@@ -38,15 +39,19 @@ from typing import Callable, Optional
 from ..cache import build_once, cache_path, read_stamp, run_step, tree_size
 from ..errors import ConfigError, ToolchainError
 
-__all__ = ["NativeRuntime", "native_runtime", "load_native_runtime", "LOADER_SOURCE", "TOOLCHAINS"]
+__all__ = ["NativeRuntime", "native_runtime", "load_native_runtime", "PROGRAMS", "TOOLCHAINS"]
 
 # Bump when the build below changes so that old folders are rebuilt.
 LAYOUT_VERSION = 1
+# Bump when the way the programs are compiled changes (their sources are hashed anyway): only they are rebuilt.
+PROGRAMS_VERSION = 2  # 2: --no-as-needed
 TVM_VERSION = "0.27.0.post1"
 TVM_FFI_VERSION = "0.1.14.post1"
 MIN_CMAKE = (3, 26)
 
-LOADER_SOURCE = Path(__file__).resolve().parent.parent / "runtime" / "native" / "tvmedge_run.cc"
+_NATIVE = Path(__file__).resolve().parent.parent / "runtime" / "native"
+# The board-side programs, compiled per arch against TVM's runtime: bin/<name> from runtime/native/<source>.
+PROGRAMS = {"tvmedge-run": _NATIVE / "tvmedge_run.cc", "tvmedge-rpc-server": _NATIVE / "tvmedge_rpc_server.cc"}
 _SUPPORT = Path(__file__).resolve().parent / "tvm_support"
 
 # arch -> (C++ compiler, strip, Debian package of the cross toolchain, sysroot of its libraries for qemu -L)
@@ -82,6 +87,10 @@ class NativeRuntime:
         return self.root / "bin" / "tvmedge-run"
 
     @property
+    def rpc_server(self) -> Path:
+        return self.root / "bin" / "tvmedge-rpc-server"
+
+    @property
     def files(self) -> list[Path]:
         """What a board needs besides the artifact: the loader and the two libraries."""
         return [self.loader, self.lib_dir / "libtvm_runtime.so", self.lib_dir / "libtvm_ffi.so"]
@@ -100,9 +109,9 @@ def _valid(arch: str, *, current_loader: bool = False) -> Callable[[dict], bool]
     def check(info: dict) -> bool:
         return (info.get("layout") == LAYOUT_VERSION and info.get("arch") == arch
                 and info.get("tvm") == TVM_VERSION and info.get("tvm_ffi") == TVM_FFI_VERSION
-                and (not current_loader or info.get("loader_sha256") == _loader_source_hash())
+                and (not current_loader or info.get("programs_sha256") == _programs_hash())
                 and all((runtime_root(arch) / rel).is_file()
-                        for rel in ("bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so")))
+                        for rel in ("lib/libtvm_runtime.so", "lib/libtvm_ffi.so")))
     return check
 
 
@@ -136,23 +145,26 @@ def native_runtime(arch: str, *, progress: Progress = None, force: bool = False)
         return _build(tmp, arch, say)
 
     info = build_once(root, _valid(arch), build, force=force)
-    if info.get("loader_sha256") != _loader_source_hash():
-        info = _refresh_loader(root, arch, say)  # the loader's source changed: the libraries stay
+    if info.get("programs_sha256") != _programs_hash():
+        info = _refresh_programs(root, arch, say)  # a program's source changed: the libraries stay
     return NativeRuntime(arch, root, info)
 
 
-def _refresh_loader(root: Path, arch: str, say: Callable[[str], None]) -> dict:
+def _refresh_programs(root: Path, arch: str, say: Callable[[str], None]) -> dict:
     from ..cache import write_stamp
 
-    tmp = root / "bin" / f".tvmedge-run.{os.getpid()}"
+    tmp = root / f".bin.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
-        _build_loader(arch, root / "lib", tmp, say)
-        os.replace(tmp, root / "bin" / "tvmedge-run")
+        _build_programs(arch, root / "lib", tmp, say)
+        for program in PROGRAMS:
+            os.replace(tmp / program, root / "bin" / program)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     info = read_stamp(root, _valid(arch)) or {}
-    info.update(loader_sha256=_loader_source_hash(),
-                bytes=dict(info.get("bytes", {}), **{"bin/tvmedge-run": (root / "bin" / "tvmedge-run").stat().st_size}))
+    info.update(programs_sha256=_programs_hash(),
+                bytes=dict(info.get("bytes", {}), **{f"bin/{p}": (root / "bin" / p).stat().st_size for p in PROGRAMS}))
     write_stamp(root, info)
     return info
 
@@ -179,8 +191,8 @@ def _build(tmp: Path, arch: str, say: Callable[[str], None]) -> dict:
         _copy_wheel_libraries(arch, lib, say)
         source = "the apache-tvm / apache-tvm-ffi wheels' libraries"
     t0 = time.perf_counter()
-    _build_loader(arch, lib, bin_dir / "tvmedge-run", say)
-    timings["loader_s"] = round(time.perf_counter() - t0, 1)
+    _build_programs(arch, lib, bin_dir, say)
+    timings["programs_s"] = round(time.perf_counter() - t0, 1)
     shutil.rmtree(work)
     return {
         "layout": LAYOUT_VERSION,
@@ -189,12 +201,12 @@ def _build(tmp: Path, arch: str, say: Callable[[str], None]) -> dict:
         "tvm_ffi": TVM_FFI_VERSION,
         "source": source,
         "compiler": _compiler_version(TOOLCHAINS[arch][0]),
-        "loader_sha256": _loader_source_hash(),
+        "programs_sha256": _programs_hash(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_s": round(time.perf_counter() - started, 1),
         "timings": timings,
         "bytes": {rel: (tmp / rel).stat().st_size
-                  for rel in ("bin/tvmedge-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so")},
+                  for rel in (*(f"bin/{p}" for p in PROGRAMS), "lib/libtvm_runtime.so", "lib/libtvm_ffi.so")},
         "size_mb": round(tree_size(tmp) / 1e6, 2),
     }
 
@@ -320,13 +332,22 @@ def _copy_wheel_libraries(arch: str, lib: Path, say: Callable[[str], None]) -> N
         shutil.copy2(source, lib / Path(rel).name)
 
 
-def _build_loader(arch: str, lib: Path, out: Path, say: Callable[[str], None]) -> None:
+def _build_programs(arch: str, lib: Path, bin_dir: Path, say: Callable[[str], None]) -> None:
     cxx, strip, _, _ = TOOLCHAINS[arch]
-    say(f"compiling tvmedge-run (the C++ loader) for {arch}")
-    run_step(_what(arch), "compile tvmedge-run",
-             [cxx, "-std=c++17", "-O2", *_include_flags(), LOADER_SOURCE, "-o", out, f"-L{lib}", "-ltvm_runtime",
-              "-ltvm_ffi", "-Wl,-rpath,$ORIGIN/../lib"])
-    run_step(_what(arch), "strip tvmedge-run", [strip, out])
+    say(f"compiling {', '.join(PROGRAMS)} (the C++ loader and RPC server) for {arch}")
+
+    def build(item) -> None:
+        name, source = item
+        out = bin_dir / name
+        run_step(_what(arch), f"compile {name}",
+                 # --no-as-needed: the RPC server calls TVM's runtime only through global functions it registers
+                 # at load time, so a toolchain that defaults to --as-needed (riscv64's) would drop the library
+                 [cxx, "-std=c++17", "-O2", *_include_flags(), source, "-o", out, f"-L{lib}", "-Wl,--no-as-needed",
+                  "-ltvm_runtime", "-ltvm_ffi", "-Wl,--as-needed", "-Wl,-rpath,$ORIGIN/../lib"])
+        run_step(_what(arch), f"strip {name}", [strip, out])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(build, PROGRAMS.items()))
 
 
 def _compiler_version(cxx: str) -> str:
@@ -337,7 +358,10 @@ def _compiler_version(cxx: str) -> str:
     return (proc.stdout.splitlines() or [""])[0]
 
 
-def _loader_source_hash() -> str:
+def _programs_hash() -> str:
     import hashlib
 
-    return hashlib.sha256(LOADER_SOURCE.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(str(PROGRAMS_VERSION).encode())
+    for name, source in sorted(PROGRAMS.items()):
+        digest.update(name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]

@@ -9,7 +9,9 @@ the cross toolchain's libc and libstdc++ as the board's userland::
 The route was chosen over a riscv64 Python (design.md section 3, route B) because it needs nothing but the
 toolchain Debian already packages: the Python route needs Debian sid's moving riscv64 userland (332 MB, 7.7 s
 to import numpy + tvm emulated) and a cross-built tvm-ffi Cython extension. The C++ board is ~5 MB and starts
-in a fraction of a second. What it cannot do is run TVM's RPC server, which is Python (``tvm.exec.rpc_server``).
+in a fraction of a second. TVM's RPC server, which TVM implements in Python around a C++ server loop, runs as
+``tvmedge-rpc-server`` (the same loop, the handshake and tracker registration in C++), so a RISC-V board also
+serves ``tvmedge run --rpc/--tracker`` and tuning through TVM's tracker.
 """
 
 from __future__ import annotations
@@ -59,12 +61,15 @@ class NativeBoard:
     def qemu(self) -> str:
         return f"qemu-{self.arch}"
 
-    def loader_command(self, args: Sequence[str]) -> list[str]:
-        """``qemu-<arch> -L <toolchain sysroot> tvmedge-run ARGS...`` (run it with :func:`host_environ`)."""
+    def command(self, program: Path, args: Sequence[str]) -> list[str]:
+        """``qemu-<arch> -L <toolchain sysroot> PROGRAM ARGS...`` (run it with :func:`host_environ`)."""
         command = [self.qemu, "-L", self.runtime.sysroot]
         for name in GUEST_UNSET:
             command += ["-U", name]
-        return command + [str(self.runtime.loader), *map(str, args)]
+        return command + [str(program), *map(str, args)]
+
+    def loader_command(self, args: Sequence[str]) -> list[str]:
+        return self.command(self.runtime.loader, args)
 
     def run_loader(self, args: Sequence[str], *, timeout: float = 600,
                    cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
@@ -119,11 +124,19 @@ class NativeBoard:
         return {"load_s": float(stats["load_s"]), "first_inference_ms": float(stats["first_ms"]), "runs": len(times),
                 "duration_s": sum(times) / 1e3, "latency_ms": summarize_latencies(times), "temperatures": []}
 
-    def serve_rpc(self, **_) -> subprocess.Popen:
-        raise ToolchainError(
-            f"board {self.board.name} ({self.arch}) runs artifacts with the C++ loader: TVM's RPC server is Python "
-            f"(tvm.exec.rpc_server) and there is no {self.arch} TVM wheel, so an emulated {self.arch} board cannot "
-            f"serve RPC; run artifacts with `tvmedge run OUT --board emu:{self.board.name}`")
+    def serve_rpc(self, *, host: str = "127.0.0.1", port: int = 9090, tracker: Optional[str] = None,
+                  key: str = "", stdout=None) -> subprocess.Popen:
+        """Start TVM's RPC server on the board (``tvmedge-rpc-server``: TVM's C++ server loop, the handshake and
+        tracker registration of tvm/rpc/server.py); returns the process. Point ``host`` at loopback: the server
+        executes whatever modules its clients upload."""
+        args = ["--host", host, "--port", str(port), "--key", key]
+        if tracker:
+            args += ["--tracker", tracker]
+        try:
+            return subprocess.Popen(self.command(self.runtime.rpc_server, args), env=host_environ(),
+                                    cwd=tempfile.gettempdir(), stdout=stdout, stderr=subprocess.STDOUT, text=True)
+        except OSError as err:
+            raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}; install the Debian package qemu-user") from err
 
 
 def load_native_board(board: Board) -> Optional[NativeBoard]:
