@@ -88,6 +88,7 @@ def cli(debug):
       tvmedge compile model.onnx --target rk3588 -o out/
       tvmedge board setup rk3588
       tvmedge run out/ --board emu:rk3588 --random
+      tvmedge deploy out/ --to root@board:/opt/tvmedge --check
     """
 
 

@@ -12,7 +12,7 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import ArtifactError, InputError, first_line
+from ..errors import ArtifactError, InputError, ToolchainError, first_line
 from .manifest import Manifest
 
 __all__ = ["Model", "load", "check_inputs"]
@@ -45,9 +45,12 @@ class Model:
             self.manifest.verify(self.path)
         if device != "cpu":
             raise ArtifactError(f"device '{device}' is not supported by this runtime; use 'cpu'")
-        import tvm  # loaded only now: the manifest is trusted before any native code runs
-        import tvm_ffi
-        from tvm.runtime.vm import VirtualMachine
+        try:  # loaded only now: the manifest is trusted before any native code runs
+            import tvm
+            import tvm_ffi
+            from tvm.runtime.vm import VirtualMachine
+        except Exception as err:  # a missing or broken runtime installation (e.g. a numpy too old for it)
+            raise ToolchainError(f"cannot import TVM's runtime ({type(err).__name__}): {first_line(err)}") from err
 
         self._tvm = tvm
         self._device = tvm.cpu(0) if session is None else session.cpu(0)
