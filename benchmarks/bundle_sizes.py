@@ -84,8 +84,9 @@ def main() -> int:
                      f"{100 * compressed / installed:.1f} % |")
     lines += [
         "",
-        "The python bundles carry numpy with its OpenBLAS (8.7 MB of the .tar.gz alone, 4.0 MB in .tar.xz); the "
-        "cpp bundles need no Python at all.",
+        "The python bundles carry numpy with its OpenBLAS (8.7 MB of the .tar.gz alone, 4.0 MB in .tar.xz): the "
+        "ml_dtypes TVM imports needs numpy >= 1.25, newer than Debian 12's python3-numpy (1.24). The cpp bundles "
+        "(C++ loader + C++ RPC server + TVM's runtime) need no Python at all.",
         "",
         "Same model (examples/models/tiny_cnn.onnx), same input, run on each (emulated) board; max |difference|:",
         "",
