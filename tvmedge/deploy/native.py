@@ -362,6 +362,6 @@ def _programs_hash() -> str:
     import hashlib
 
     digest = hashlib.sha256(str(PROGRAMS_VERSION).encode())
-    for name, source in sorted(PROGRAMS.items()):
-        digest.update(name.encode() + b"\0" + source.read_bytes())
+    for path in sorted(_NATIVE.glob("*.cc")) + sorted(_NATIVE.glob("*.h")):  # the programs and their headers
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
