@@ -127,6 +127,25 @@ def test_deploy_to_a_directory_verifies_and_runs(x86_artifact, tiny_input, tmp_p
                                rtol=1e-6, atol=1e-7)
 
 
+def test_redeploy_replaces_the_shipped_folders_only(x86_artifact, tmp_path):
+    dest = tmp_path / "board"
+    ship.deploy(x86_artifact, str(dest), loader="cpp")
+    stale = dest / "tvmedge-runtime-x86-host" / "bin" / "old-tool"
+    stale.write_text("from an older runtime")
+    other = dest / "another-model" / "manifest.json"
+    other.parent.mkdir()
+    other.write_text("{}")
+    again = ship.deploy(x86_artifact, str(dest), loader="cpp")
+    assert again.verified and not stale.exists() and other.read_text() == "{}"
+    _check_sums_ignoring(dest, {"another-model/manifest.json"})
+
+
+def _check_sums_ignoring(top: Path, extra: set) -> None:
+    sums = sha256_sums((top / "SHA256SUMS").read_text())
+    files = {str(p.relative_to(top)) for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert files == set(sums) | {"SHA256SUMS"} | extra
+
+
 def test_deploy_detects_a_corrupted_copy(x86_artifact, tmp_path, monkeypatch):
     real = ship._transfer
 
@@ -154,10 +173,13 @@ def fake_ssh(tmp_path, monkeypatch):
     log = tmp_path / "ssh.log"
     (bin_dir / "ssh").write_text(f"#!/bin/sh\n# ssh [-o X] HOST COMMAND\nwhile [ \"$1\" = -o ]; do shift 2; done\n"
                                  f"echo \"$@\" >> {log}\nshift\nexec sh -c \"$1\"\n")
-    (bin_dir / "rsync").write_text("#!/bin/sh\n# rsync -a --compress SRC/ HOST:DEST/\n"
+    (bin_dir / "rsync").write_text("#!/bin/sh\n# rsync -a --delete --compress -e CMD SRC HOST:DEST\n"
                                    "for a; do src=$dst; dst=$a; done\n"
-                                   "dest=${dst#*:}\nmkdir -p \"$dest\" && cp -r \"$src\". \"$dest\"\n"
-                                   "[ -n \"$CORRUPT\" ] && printf x >> \"$dest/$CORRUPT\"\nexit 0\n")
+                                   "dest=${dst#*:}\n"
+                                   "if [ -d \"$src\" ]; then rm -rf \"$dest\"; mkdir -p \"$dest\" && cp -r \"$src\". \"$dest\";\n"
+                                   "else cp \"$src\" \"$dest\"; fi\n"
+                                   "if [ -n \"$CORRUPT\" ] && [ -f \"$dest/$CORRUPT\" ]; then printf x >> \"$dest/$CORRUPT\"; fi\n"
+                                   "exit 0\n")
     for name in ("ssh", "rsync"):
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
@@ -170,7 +192,7 @@ def test_deploy_over_ssh_verifies_with_sha256sum_on_the_board(x86_artifact, tmp_
     commands = fake_ssh.read_text()
     assert f"cd {remote} && sha256sum -c --quiet SHA256SUMS" in commands
     assert result.run_command.startswith("ssh pi@board 'cd ") and result.check["stats"]["repeat"] == 1
-    monkeypatch.setenv("CORRUPT", "tiny-x86/manifest.json")
+    monkeypatch.setenv("CORRUPT", "manifest.json")  # the artifact's, as it lands
     with pytest.raises(DeployError, match=r"arrived corrupted at pi@board:.* tiny-x86/manifest.json"):
         ship.deploy(x86_artifact, f"pi@board:{tmp_path / 'remote2'}", loader="cpp")
 

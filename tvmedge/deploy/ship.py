@@ -167,23 +167,36 @@ def _sums(stage: Path) -> dict[str, str]:
 
 
 def _transfer(stage: Path, dest: Destination) -> None:
-    """Copy the staged folder's contents into the destination (merging with what is there)."""
+    """Copy the staged entries into the destination. Each shipped folder (the artifact, the runtime) replaces
+    its older copy there, so no stale file of a previous deploy survives; other folders are left alone."""
+    entries = sorted(stage.iterdir())
     if dest.kind in ("emu", "dir"):
+        root = Path(dest.path)
         try:
-            Path(dest.path).mkdir(parents=True, exist_ok=True)
-            shutil.copytree(stage, dest.path, dirs_exist_ok=True, symlinks=True)
+            root.mkdir(parents=True, exist_ok=True)
+            for entry in entries:
+                if entry.is_dir():
+                    shutil.rmtree(root / entry.name, ignore_errors=True)
+                    shutil.copytree(entry, root / entry.name, symlinks=True)
+                else:
+                    shutil.copy2(entry, root / entry.name)
         except OSError as err:
             raise DeployError(f"cannot copy to {dest.describe()}: {err.strerror or err}") from err
         return
-    remote = f"{dest.host}:{dest.path.rstrip('/')}/"
-    _ssh(dest, f"mkdir -p {shlex.quote(dest.path)}", "create the destination folder")
+    base = dest.path.rstrip("/")
+    _ssh(dest, f"mkdir -p {shlex.quote(base)}", "create the destination folder")
     if shutil.which("rsync"):
-        command = ["rsync", "-a", "--compress", "-e", "ssh -o BatchMode=yes", f"{stage}/", remote]
+        for entry in entries:  # --delete within each shipped folder only
+            source, target = (f"{entry}/", f"{base}/{entry.name}/") if entry.is_dir() else (str(entry), f"{base}/")
+            _command(["rsync", "-a", "--delete", "--compress", "-e", "ssh -o BatchMode=yes", source,
+                      f"{dest.host}:{target}"], f"copy {entry.name} to {dest.describe()}")
     elif shutil.which("scp"):
-        command = ["scp", "-q", "-r", "-o", "BatchMode=yes", *[str(p) for p in sorted(stage.iterdir())], remote]
+        old = " ".join(shlex.quote(f"{base}/{entry.name}") for entry in entries if entry.is_dir())
+        _ssh(dest, f"rm -rf {old}", "remove the previous copies")
+        _command(["scp", "-q", "-r", "-o", "BatchMode=yes", *map(str, entries), f"{dest.host}:{base}/"],
+                 f"copy to {dest.describe()}")
     else:
         raise ToolchainError("neither rsync nor scp found; install the Debian package rsync or openssh-client")
-    _command(command, f"copy to {dest.describe()}")
 
 
 def _verify(dest: Destination, sums: dict[str, str]) -> None:
