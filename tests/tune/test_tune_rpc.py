@@ -5,59 +5,22 @@ Emulated timings mean nothing for the real board; what this proves is the flow: 
 (runtime library only), cross-built candidates uploaded and timed remotely, records stored and applied.
 """
 
-import socket
-import subprocess
-import time
-
 import numpy as np
 import pytest
 
 from tvmedge import api
-from tvmedge.devices.board import load_board
-from tvmedge.devices.emulator import setup_board
+from tvmedge.devices.emulator.rack import emulated_rack
 from tvmedge.tune.auto import TuningOptions
 from tvmedge.tune.tuner import Budget
 
 pytestmark = pytest.mark.emulated
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=["rk3588", "visionfive2"])
 def tracker_with_board(request):
     """(tracker address, board name, key): one emulated board serving TVM's RPC behind TVM's tracker."""
-    from tvm.rpc.tracker import Tracker
-
-    # TVM's Tracker object (not `python -m tvm.exec.rpc_tracker`, whose worker process outlives a kill)
-    first = _free_port()
-    tracker = Tracker(host="127.0.0.1", port=first, port_end=first + 100, silent=True)
-    port = tracker.port
-    name, key = request.param, f"{request.param}-emu"
-    server = setup_board(load_board(name)).serve_rpc(port=_free_port(), tracker=f"127.0.0.1:{port}", key=key,
-                                                     stdout=subprocess.DEVNULL)
-    try:
-        from tvm import rpc
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                summary = rpc.connect_tracker("127.0.0.1", port).summary()
-                if any(q.get("free", 0) for k, q in summary.get("queue_info", {}).items() if k == key):
-                    break
-            except Exception:  # the tracker is still starting
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("the emulated board never registered with the tracker")
-        yield f"127.0.0.1:{port}", name, key
-    finally:
-        server.kill()
-        server.wait()
-        tracker.terminate()
+    with emulated_rack([request.param]) as rack:
+        yield rack.tracker, request.param, rack.boards[0].key
 
 
 def test_tune_on_the_emulated_board_then_compile_with_the_records(tracker_with_board, tiny_cnn, tmp_path, x86_artifact):

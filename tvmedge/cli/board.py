@@ -7,6 +7,17 @@ from ._options import json_option
 from ._output import emit, table
 
 
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (kill, systemd, timeout) stops a long-running board command the way Ctrl-C does, so the board
+    processes it started are stopped too instead of being left running."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @click.group("board")
 def board():
     """Emulated boards under qemu-user: aarch64 with the board's Python + TVM's runtime (no compiler), riscv64
@@ -46,6 +57,7 @@ def serve_cmd(board_spec, host, port, tracker, key):
     if kind != "emu" or not name:
         raise ConfigError(f"'{board_spec}' must look like emu:NAME (e.g. emu:rk3588)")
     emulated = setup_board(load_board(name))
+    _terminate_like_ctrl_c()
     process = emulated.serve_rpc(host=host, port=port, tracker=tracker, key=key or name)
     click.echo(f"RPC server for emulated {name} starting on {host}:{port} (Ctrl-C stops it)", err=True)
     try:
@@ -74,3 +86,33 @@ def _render_list(d):
                      ["key", "servers", "free", "pending"]))
     click.echo()
     click.echo(table([[s["address"], s["key"]] for s in d["servers"]], ["server", "key"]))
+
+
+@board.command("rack")
+@click.argument("names", nargs=-1, required=True, metavar="BOARD...")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the tracker and the boards.")
+@click.option("--port", type=int, default=9190, show_default=True, help="The tracker's port.")
+def rack_cmd(names, host, port):
+    """Start TVM's RPC tracker and one emulated board per BOARD (repeat a name for several), until Ctrl-C.
+
+    \b
+    tvmedge board rack rk3588 rk3588 visionfive2
+    tvmedge run out/ --tracker 127.0.0.1:9190 --key rk3588
+    tvmedge tune model.onnx --target visionfive2 --tracker 127.0.0.1:9190
+    """
+    import time
+
+    from ..devices.emulator.rack import emulated_rack
+
+    _terminate_like_ctrl_c()
+    with emulated_rack(names, host=host, tracker_port=port,
+                       progress=lambda message: click.echo(f"  {message}", err=True)) as rack:
+        click.echo(f"tracker {rack.tracker}: " + ", ".join(f"{n} x {k}" for k, n in rack.keys().items())
+                   + " (Ctrl-C stops the rack)")
+        try:
+            while all(board.process.poll() is None for board in rack.boards):
+                time.sleep(1)
+        except KeyboardInterrupt:
+            return
+        gone = [board.name for board in rack.boards if board.process.poll() is not None]
+        raise click.ClickException(f"emulated board {gone[0]} stopped; stopping the rack")
