@@ -2,11 +2,9 @@
 with TVM's own tracker and RPC server (no new protocol), and `tvmedge board list` showing what the tracker knows.
 """
 
-import contextlib
 import json
 import re
 import socket
-import subprocess
 import threading
 import time
 
@@ -16,8 +14,7 @@ from click.testing import CliRunner
 
 from tvmedge import api
 from tvmedge.cli.main import cli
-from tvmedge.devices.board import load_board
-from tvmedge.devices.emulator import setup_board
+from tvmedge.devices.emulator.rack import emulated_rack
 from tvmedge.errors import ConfigError, TvmedgeError
 from tvmedge.runtime import remote
 from tvmedge.runtime.remote import tracker_summary
@@ -35,16 +32,6 @@ def _free_ports(count: int) -> list:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _wait_until(check, what: str, timeout: float = 120):
@@ -76,38 +63,16 @@ def _connections(log) -> int:
 
 
 @pytest.fixture(scope="module")
-def two_boards(tmp_path_factory):
-    """TVM's tracker on loopback and two emulated rk3588 boards registered with it under key rk3588.
+def two_boards():
+    """TVM's tracker on loopback and two emulated rk3588 boards registered with it under key rk3588 (a rack).
 
     Yields ``(tracker "HOST:PORT", {"127.0.0.1:PORT": board log})``.
     """
-    from tvm.rpc.tracker import Tracker
+    with emulated_rack([KEY, KEY]) as rack:
+        def address(log):  # the server moves to a later port if its port was taken meanwhile
+            return "127.0.0.1:" + re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text()).group(1)
 
-    tracker_port, *board_ports = _free_ports(3)
-    logs_dir = tmp_path_factory.mktemp("boards")
-    # TVM's tracker in its own process (a PopenWorker), stopped by terminate(). Not `python -m
-    # tvm.exec.rpc_tracker` in a subprocess: terminating that leaves its worker behind, still serving the port.
-    tvm_tracker = Tracker(host="127.0.0.1", port=tracker_port, port_end=tracker_port + 100, silent=True)
-    tracker = f"127.0.0.1:{tvm_tracker.port}"
-    processes = []
-    with contextlib.ExitStack() as stack:
-        try:
-            _wait_until(lambda: tracker_summary(tracker) is not None, "the tracker to answer", timeout=30)
-            emulated = setup_board(load_board(KEY))
-            logs = [logs_dir / f"board{index}.log" for index in range(len(board_ports))]
-            for port, log in zip(board_ports, logs):
-                processes.append(emulated.serve_rpc(port=port, tracker=tracker, key=KEY,
-                                                    stdout=stack.enter_context(open(log, "w"))))
-            _wait_until(lambda: _all_free(tracker), "both emulated boards to register with the tracker")
-
-            def address(log):  # the server moves to a later port if its port was taken meanwhile
-                return "127.0.0.1:" + re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text()).group(1)
-
-            yield tracker, {address(log): log for log in logs}
-        finally:
-            for process in processes:
-                _stop(process)
-            tvm_tracker.terminate()
+        yield rack.tracker, {address(board.log): board.log for board in rack.boards}
 
 
 @pytest.mark.emulated
