@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tvmedge.errors import HardwareError
-from tvmedge.runtime.hal import DEVICE_TYPES, HardwareAdapter
+from tvmedge.runtime.hal import DEVICE_TYPES, FPGA_NODES, NPU_NODES, HardwareAdapter
 
 
 def test_auto_reports_every_device_and_allocates_on_cpu_here():
@@ -87,3 +87,41 @@ def test_same_code_path_on_the_emulated_rk3588():
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report == {"arch": "aarch64", "chosen": "cpu", "shape": [2, 3], "device": "cpu:0", "present": ["cpu"]}
+
+
+# --- the C++ twin for boards without Python (tvmedge/runtime/native/devices.h) --------------------------------
+
+
+def _node_for(pattern: str) -> str:
+    return pattern.replace("*", "0")
+
+
+@pytest.mark.parametrize("pattern", [None, *NPU_NODES, *FPGA_NODES])
+def test_cpp_probe_reports_what_hal_py_reports(tmp_path, pattern):
+    """`tvmedge-run --devices` (what a Python-less RISC-V board runs) gives HardwareAdapter's summary, node for node."""
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not installed")
+    from tvmedge.deploy.native import native_runtime
+
+    if pattern:
+        node = tmp_path / _node_for(pattern)
+        node.parent.mkdir(parents=True, exist_ok=True)
+        node.write_text("")
+    loader = native_runtime("x86_64").loader
+    proc = subprocess.run([str(loader), "--devices", "--root", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == HardwareAdapter("auto", root=tmp_path).summary()
+
+
+@pytest.mark.emulated
+def test_riscv64_board_reports_its_devices():
+    """Issue 7's HAL check on the riscv64 board, through the C++ twin (the board has no Python)."""
+    from tvmedge.devices.board import load_board
+    from tvmedge.devices.emulator import setup_board
+
+    summary = setup_board(load_board("visionfive2")).devices()
+    assert summary["arch"] == "riscv64" and summary["chosen"] == {"kind": "cpu", "backend": "cpu"}
+    assert [d["backend"] for d in summary["devices"] if d["present"]] == ["cpu"]

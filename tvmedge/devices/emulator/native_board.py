@@ -114,6 +114,10 @@ class NativeBoard:
         stats["emulated"] = True
         return outputs, stats
 
+    def devices(self) -> dict:
+        """The board's devices as ``HardwareAdapter("auto").summary()`` reports them (``tvmedge-run --devices``)."""
+        return json_report(self.board.name, self.run_loader(["--devices"], timeout=120), "tvmedge-run --devices")
+
     def measure(self, artifact, duration: float) -> dict:
         """Certification measurements with the C++ loader, in the form :func:`tvmedge.runtime.certify.measure`
         returns them (load time, first inference, ``duration`` seconds back to back; no temperatures)."""

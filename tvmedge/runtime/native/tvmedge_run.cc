@@ -8,6 +8,7 @@
  *
  *   tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] [--json]
  *               [--duration SECONDS] [--times]
+ *   tvmedge-run --devices [--root DIR]       the board's devices, as `python -m tvmedge.runtime.hal --json`
  *
  * --duration runs back to back for that long after the first run (instead of --repeat runs); --times adds
  * every run's latency to the report (what `tvmedge certify` summarises).
@@ -40,6 +41,7 @@
 #include <vector>
 
 #include "canonical_json.h"
+#include "devices.h"
 #include "errors.h"
 #include "manifest.h"
 #include "npy.h"
@@ -206,12 +208,13 @@ std::string Num(double v) {
 int Main(int argc, char** argv) {
   std::string artifact, output_dir;
   std::vector<std::string> inputs;
-  bool json = false, random = false, all_times = false;
+  bool json = false, random = false, all_times = false, devices = false;
+  std::string root = "/";
   long repeat = 1;
   double duration = -1;
   const char* usage =
       "usage: tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] "
-      "[--duration SECONDS] [--times] [--json]";
+      "[--duration SECONDS] [--times] [--json] | tvmedge-run --devices [--root DIR]";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -231,12 +234,18 @@ int Main(int argc, char** argv) {
       duration = std::strtod(v.c_str(), &end);
       if (*end || !(duration >= 0)) InputError("--duration takes a non-negative number of seconds, got " + v);
     } else if (a == "--times") all_times = true;
+    else if (a == "--devices") devices = true;
+    else if (a == "--root") root = value();
     else if (a == "--json") json = true;
     else if (a == "--random") random = true;
     else if (a == "-h" || a == "--help") { std::puts(usage); return 0; }
     else if (!a.empty() && a[0] == '-') InputError("unknown option " + a + "; " + usage);
     else if (artifact.empty()) artifact = a;
     else InputError("unexpected argument " + a + "; " + usage);
+  }
+  if (devices) {
+    std::printf("%s\n", DevicesSummary(root).c_str());
+    return 0;
   }
   if (artifact.empty()) InputError(std::string("no artifact given; ") + usage);
   while (artifact.size() > 1 && artifact.back() == '/') artifact.pop_back();
