@@ -320,3 +320,17 @@ def test_python_bundle_serves_tvm_rpc(arm_artifact, x86_artifact, tiny_input, tm
     expected = runtime.load(x86_artifact).run({"input": tiny_input})
     np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-5)
     assert stats["where"] == f"rpc 127.0.0.1:{port}"
+
+
+def test_python_bundle_refuses_another_python_in_one_line(tmp_path):
+    bundle = build_bundle(load_board("x86-host"), tmp_path / "runtime.tar.gz", loader="python")
+    python = bundle.info["python"]
+    assert python.count(".") == 1
+    top = _unpack(bundle.path, tmp_path / "unpacked")
+    fake = tmp_path / "python3.99"
+    fake.write_text("#!/bin/sh\nexit 1\n")  # answers "no" to the version check, as another Python would
+    fake.chmod(0o755)
+    proc = subprocess.run(["sh", str(top / "run.sh"), "artifact"], capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "PYTHON": str(fake)}, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"Error: this bundle holds CPython {python} wheels")

@@ -66,9 +66,15 @@ _DIST_INFO = ("apache_tvm-*.dist-info", "apache_tvm_ffi-*.dist-info", "numpy-*.d
 _RUN_PYTHON = """#!/bin/sh
 # Run a tvmedge artifact with this bundle and the board's python3 (nothing pip-installed):
 #   ./run.sh ARTIFACT [--inputs NAME=x.npy ...] [--output out.npz] [--repeat N] [--json]
-# PYTHON overrides the interpreter (e.g. PYTHON=python3.11).
+# PYTHON overrides the interpreter (e.g. PYTHON=python{major}.{minor}).
 HERE=$(cd "$(dirname "$0")" && pwd)
-PYTHONPATH="$HERE/site" TVM_USE_RUNTIME_LIB=1 PYTHONNOUSERSITE=1 exec ${PYTHON:-python3} -m tvmedge.runtime "$@"
+PY=${{PYTHON:-python3}}
+# the wheels in site/ are CPython {major}.{minor} builds: another interpreter would fail deep inside an import
+if ! $PY -c 'import sys; sys.exit(sys.version_info[:2] != ({major}, {minor}))' 2>/dev/null; then
+  echo "Error: this bundle holds CPython {major}.{minor} wheels, '$PY' is not Python {major}.{minor}: set PYTHON=python{major}.{minor} or use the C++ bundle (tvmedge bundle --loader cpp)" >&2
+  exit 1
+fi
+PYTHONPATH="$HERE/site" TVM_USE_RUNTIME_LIB=1 PYTHONNOUSERSITE=1 exec $PY -m tvmedge.runtime "$@"
 """
 
 _RUN_CPP = """#!/bin/sh
@@ -121,13 +127,15 @@ def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: P
     say = progress or (lambda message: None)
     top = f"tvmedge-runtime-{board.name}"
     files: dict[str, Path] = {}  # path inside the bundle -> source
+    python = None
     if kind == "python":
         site = _python_site(board, say)
         for rel, source in _site_files(site):
             files[f"site/{rel}"] = source
         for rel, source in _tvmedge_runtime_files():
             files[f"site/{rel}"] = source
-        script = _RUN_PYTHON
+        python = _site_python(site)
+        script = _RUN_PYTHON.format(major=python[0], minor=python[1])
     else:
         runtime = native_runtime(board.arch, progress=say)
         files["bin/tvmedge-run"] = runtime.loader
@@ -146,6 +154,7 @@ def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: P
         "board": board.name,
         "arch": board.arch,
         "kind": kind,
+        "python": f"{python[0]}.{python[1]}" if kind == "python" else None,
         "tvm": TVM_VERSION,
         "tvm_ffi": TVM_FFI_VERSION,
         "files": len(sums),
@@ -209,6 +218,17 @@ def _python_site(board: Board, say) -> Path:
     if site is None:
         raise ToolchainError(f"board {board.name}: no Python site folder for {board.arch}")
     return site
+
+
+def _site_python(site: Path) -> tuple:
+    """(major, minor) of the CPython the site's compiled wheels are for (from tvm_ffi's extension module)."""
+    import re
+
+    for path in (site / "tvm_ffi").glob("core.cpython-*"):
+        match = re.match(r"core\.cpython-(\d)(\d+)-", path.name)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    raise ToolchainError(f"{site / 'tvm_ffi'} has no compiled core module: cannot tell which Python it is for")
 
 
 def _excluded(rel: str) -> bool:
