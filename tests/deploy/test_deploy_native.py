@@ -342,3 +342,17 @@ def test_cpp_rpc_server_runs_artifacts_for_tvm_clients(cpp_rpc_server, x86_artif
 def test_cpp_rpc_server_usage_error(host_runtime):
     proc = subprocess.run([str(host_runtime.rpc_server), "--frobnicate"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and proc.stderr.startswith("Error: ConfigError: unknown option --frobnicate")
+
+
+@pytest.mark.emulated
+def test_rvv_board_runs_vector_code_that_traps_on_a_board_without_v(tiny_cnn, x86_artifact, tiny_input, tmp_path,
+                                                                    naive_tuning):
+    """bananapi-f3 (RVV 1.0, VLEN 256): its artifact runs on its emulated board (qemu with V) with the host's
+    outputs, and the same library traps on the VisionFive 2's CPU (no V), as it would on the real board."""
+    out = tmp_path / "tiny-bananapi-f3"
+    api.compile(tiny_cnn, "bananapi-f3", out=out, tuning=naive_tuning)
+    expected = runtime.load(x86_artifact).run({"input": tiny_input})
+    outputs, stats = api.run(out, {"input": tiny_input}, board="emu:bananapi-f3")
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ArtifactError, match=r"killed by signal 4 \(SIGILL: the code uses an instruction this board's"):
+        api.run(out, {"input": tiny_input}, board="emu:visionfive2")

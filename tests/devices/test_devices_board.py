@@ -109,6 +109,14 @@ def test_non_llvm_unit_targets_construct(name):
             assert Target(unit.target).kind.name == unit.target["kind"]
 
 
+def test_rvv_board_targets_rvv_and_emulates_it():
+    board = load_board("bananapi-f3")
+    assert board.arch == "riscv64" and {"+v", "+zvl256b"} <= set(board.target["mattr"])
+    assert board.target["mabi"] == "lp64d" and board.target["num-cores"] == 8
+    assert board.emulation.qemu_cpu == "rv64,v=true,vlen=256,vext_spec=v1.0"
+    assert load_board("visionfive2").emulation.qemu_cpu is None  # qemu's default CPU: RV64GC, no V
+
+
 def test_riscv_boards_use_the_verified_target():
     expected = {
         "kind": "llvm",

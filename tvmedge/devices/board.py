@@ -119,6 +119,15 @@ class DeclaredMetric(_Strict):
         return data
 
 
+class Emulation(_Strict):
+    """How the emulated board runs this board's code (``tvmedge run --board emu:NAME``)."""
+
+    # qemu's -cpu model, when the board's ISA needs more than qemu's default CPU (e.g. RVV 1.0 at VLEN 256:
+    # "rv64,v=true,vlen=256,vext_spec=v1.0"). Without it, qemu's model named like the target's mcpu, else
+    # qemu's default.
+    qemu_cpu: Optional[str] = None
+
+
 class Board(_Strict):
     """One board: what TVM compiles for, how to link, and its compute units."""
 
@@ -135,6 +144,7 @@ class Board(_Strict):
     # Declared (data-sheet) values of the 12-metric matrix, keyed by metric name (tvmedge.devices.matrix.METRICS),
     # each with its source. Only what a vendor publishes: the rest stays unavailable until measured on the board.
     metrics: dict[str, DeclaredMetric] = Field(default_factory=dict)
+    emulation: Emulation = Field(default_factory=Emulation)
     source: str = ""
 
     @field_validator("metrics", mode="before")

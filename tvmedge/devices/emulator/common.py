@@ -16,6 +16,15 @@ GUEST_UNSET = ("LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONHOME", "PYTHONSTARTUP", "
                "PYTHONSAFEPATH", "VIRTUAL_ENV", "PYTHONINSPECT", "PYTHONBREAKPOINT")
 
 
+# What a signal from the board-side runtime most often means.
+_SIGNAL_HINTS = {
+    4: " (SIGILL: the code uses an instruction this board's CPU lacks — built for another ISA, e.g. RVV for a "
+       "board without V?)",
+    11: " (SIGSEGV)",
+    9: " (SIGKILL: out of memory?)",
+}
+
+
 def host_environ() -> dict[str, str]:
     """A small, clean environment for the qemu process (qemu-user hands its environment to the guest)."""
     keep = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
@@ -38,7 +47,7 @@ def board_error(board_name: str, proc: subprocess.CompletedProcess) -> TvmedgeEr
                 cls, message = named, rest
             return cls(message)
     code = proc.returncode
-    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    how = f"was killed by signal {-code}{_SIGNAL_HINTS.get(-code, '')}" if code < 0 else f"exited with code {code}"
     return ArtifactError(f"emulated board {board_name}: the runtime {how}: {last_line(proc.stderr) or '<no stderr>'}")
 
 

@@ -64,6 +64,8 @@ class NativeBoard:
     def command(self, program: Path, args: Sequence[str]) -> list[str]:
         """``qemu-<arch> -L <toolchain sysroot> PROGRAM ARGS...`` (run it with :func:`host_environ`)."""
         command = [self.qemu, "-L", self.runtime.sysroot]
+        if self.board.emulation.qemu_cpu:  # the board's ISA, e.g. RVV: code using more than it has traps here too
+            command += ["-cpu", self.board.emulation.qemu_cpu]
         for name in GUEST_UNSET:
             command += ["-U", name]
         return command + [str(program), *map(str, args)]

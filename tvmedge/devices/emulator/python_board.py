@@ -292,7 +292,7 @@ def setup_python_board(board: Board, *, progress: Progress = None, force: bool =
 
 def _emulated(board: Board, root: Path, info: dict) -> EmulatedBoard:
     mcpu = str(board.target.get("mcpu") or "")
-    cpu = mcpu if mcpu in info.get("qemu_cpus", ()) else None
+    cpu = board.emulation.qemu_cpu or (mcpu if mcpu in info.get("qemu_cpus", ()) else None)
     return EmulatedBoard(board=board, root=root, arch=board.arch, cpu=cpu, info=info)
 
 
