@@ -234,11 +234,10 @@ def _smoke_run(dest: Destination, board: Board, top: str, name: str, kind: str) 
 
             emulated = setup_board(board)
             if kind == "python":  # the board's own python3, under qemu: nothing but the bundle on its path
-                env["PYTHON"] = f"qemu-{board.arch} -L {emulated.sysroot} {emulated.python}"
+                env["PYTHON"] = " ".join([*emulated.qemu_prefix(), str(emulated.python)])
                 command = ["sh", str(root / top / "run.sh"), str(root / name), "--json"]
-            else:
-                command = [f"qemu-{board.arch}", "-L", emulated.runtime.sysroot, str(root / top / "bin" / "tvmedge-run"),
-                           str(root / name), "--json"]
+            else:  # the shipped C++ loader, with the board's libc/libstdc++ and ISA
+                command = [*emulated.qemu_prefix(), str(root / top / "bin" / "tvmedge-run"), str(root / name), "--json"]
         else:
             command = ["sh", str(root / top / "run.sh"), str(root / name), "--json"]
         proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, timeout=600)

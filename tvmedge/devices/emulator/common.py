@@ -9,7 +9,7 @@ from ... import errors as _errors
 from ...cache import last_json, last_line
 from ...errors import ArtifactError, TvmedgeError
 
-__all__ = ["GUEST_UNSET", "host_environ", "board_error", "json_report"]
+__all__ = ["GUEST_UNSET", "host_environ", "qemu_prefix", "board_error", "json_report"]
 
 # Host environment variables that would leak into the guest (qemu-user passes its environment through).
 GUEST_UNSET = ("LD_LIBRARY_PATH", "LD_PRELOAD", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE",
@@ -23,6 +23,16 @@ _SIGNAL_HINTS = {
     11: " (SIGSEGV)",
     9: " (SIGKILL: out of memory?)",
 }
+
+
+def qemu_prefix(qemu: str, sysroot, cpu=None) -> list[str]:
+    """``qemu-<arch> -L <sysroot> [-cpu CPU] -U <host variables>...``, to which a program and its arguments are added."""
+    command = [qemu, "-L", str(sysroot)]
+    if cpu:
+        command += ["-cpu", cpu]
+    for name in GUEST_UNSET:
+        command += ["-U", name]
+    return command
 
 
 def host_environ() -> dict[str, str]:

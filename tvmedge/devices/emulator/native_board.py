@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from ...deploy.native import NativeRuntime, load_native_runtime, native_runtime
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
 from ..board import Board
-from .common import GUEST_UNSET, host_environ, json_report
+from .common import host_environ, json_report, qemu_prefix
 
 __all__ = ["NativeBoard", "setup_native_board", "load_native_board", "NATIVE_ARCHS"]
 
@@ -61,14 +61,14 @@ class NativeBoard:
     def qemu(self) -> str:
         return f"qemu-{self.arch}"
 
+    def qemu_prefix(self) -> list[str]:
+        """``qemu-<arch> -L <toolchain sysroot> [-cpu CPU] -U ...``: the board's ISA (e.g. RVV) is qemu's CPU, so
+        code using more than the board has traps here too."""
+        return qemu_prefix(self.qemu, self.runtime.sysroot, self.board.emulation.qemu_cpu)
+
     def command(self, program: Path, args: Sequence[str]) -> list[str]:
         """``qemu-<arch> -L <toolchain sysroot> PROGRAM ARGS...`` (run it with :func:`host_environ`)."""
-        command = [self.qemu, "-L", self.runtime.sysroot]
-        if self.board.emulation.qemu_cpu:  # the board's ISA, e.g. RVV: code using more than it has traps here too
-            command += ["-cpu", self.board.emulation.qemu_cpu]
-        for name in GUEST_UNSET:
-            command += ["-U", name]
-        return command + [str(program), *map(str, args)]
+        return self.qemu_prefix() + [str(program), *map(str, args)]
 
     def loader_command(self, args: Sequence[str]) -> list[str]:
         return self.command(self.runtime.loader, args)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 from ...cache import build_once, cache_path, read_stamp
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
 from ..board import Board
-from .common import GUEST_UNSET, host_environ, json_report
+from .common import host_environ, json_report, qemu_prefix
 
 __all__ = ["EmulatedBoard", "board_root", "setup_python_board", "load_python_board", "LAYOUT_VERSION"]
 
@@ -98,6 +98,10 @@ class EmulatedBoard:
     def qemu(self) -> str:
         return f"qemu-{self.arch}"
 
+    def qemu_prefix(self) -> list[str]:
+        """``qemu-<arch> -L <sysroot> [-cpu CPU] -U ...``: what runs any of the board's programs."""
+        return qemu_prefix(self.qemu, self.sysroot, self.cpu)
+
     def python_command(self, args: Sequence[str], env: Optional[Mapping[str, str]] = None) -> list[str]:
         """The command line that runs the board's ``python3.11 ARGS...`` under qemu.
 
@@ -106,11 +110,7 @@ class EmulatedBoard:
         :meth:`host_environ` as the environment (and a neutral working directory: ``python -m`` puts the
         working directory first on ``sys.path``).
         """
-        command = [self.qemu, "-L", str(self.sysroot)]
-        if self.cpu:
-            command += ["-cpu", self.cpu]
-        for name in GUEST_UNSET:
-            command += ["-U", name]
+        command = self.qemu_prefix()
         guest = {
             "PYTHONPATH": f"{self.site}:{self.stage}",
             "TVM_USE_RUNTIME_LIB": "1",
