@@ -1,8 +1,9 @@
 """Scenario: one model, three architectures, one lab — evaluate a real classifier on x86, ARM and RISC-V boards.
 
 A team ships the digits CNN (examples/digits: trained on scikit-learn's handwritten digits) to a fleet of
-Rockchip rk3588 (aarch64) and StarFive VisionFive 2 (riscv64) boards and wants proof, before rollout, that every
-architecture classifies the held-out images exactly as the reference does. The boards sit behind TVM's RPC
+Rockchip rk3588 (aarch64), StarFive VisionFive 2 (riscv64) and Banana Pi BPI-F3 (riscv64 with RVV vectors)
+boards and wants proof, before rollout, that every board classifies the held-out images exactly as the
+reference does. The boards sit behind TVM's RPC
 tracker; here they are emulated ones on this machine (`tvmedge board rack`), which is the same to the code:
 
 1. compile the same ONNX file for each board (no code changes per architecture);
@@ -28,7 +29,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DIGITS = HERE.parent / "digits"
-BOARDS = ("x86-host", "rk3588", "visionfive2")  # x86 runs here; the others through the tracker
+# x86 runs here; the others through the tracker. bananapi-f3 is RISC-V with RVV 1.0 vectors, visionfive2 without.
+BOARDS = ("x86-host", "rk3588", "visionfive2", "bananapi-f3")
 
 
 def evaluate(limit: int | None = None, progress=print) -> dict:
