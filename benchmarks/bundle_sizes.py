@@ -4,9 +4,9 @@
 
 Builds every bundle kind (python for rk3588 in .tar.gz and .tar.xz, cpp for rk3588 and visionfive2, python and
 cpp for the x86 host), compiles the bundled example model for x86_64, aarch64 (rk3588) and riscv64
-(visionfive2, licheepi4a) and runs each on its (emulated) board with the same input: the differences to the
-host's outputs and to ONNX Runtime's are the numbers the README quotes. Needs the emulated boards (qemu-user,
-the cross compilers); builds them on first use.
+(visionfive2, licheepi4a, and bananapi-f3 with RVV vectors) and runs each on its (emulated) board with the same
+input: the differences to the host's outputs and to ONNX Runtime's are the numbers the README quotes. Needs the
+emulated boards (qemu-user, the cross compilers); builds them on first use.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main() -> int:
         diffs = []
         host = None
         for board, where in (("x86-host", None), ("rk3588", "emu:rk3588"), ("visionfive2", "emu:visionfive2"),
-                             ("licheepi4a", "emu:licheepi4a")):
+                             ("licheepi4a", "emu:licheepi4a"), ("bananapi-f3", "emu:bananapi-f3")):
             for search in ("naive", "none"):
                 out = tmp / f"{board}-{search}"
                 api.compile(MODEL, board, out=out, tuning=TuningOptions(search=search))
