@@ -32,3 +32,12 @@ def test_aarch64_artifact_on_the_emulated_rk3588_matches_the_host(arm_artifact, 
     assert stats["emulated"] is True and stats["where"] == "emu:rk3588"
     np.testing.assert_allclose(board_outputs["probabilities"], host_outputs["probabilities"], rtol=1e-4, atol=1e-4)
     assert np.abs(board_outputs["probabilities"] - host_outputs["probabilities"]).max() < 1e-5
+
+
+def test_first_line_of_a_traceback_text_is_its_last_line():
+    from tvmedge.errors import first_line
+
+    assert first_line(ValueError("Traceback (most recent call last):\n  File x\nOSError: port taken\n")) == \
+        "OSError: port taken"
+    assert first_line(ValueError("\n  bad shape\nmore detail")) == "bad shape"
+    assert first_line(ValueError("")) == "ValueError"

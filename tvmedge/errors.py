@@ -23,10 +23,13 @@ __all__ = [
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of an exception's text (third-party errors are often pages long)."""
-    text = str(err).strip()
-    line = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
-    return line[:limit]
+    """The line of an exception's text that says what went wrong (third-party errors are often pages long):
+    the first non-empty line, or the last one when the text is a traceback (errors re-raised from a worker
+    process carry one, with the error itself at the end)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__[:limit]
+    return (lines[-1] if lines[0].startswith("Traceback") else lines[0])[:limit]
 
 
 class TvmedgeError(Exception):

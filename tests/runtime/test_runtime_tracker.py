@@ -171,3 +171,19 @@ def test_a_peer_that_is_not_a_tracker_is_a_one_line_error_not_a_hang():
             tracker_summary(f"127.0.0.1:{port}", timeout=1)
     with pytest.raises(ConfigError):
         tracker_summary("127.0.0.1:port")
+
+
+def test_rack_refuses_a_taken_tracker_port_in_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["board", "rack", "rk3588", "--port", str(port)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith(f"Error: cannot start TVM's tracker on 127.0.0.1:{port}: Address already in use")
+
+
+def test_rack_needs_boards_that_can_be_emulated():
+    with pytest.raises(ConfigError, match="runs natively on this host"):
+        with emulated_rack(["x86-host"]):
+            pass

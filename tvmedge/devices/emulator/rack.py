@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from ...errors import ConfigError, TvmedgeError
+from ...errors import ConfigError, TvmedgeError, first_line
 from ..board import load_board
 
 __all__ = ["Rack", "RackBoard", "emulated_rack"]
@@ -82,9 +82,14 @@ def emulated_rack(boards: Sequence[str], *, host: str = "127.0.0.1", tracker_por
     if not boards:
         raise ConfigError("a rack needs at least one board, e.g. rk3588 visionfive2")
     say = progress or (lambda message: None)
+    if tracker_port:
+        _check_port_free(host, tracker_port)
     emulated = [setup_board(load_board(name), progress=say) for name in boards]  # builds what is missing first
     port = tracker_port or _free_ports(1, host)[0]
-    tracker = Tracker(host=host, port=port, port_end=port + 1 if tracker_port else port + 100, silent=True)
+    try:
+        tracker = Tracker(host=host, port=port, port_end=port + 1 if tracker_port else port + 100, silent=True)
+    except Exception as err:  # TVM re-raises its worker's error (e.g. the port is taken) with a traceback text
+        raise TvmedgeError(f"cannot start TVM's tracker on {host}:{port}: {first_line(err)}") from err
     rack = Rack(tracker=f"{host}:{tracker.port}")
     logs = tempfile.TemporaryDirectory(prefix="tvmedge-rack-")
     try:
@@ -119,6 +124,18 @@ def emulated_rack(boards: Sequence[str], *, host: str = "127.0.0.1", tracker_por
             board.log_handle.close()
         tracker.terminate()
         logs.cleanup()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a taken port up front: TVM's Tracker fails in its worker process and then prints a traceback
+    from its own ``__del__`` (a half-built object), which no caller can catch."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as TVM's tracker binds (TIME_WAIT is fine)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise TvmedgeError(f"cannot start TVM's tracker on {host}:{port}: {err.strerror} (another tracker "
+                               "running? pick another --port)") from err
 
 
 def _stop(process: subprocess.Popen) -> None:
