@@ -79,6 +79,12 @@ def test_deploy_refuses_a_damaged_artifact_before_copying(artifact_copy, tmp_pat
     assert not (tmp_path / "board").exists()
 
 
+def test_deploy_refuses_an_unwritable_destination_before_building(x86_artifact, monkeypatch):
+    monkeypatch.setattr(ship, "build_bundle", lambda *a, **k: pytest.fail("built a bundle for nowhere"))
+    with pytest.raises(DeployError, match="cannot create /proc/tvmedge-nope"):
+        ship.deploy(x86_artifact, "/proc/tvmedge-nope/board")
+
+
 def test_deploy_refuses_a_board_of_another_arch(x86_artifact, tmp_path):
     with pytest.raises(ConfigError, match="built for x86_64, board visionfive2 is riscv64"):
         ship.deploy(x86_artifact, "emu:visionfive2")

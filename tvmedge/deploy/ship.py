@@ -118,6 +118,13 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
     if target.arch != manifest.arch:
         raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {target.name} is {target.arch}")
     kind = bundle_kind(target, loader)
+    if dest.kind in ("emu", "dir"):  # fail before building anything when the destination cannot be written
+        try:
+            Path(dest.path).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DeployError(f"cannot create {dest.describe()}: {err.strerror or err}") from err
+        if not os.access(dest.path, os.W_OK):
+            raise DeployError(f"cannot write to {dest.describe()}: permission denied")
     name = source.name
     top = f"tvmedge-runtime-{target.name}"
 
