@@ -178,7 +178,13 @@ def fake_ssh(tmp_path, monkeypatch):
     bin_dir.mkdir()
     log = tmp_path / "ssh.log"
     (bin_dir / "ssh").write_text(f"#!/bin/sh\n# ssh [-o X] HOST COMMAND\nwhile [ \"$1\" = -o ]; do shift 2; done\n"
-                                 f"echo \"$@\" >> {log}\nshift\nexec sh -c \"$1\"\n")
+                                 f"echo \"$@\" >> {log}\nshift\n"
+                                 "case \"$1\" in *'command -v rsync'*) [ -n \"$NO_REMOTE_RSYNC\" ] && exit 1;; esac\n"
+                                 "exec sh -c \"$1\"\n")
+    (bin_dir / "scp").write_text("#!/bin/sh\n# scp -q -r -o X SRC... HOST:DEST/\n"
+                                 "echo scp >> " + str(log) + "\n"
+                                 "shift 4; for a; do last=$a; done; dest=${last#*:}\n"
+                                 "while [ $# -gt 1 ]; do cp -r \"$1\" \"$dest\"; shift; done\n")
     (bin_dir / "rsync").write_text("#!/bin/sh\n# rsync -a --delete --compress -e CMD SRC HOST:DEST\n"
                                    "for a; do src=$dst; dst=$a; done\n"
                                    "dest=${dst#*:}\n"
@@ -186,7 +192,7 @@ def fake_ssh(tmp_path, monkeypatch):
                                    "else cp \"$src\" \"$dest\"; fi\n"
                                    "if [ -n \"$CORRUPT\" ] && [ -f \"$dest/$CORRUPT\" ]; then printf x >> \"$dest/$CORRUPT\"; fi\n"
                                    "exit 0\n")
-    for name in ("ssh", "rsync"):
+    for name in ("ssh", "rsync", "scp"):
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return log
@@ -201,6 +207,14 @@ def test_deploy_over_ssh_verifies_with_sha256sum_on_the_board(x86_artifact, tmp_
     monkeypatch.setenv("CORRUPT", "manifest.json")  # the artifact's, as it lands
     with pytest.raises(DeployError, match=r"arrived corrupted at pi@board:.* tiny-x86/manifest.json"):
         ship.deploy(x86_artifact, f"pi@board:{tmp_path / 'remote2'}", loader="cpp")
+
+
+def test_deploy_over_ssh_uses_scp_when_the_board_has_no_rsync(x86_artifact, tmp_path, fake_ssh, monkeypatch):
+    monkeypatch.setenv("NO_REMOTE_RSYNC", "1")
+    remote = tmp_path / "remote"
+    result = ship.deploy(x86_artifact, f"pi@board:{remote}", loader="cpp", check=True)
+    assert result.verified and "scp" in fake_ssh.read_text().split("\n")
+    assert (remote / "tiny-x86" / "model.so").is_file() and result.check["stats"]["repeat"] == 1
 
 
 # --- emulated boards: the bundles alone run artifacts ---------------------------------------------------------

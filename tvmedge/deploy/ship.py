@@ -192,7 +192,8 @@ def _transfer(stage: Path, dest: Destination) -> None:
         return
     base = dest.path.rstrip("/")
     _ssh(dest, f"mkdir -p {shlex.quote(base)}", "create the destination folder")
-    if shutil.which("rsync"):
+    # rsync needs rsync on both ends (many board images lack it): scp otherwise
+    if shutil.which("rsync") and _ssh(dest, "command -v rsync >/dev/null", "look for rsync", check=False).returncode == 0:
         for entry in entries:  # --delete within each shipped folder only
             source, target = (f"{entry}/", f"{base}/{entry.name}/") if entry.is_dir() else (str(entry), f"{base}/")
             _command(["rsync", "-a", "--delete", "--compress", "-e", "ssh -o BatchMode=yes", source,
