@@ -19,6 +19,7 @@ import pytest
 
 from tvmedge import api, runtime
 from tvmedge.deploy import native
+from tvmedge.versions import TVM_VERSION
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError
 from tvmedge.runtime.manifest import Manifest
 
@@ -214,7 +215,7 @@ def test_old_cmake_is_a_one_line_error(monkeypatch, tmp_path):
 
 def test_host_runtime_is_cached_and_described(host_runtime):
     info = host_runtime.info
-    assert info["arch"] == "x86_64" and info["tvm"] == native.TVM_VERSION
+    assert info["arch"] == "x86_64" and info["tvm"] == TVM_VERSION
     assert native.load_native_runtime("x86_64") == host_runtime
     assert all(path.is_file() for path in host_runtime.files)
 

@@ -18,6 +18,7 @@ from tvmedge.devices.emulator import python_board as emulator
 from tvmedge.devices.emulator.common import board_error
 from tvmedge.devices.board import Board, load_board
 from tvmedge.devices.emulator import EmulatedBoard, board_root, load_emulated_board, setup_board
+from tvmedge.versions import TVM_FFI_VERSION, TVM_VERSION
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError, TvmedgeError
 
 AARCH64_TARGET = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon"]}
@@ -40,7 +41,7 @@ def _fake_root(root: Path, **overrides) -> dict:
     info = {
         "layout": emulator.LAYOUT_VERSION,
         "arch": "aarch64",
-        "wheels": {"apache-tvm": emulator.TVM_VERSION, "apache-tvm-ffi": emulator.TVM_FFI_VERSION},
+        "wheels": {"apache-tvm": TVM_VERSION, "apache-tvm-ffi": TVM_FFI_VERSION},
         "qemu_cpus": ["cortex-a53", "cortex-a76", "max"],
         "size_mb": 1.0,
         "setup_s": 0.0,
@@ -230,7 +231,7 @@ def emu():
 @pytest.mark.emulated
 def test_emulated_board_runs_python_and_tvm_runtime_only(emu):
     info = json.loads((emu.root / "ready.json").read_text())
-    assert info["wheels"]["apache-tvm"] == emulator.TVM_VERSION
+    assert info["wheels"]["apache-tvm"] == TVM_VERSION
     assert not (emu.site / "tvm/lib/libtvm_compiler.so").exists()
     assert (emu.site / "tvm/lib/libtvm_runtime.so").is_file()
     script = ("import json, platform, numpy, tvm, tvm.runtime.vm, tvm.base; "
@@ -239,7 +240,7 @@ def test_emulated_board_runs_python_and_tvm_runtime_only(emu):
     proc = emu.run_python(["-c", script], timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got == {"machine": "aarch64", "tvm": emulator.TVM_VERSION, "numpy": info["wheels"]["numpy"],
+    assert got == {"machine": "aarch64", "tvm": TVM_VERSION, "numpy": info["wheels"]["numpy"],
                    "compiler": False, "py": info["python"]}
 
 

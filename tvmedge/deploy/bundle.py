@@ -35,7 +35,8 @@ from typing import Callable, Iterable, Optional
 
 from ..devices.board import Board
 from ..errors import ConfigError, ToolchainError
-from .native import TVM_FFI_VERSION, TVM_VERSION, host_site, native_runtime
+from ..versions import TVM_FFI_VERSION, TVM_VERSION
+from .native import host_site, native_runtime
 
 __all__ = ["Bundle", "build_bundle", "bundle_kind", "BUNDLE_JSON", "SUMS", "sha256_sums", "KINDS"]
 

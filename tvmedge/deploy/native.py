@@ -38,6 +38,7 @@ from typing import Callable, Optional
 
 from ..cache import build_once, cache_path, read_stamp, run_step, tree_size
 from ..errors import ConfigError, ToolchainError
+from ..versions import TVM_FFI_VERSION, TVM_VERSION
 
 __all__ = ["NativeRuntime", "native_runtime", "load_native_runtime", "PROGRAMS", "TOOLCHAINS"]
 
@@ -45,8 +46,6 @@ __all__ = ["NativeRuntime", "native_runtime", "load_native_runtime", "PROGRAMS",
 LAYOUT_VERSION = 1
 # Bump when the way the programs are compiled changes (their sources are hashed anyway): only they are rebuilt.
 PROGRAMS_VERSION = 2  # 2: --no-as-needed
-TVM_VERSION = "0.27.0.post1"
-TVM_FFI_VERSION = "0.1.14.post1"
 MIN_CMAKE = (3, 26)
 
 _NATIVE = Path(__file__).resolve().parent.parent / "runtime" / "native"

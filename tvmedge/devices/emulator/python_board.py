@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 from ...cache import build_once, cache_path, read_stamp
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
+from ...versions import TVM_FFI_VERSION, TVM_VERSION
 from ..board import Board
 from .common import host_environ, json_report, qemu_prefix
 
@@ -37,9 +38,6 @@ __all__ = ["EmulatedBoard", "board_root", "setup_python_board", "load_python_boa
 # Bump when the recipe below changes in a way that makes old roots unusable: they are then rebuilt.
 LAYOUT_VERSION = 2  # 2: cloudpickle for TVM's RPC server
 
-# TVM on the board must match the compiler that built the artifact (design.md §2: ffi 0.1.15 segfaults).
-TVM_VERSION = "0.27.0.post1"
-TVM_FFI_VERSION = "0.1.14.post1"
 PYTHON_VERSION = "3.11"  # Debian 12's python; the wheels are cp311
 
 Progress = Optional[Callable[[str], None]]

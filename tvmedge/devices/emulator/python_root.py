@@ -21,7 +21,8 @@ from typing import Callable, Optional, Sequence
 from ...cache import last_json, run_step, tree_size
 from ...errors import ConfigError, ToolchainError
 from ..board import Board
-from .python_board import LAYOUT_VERSION, PYTHON_VERSION, TVM_FFI_VERSION, TVM_VERSION, EmulatedBoard
+from ...versions import TVM_FFI_VERSION, TVM_VERSION
+from .python_board import LAYOUT_VERSION, PYTHON_VERSION, EmulatedBoard
 
 __all__ = ["build_root", "recipe_for", "ArchRecipe"]
 
