@@ -19,9 +19,9 @@ import pytest
 
 from tvmedge import api, runtime
 from tvmedge.deploy import native
-from tvmedge.versions import TVM_VERSION
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError
 from tvmedge.runtime.manifest import Manifest
+from tvmedge.versions import TVM_VERSION
 
 @pytest.fixture(scope="module")
 def host_runtime():

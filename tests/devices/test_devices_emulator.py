@@ -18,8 +18,8 @@ from tvmedge.devices.emulator import python_board as emulator
 from tvmedge.devices.emulator.common import board_error
 from tvmedge.devices.board import Board, load_board
 from tvmedge.devices.emulator import EmulatedBoard, board_root, load_emulated_board, setup_board
-from tvmedge.versions import TVM_FFI_VERSION, TVM_VERSION
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError, TvmedgeError
+from tvmedge.versions import TVM_FFI_VERSION, TVM_VERSION
 
 AARCH64_TARGET = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon"]}
 
