@@ -80,7 +80,7 @@ def test_deploy_refuses_a_damaged_artifact_before_copying(artifact_copy, tmp_pat
 
 
 def test_deploy_refuses_an_unwritable_destination_before_building(x86_artifact, monkeypatch):
-    monkeypatch.setattr(ship, "build_bundle", lambda *a, **k: pytest.fail("built a bundle for nowhere"))
+    monkeypatch.setattr(ship, "bundle_contents", lambda *a, **k: pytest.fail("built a bundle for nowhere"))
     with pytest.raises(DeployError, match="cannot create /proc/tvmedge-nope"):
         ship.deploy(x86_artifact, "/proc/tvmedge-nope/board")
 

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -35,10 +36,11 @@ from typing import Callable, Iterable, Optional
 
 from ..devices.board import Board
 from ..errors import ConfigError, ToolchainError
+from ..runtime.manifest import sha256_file
 from ..versions import TVM_FFI_VERSION, TVM_VERSION
 from .native import host_site, native_runtime
 
-__all__ = ["Bundle", "build_bundle", "bundle_kind", "BUNDLE_JSON", "SUMS", "sha256_sums", "KINDS"]
+__all__ = ["Bundle", "BundleContents", "bundle_contents", "bundle_top", "build_bundle", "bundle_kind", "BUNDLE_JSON", "SUMS", "sha256_sums", "KINDS"]
 
 BUNDLE_JSON = "BUNDLE.json"
 SUMS = "SHA256SUMS"
@@ -112,21 +114,43 @@ def bundle_kind(board: Board, loader: Optional[str] = None) -> str:
     return "python" if board.arch in _PYTHON_ARCHS else "cpp"
 
 
-def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: Progress = None) -> Bundle:
-    """Write the runtime bundle for ``board`` to ``out`` (``.tar.gz``/``.tgz`` or ``.tar.xz``).
+@dataclass(frozen=True)
+class BundleContents:
+    """What a bundle holds, before it is written anywhere: files by their path inside the bundle's top folder
+    (``files``: copied from these sources; ``generated``: run.sh, BUNDLE.json, SHA256SUMS) and their sha256s."""
 
-    Raises
-    ------
-    ConfigError
-        Unknown loader kind, a Python bundle for an arch without TVM wheels, or an unsupported file suffix.
-    ToolchainError
-        The board's runtime pieces could not be built (emulated board root, cross compiler, ...).
-    """
-    out = Path(out)
-    mode = _tar_mode(out)
+    top: str
+    files: dict
+    generated: dict
+    sums: dict  # every file but SHA256SUMS itself (which lists these)
+    info: dict
+
+    def all_sums(self) -> dict:
+        """The sha256 of every file in the bundle, SHA256SUMS included."""
+        return dict(self.sums, **{SUMS: _sha256(self.generated[SUMS])})
+
+    def write_to(self, folder: Path) -> Path:
+        """Lay the bundle out unpacked in ``folder/<top>/`` (what unpacking the archive gives); returns it."""
+        root = Path(folder) / self.top
+        for rel, source in self.files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / rel)
+        for rel, data in self.generated.items():
+            (root / rel).write_bytes(data)
+            (root / rel).chmod(_mode(rel))
+        return root
+
+
+def bundle_top(board: Board) -> str:
+    """The bundle's one top folder (unpacking never litters the current directory)."""
+    return f"tvmedge-runtime-{board.name}"
+
+
+def bundle_contents(board: Board, *, loader: Optional[str] = None, progress: Progress = None) -> BundleContents:
+    """Collect the runtime bundle for ``board`` (see :func:`build_bundle` for the errors)."""
     kind = bundle_kind(board, loader)
     say = progress or (lambda message: None)
-    top = f"tvmedge-runtime-{board.name}"
+    top = bundle_top(board)
     files: dict[str, Path] = {}  # path inside the bundle -> source
     python = None
     if kind == "python":
@@ -145,7 +169,7 @@ def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: P
             files[f"lib/{library}"] = runtime.lib_dir / library
         script = _RUN_CPP
     generated = {"run.sh": script.encode()}
-    sums = {rel: _sha256(source.read_bytes()) for rel, source in files.items()}
+    sums = {rel: sha256_file(source) for rel, source in files.items()}
     sums.update({rel: _sha256(data) for rel, data in generated.items()})
     uncompressed = sum(source.stat().st_size for source in files.values()) + sum(map(len, generated.values()))
     info = {
@@ -166,24 +190,41 @@ def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: P
     generated[BUNDLE_JSON] = (json.dumps(info, indent=2) + "\n").encode()
     sums[BUNDLE_JSON] = _sha256(generated[BUNDLE_JSON])
     generated[SUMS] = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(sums.items())).encode()
+    return BundleContents(top, files, generated, sums, info)
 
-    say(f"writing {out} ({kind} bundle, {len(sums)} files, {uncompressed / 1e6:.1f} MB before compression)")
+
+def build_bundle(board: Board, out, *, loader: Optional[str] = None, progress: Progress = None) -> Bundle:
+    """Write the runtime bundle for ``board`` to ``out`` (``.tar.gz``/``.tgz`` or ``.tar.xz``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown loader kind, a Python bundle for an arch without TVM wheels, or an unsupported file suffix.
+    ToolchainError
+        The board's runtime pieces could not be built (emulated board root, cross compiler, ...).
+    """
+    out = Path(out)
+    mode = _tar_mode(out)
+    say = progress or (lambda message: None)
+    contents = bundle_contents(board, loader=loader, progress=say)
+    info, top = contents.info, contents.top
+    say(f"writing {out} ({info['kind']} bundle, {info['files']} files, {info['uncompressed_bytes'] / 1e6:.1f} MB "
+        "before compression)")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=False) as handle:
         tmp = Path(handle.name)
     try:
         with tarfile.open(tmp, mode) as archive:
-            for rel in sorted(files):
-                archive.add(str(files[rel]), arcname=f"{top}/{rel}", recursive=False, filter=_normalize)
-            for rel, data in sorted(generated.items()):
+            for rel in sorted(contents.files):
+                archive.add(str(contents.files[rel]), arcname=f"{top}/{rel}", recursive=False, filter=_normalize)
+            for rel, data in sorted(contents.generated.items()):
                 entry = tarfile.TarInfo(f"{top}/{rel}")
-                entry.size, entry.mode, entry.mtime = len(data), 0o755 if rel.endswith(".sh") else 0o644, 0
+                entry.size, entry.mode, entry.mtime = len(data), _mode(rel), 0
                 archive.addfile(entry, io.BytesIO(data))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    info = dict(info, compressed_bytes=out.stat().st_size, path=str(out))
-    return Bundle(out, info)
+    return Bundle(out, dict(info, compressed_bytes=out.stat().st_size, path=str(out)))
 
 
 def sha256_sums(text: str) -> dict[str, str]:
@@ -276,6 +317,11 @@ def _normalize(entry: tarfile.TarInfo) -> tarfile.TarInfo:
     entry.uname = entry.gname = ""
     entry.mtime = 0
     return entry
+
+
+def _mode(rel: str) -> int:
+    """File mode of a generated file: the scripts are executable."""
+    return 0o755 if rel.endswith(".sh") else 0o644
 
 
 def _sha256(data: bytes) -> str:

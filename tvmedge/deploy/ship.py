@@ -22,7 +22,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..cache import cache_path
 from ..devices.board import Board, load_board
 from ..errors import ConfigError, DeployError, ToolchainError
 from ..runtime.manifest import Manifest, sha256_file
-from .bundle import SUMS, build_bundle, bundle_kind
+from .bundle import SUMS, bundle_contents, bundle_kind, bundle_top
 
 __all__ = ["Deployment", "deploy", "parse_destination", "emulated_home"]
 
@@ -126,18 +125,18 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
         if not os.access(dest.path, os.W_OK):
             raise DeployError(f"cannot write to {dest.describe()}: permission denied")
     name = source.name
-    top = f"tvmedge-runtime-{target.name}"
+    top = bundle_top(target)
 
     with tempfile.TemporaryDirectory(prefix="tvmedge-deploy-") as tmp:
         stage = Path(tmp) / "stage"
         stage.mkdir()
         shutil.copytree(source, stage / name)
-        if runtime:
-            say(f"building the {kind} runtime bundle for {target.name}")
-            bundle = build_bundle(target, Path(tmp) / "bundle.tar.gz", loader=kind, progress=say)
-            with tarfile.open(bundle.path) as archive:
-                archive.extractall(stage, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-        sums = _sums(stage)
+        sums = _sums(stage / name, prefix=name)
+        if runtime:  # the bundle laid out unpacked (no archive to write and read back); its sums are known
+            say(f"collecting the {kind} runtime bundle for {target.name}")
+            contents = bundle_contents(target, loader=kind, progress=say)
+            contents.write_to(stage)
+            sums.update({f"{top}/{rel}": digest for rel, digest in contents.all_sums().items()})
         (stage / SUMS).write_text("".join(f"{digest}  {rel}\n" for rel, digest in sorted(sums.items())))
         size = sum((stage / rel).stat().st_size for rel in sums)
         say(f"copying {len(sums)} files ({size / 1e6:.1f} MB) to {dest.describe()}")
@@ -164,12 +163,13 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _sums(stage: Path) -> dict[str, str]:
+def _sums(folder: Path, prefix: str) -> dict[str, str]:
+    """sha256 of every file under ``folder``, keyed ``prefix/<path inside folder>``."""
     sums = {}
-    for dirpath, _, filenames in os.walk(stage):
+    for dirpath, _, filenames in os.walk(folder):
         for filename in filenames:
             path = Path(dirpath) / filename
-            sums[str(path.relative_to(stage))] = sha256_file(path)
+            sums[f"{prefix}/{path.relative_to(folder)}"] = sha256_file(path)
     return sums
 
 
