@@ -98,7 +98,7 @@ def certify(artifact, *, board: Optional[str] = None, duration: float = CERTIFIE
                          f"{len(manifest.files)} file(s) verified", "pass"))
 
     if emulated_board is not None:
-        measured, thermal_note = _measure_on_board(emulated_board, artifact, duration), \
+        measured, thermal_note = emulated_board.measure(Path(artifact).resolve(), duration), \
             "emulated board: the sensors qemu-user sees are the host's, not the board's"
     else:
         reader, thermal_note = _thermal_reader(sysfs_root)
@@ -179,10 +179,6 @@ def _emulated_board(board: Optional[str]):
     from .devices.emulator import setup_board
 
     return setup_board(load_board(name))
-
-
-def _measure_on_board(emulated, artifact, duration: float) -> dict:
-    return emulated.measure(Path(artifact).resolve(), duration)
 
 
 def _thermal_reader(root) -> tuple:

@@ -255,11 +255,7 @@ def _python_site(board: Board, say) -> Path:
         return host_site()  # the host's installed wheels are x86_64's
     from ..devices.emulator import setup_board
 
-    emulated = setup_board(board, progress=say)
-    site = getattr(emulated, "site", None)
-    if site is None:
-        raise ToolchainError(f"board {board.name}: no Python site folder for {board.arch}")
-    return site
+    return setup_board(board, progress=say).site  # an aarch64 (Python) board: bundle_kind allows no other
 
 
 def _site_python(site: Path) -> tuple:

@@ -104,21 +104,28 @@ def runtime_root(arch: str) -> Path:
     return cache_path("runtime", arch)
 
 
-def _valid(arch: str, *, current_loader: bool = False) -> Callable[[dict], bool]:
+def _valid(arch: str, *, current_programs: bool = False) -> Callable[[dict], bool]:
+    """Are the libraries of ``runtime/<arch>`` complete and of these versions (and, with ``current_programs``,
+    the programs built from the current sources)?"""
     def check(info: dict) -> bool:
         return (info.get("layout") == LAYOUT_VERSION and info.get("arch") == arch
                 and info.get("tvm") == TVM_VERSION and info.get("tvm_ffi") == TVM_FFI_VERSION
-                and (not current_loader or info.get("programs_sha256") == _programs_hash())
+                and (not current_programs or _programs_current(runtime_root(arch), info))
                 and all((runtime_root(arch) / rel).is_file()
                         for rel in ("lib/libtvm_runtime.so", "lib/libtvm_ffi.so")))
     return check
+
+
+def _programs_current(root: Path, info: dict) -> bool:
+    return (info.get("programs_sha256") == _programs_hash()
+            and all((root / "bin" / program).is_file() for program in PROGRAMS))
 
 
 def load_native_runtime(arch: str) -> Optional[NativeRuntime]:
     """The built runtime for ``arch`` if it is cached and current, else None (never builds)."""
     if arch not in TOOLCHAINS:
         return None
-    info = read_stamp(runtime_root(arch), _valid(arch, current_loader=True))
+    info = read_stamp(runtime_root(arch), _valid(arch, current_programs=True))
     return NativeRuntime(arch, runtime_root(arch), info) if info is not None else None
 
 
@@ -144,8 +151,8 @@ def native_runtime(arch: str, *, progress: Progress = None, force: bool = False)
         return _build(tmp, arch, say)
 
     info = build_once(root, _valid(arch), build, force=force)
-    if info.get("programs_sha256") != _programs_hash():
-        info = _refresh_programs(root, arch, say)  # a program's source changed: the libraries stay
+    if not _programs_current(root, info):
+        info = _refresh_programs(root, arch, say)  # a program's source changed (or one is gone): the libraries stay
     return NativeRuntime(arch, root, info)
 
 
@@ -155,6 +162,7 @@ def _refresh_programs(root: Path, arch: str, say: Callable[[str], None]) -> dict
     tmp = root / f".bin.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    (root / "bin").mkdir(exist_ok=True)
     try:
         _build_programs(arch, root / "lib", tmp, say)
         for program in PROGRAMS:

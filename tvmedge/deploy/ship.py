@@ -30,7 +30,7 @@ from typing import Callable, Optional
 from ..cache import cache_path
 from ..devices.board import Board, load_board
 from ..errors import ConfigError, DeployError, ToolchainError
-from ..runtime.manifest import Manifest, sha256_file
+from ..runtime.manifest import Manifest, machine_arch, sha256_file
 from .bundle import SUMS, bundle_contents, bundle_kind, bundle_top
 
 __all__ = ["Deployment", "deploy", "parse_destination", "emulated_home"]
@@ -237,7 +237,7 @@ def _smoke_run(dest: Destination, board: Board, top: str, name: str, kind: str) 
     else:
         root = Path(dest.path)
         env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
-        if board.arch != _host_arch():
+        if board.arch != machine_arch():
             from ..devices.emulator import setup_board
 
             emulated = setup_board(board)
@@ -254,12 +254,6 @@ def _smoke_run(dest: Destination, board: Board, top: str, name: str, kind: str) 
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DeployError(f"the deployed artifact did not run at {dest.describe()}: {tail[:300]}")
     return report
-
-
-def _host_arch() -> str:
-    from ..runtime.manifest import machine_arch
-
-    return machine_arch()
 
 
 def _ssh(dest: Destination, remote_command: str, what: str, *, check: bool = True) -> subprocess.CompletedProcess:

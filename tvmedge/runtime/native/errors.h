@@ -6,6 +6,7 @@
 #define TVMEDGE_NATIVE_ERRORS_H
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -19,12 +20,10 @@ struct RunError : std::runtime_error {
 [[noreturn]] inline void ArtifactError(const std::string& m) { throw RunError("ArtifactError", m); }
 [[noreturn]] inline void InputError(const std::string& m) { throw RunError("InputError", m); }
 
-inline std::string ReadFile(const std::string& path, const char* what) {
+// The whole file, or nullopt when it cannot be opened (the caller says what that means).
+inline std::optional<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (std::string(what) == "input") InputError("input file " + path + " does not exist");
-    ArtifactError(path + " is missing from the artifact");
-  }
+  if (!in) return std::nullopt;
   std::ostringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();

@@ -13,7 +13,6 @@
 #include <tvm/ffi/string.h>
 
 #include <algorithm>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -100,9 +99,9 @@ struct Manifest {
 
   static Manifest Read(const std::string& dir) {
     std::string where = dir + "/manifest.json";
-    std::ifstream probe(where);
-    if (!probe) ArtifactError(dir + " has no manifest.json; it is not a tvmedge artifact");
-    std::string text = ReadFile(where, "manifest");
+    std::optional<std::string> read = ReadFile(where);
+    if (!read) ArtifactError(dir + " has no manifest.json; it is not a tvmedge artifact");
+    std::string text = *read;
     ffi::String error;
     ffi::Any parsed = ffi::json::Parse(text, &error);
     if (!error.empty()) ArtifactError(where + " is not valid JSON (corrupt or edited): " + std::string(error));
@@ -170,7 +169,9 @@ struct Manifest {
       auto info = (*files)[ffi::String(name)].as<JsonMap>();
       std::string expected = info ? GetString(*info, "sha256", where) : "";
       std::string path = dir + "/" + name;
-      if (Sha256Hex(ReadFile(path, "artifact")) != expected)
+      std::optional<std::string> bytes = ReadFile(path);
+      if (!bytes) ArtifactError(path + " is missing from the artifact");
+      if (Sha256Hex(*bytes) != expected)
         ArtifactError(path + " does not match the sha256 in its manifest (tampered or corrupt); refusing to load it");
     }
     std::string here = MachineArch();

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -60,7 +61,9 @@ struct Array {
 };
 
 inline Array ReadNpy(const std::string& path) {
-  std::string raw = ReadFile(path, "input");
+  std::optional<std::string> read = ReadFile(path);
+  if (!read) InputError("input file " + path + " does not exist");
+  const std::string& raw = *read;
   auto bad = [&](const std::string& why) { InputError(path + " is not a readable .npy file: " + why); };
   if (raw.size() < 10 || raw.compare(0, 6, "\x93NUMPY") != 0) bad("no .npy magic");
   int major = uint8_t(raw[6]);
