@@ -105,7 +105,7 @@ class EmulatedBoard:
 
         The guest gets ``PYTHONPATH=<site>:<stage>`` and ``TVM_USE_RUNTIME_LIB=1`` plus ``env``; host variables
         that would confuse it (``LD_LIBRARY_PATH``, ``PYTHONHOME``, ...) are unset. Run it with
-        :meth:`host_environ` as the environment (and a neutral working directory: ``python -m`` puts the
+        :func:`.common.host_environ` as the environment (and a neutral working directory: ``python -m`` puts the
         working directory first on ``sys.path``).
         """
         command = self.qemu_prefix()
@@ -118,10 +118,6 @@ class EmulatedBoard:
         for key, value in guest.items():
             command += ["-E", f"{key}={value}"]
         return command + [str(self.python), *map(str, args)]
-
-    @staticmethod
-    def host_environ() -> dict[str, str]:
-        return host_environ()
 
     def refresh_stage(self) -> Path:
         """Copy the board-side pieces of the host's tvmedge into ``<root>/stage/tvmedge`` (only what changed)."""
@@ -163,7 +159,7 @@ class EmulatedBoard:
                 cwd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tvmedge-emu-")))
             try:
                 return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                                      env=self.host_environ())
+                                      env=host_environ())
             except subprocess.TimeoutExpired as err:
                 raise TvmedgeError(f"emulated board {self.board.name}: python {' '.join(map(str, args))[:80]} "
                                    f"timed out after {timeout:g} s") from err
@@ -236,7 +232,7 @@ class EmulatedBoard:
         if tracker:
             args += ["--tracker", tracker]
         try:
-            return subprocess.Popen(self.python_command(args), env=self.host_environ(), cwd=tempfile.gettempdir(),
+            return subprocess.Popen(self.python_command(args), env=host_environ(), cwd=tempfile.gettempdir(),
                                     stdout=stdout, stderr=subprocess.STDOUT, text=True)
         except OSError as err:
             raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}") from err

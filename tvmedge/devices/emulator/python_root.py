@@ -22,6 +22,7 @@ from ...cache import last_json, run_step, tree_size
 from ...errors import ConfigError, ToolchainError
 from ..board import Board
 from ...versions import TVM_FFI_VERSION, TVM_VERSION
+from .common import host_environ
 from .python_board import LAYOUT_VERSION, PYTHON_VERSION, EmulatedBoard
 
 __all__ = ["build_root", "recipe_for", "ArchRecipe"]
@@ -143,7 +144,7 @@ def build_root(tmp: Path, board: Board, recipe: ArchRecipe, say: Callable[[str],
     probe = EmulatedBoard(board=board, root=tmp, arch=board.arch)
     command = probe.python_command(["-c", _VERIFY_SCRIPT])
     proc = _run("verify import tvm (runtime only) in the emulator", command, timeout=600, cwd=tmp,
-                env=EmulatedBoard.host_environ())
+                env=host_environ())
     verify = last_json(proc.stdout) or {}
     if verify.get("tvm") != TVM_VERSION:
         raise ToolchainError(f"emulated board set-up failed at step 'verify': tvm {verify.get('tvm')} in the "
