@@ -302,18 +302,16 @@ def test_deploy_to_an_emulated_board(board, arm_artifact, tiny_cnn, tmp_path, pr
 @pytest.mark.emulated
 def test_python_bundle_serves_tvm_rpc(arm_artifact, x86_artifact, tiny_input, tmp_path):
     """With the bundle alone a board can also be a TVM RPC server (for `run --rpc`, tuning through a tracker)."""
-    import socket
     import time
 
     if shutil.which("qemu-aarch64") is None:
         pytest.skip("qemu-aarch64 not installed")
     from tvmedge.devices.emulator import setup_board
+    from tvmedge.devices.emulator.rack import free_ports
 
     emu = setup_board(load_board("rk3588"))
     top = _unpack(build_bundle(load_board("rk3588"), tmp_path / "runtime.tar.gz").path, tmp_path / "unpacked")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    (port,) = free_ports(1)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(top / "site"),
            "TVM_USE_RUNTIME_LIB": "1"}
     server = subprocess.Popen(["qemu-aarch64", "-L", str(emu.sysroot), str(emu.python), "-m",

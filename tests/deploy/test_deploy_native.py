@@ -311,11 +311,9 @@ def test_cpp_loader_duration_and_times(host_runtime, x86_artifact):
 
 @pytest.fixture
 def cpp_rpc_server(host_runtime):
-    import socket
+    from tvmedge.devices.emulator.rack import free_ports
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    (port,) = free_ports(1)
     server = subprocess.Popen([str(host_runtime.rpc_server), "--port", str(port), "--port-end", str(port + 1)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -1,6 +1,5 @@
 """Running an artifact on a board through TVM's RPC (`tvmedge run --rpc`), the emulated rk3588 serving it."""
 
-import socket
 import subprocess
 import time
 
@@ -12,19 +11,14 @@ from tvmedge import api
 from tvmedge.cli.main import cli
 from tvmedge.devices.board import load_board
 from tvmedge.devices.emulator import setup_board
+from tvmedge.devices.emulator.rack import free_ports
 from tvmedge.errors import ConfigError, TvmedgeError
 from tvmedge.runtime.remote import connect
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.emulated
 def test_run_on_the_emulated_board_over_rpc(arm_artifact, x86_artifact, tiny_input):
-    port = _free_port()
+    port = free_ports(1)[0]
     server = setup_board(load_board("rk3588")).serve_rpc(port=port, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
@@ -52,4 +46,4 @@ def test_bad_addresses_are_one_line_errors():
     with pytest.raises(ConfigError, match="--tracker needs --key"):
         connect(tracker="127.0.0.1:9190")
     with pytest.raises(TvmedgeError, match=r"cannot reach RPC server 127.0.0.1:\d+"):
-        connect(rpc=f"127.0.0.1:{_free_port()}", timeout=5)
+        connect(rpc=f"127.0.0.1:{free_ports(1)[0]}", timeout=5)

@@ -14,24 +14,12 @@ from click.testing import CliRunner
 
 from tvmedge import api
 from tvmedge.cli.main import cli
-from tvmedge.devices.emulator.rack import emulated_rack
+from tvmedge.devices.emulator.rack import emulated_rack, free_ports
 from tvmedge.errors import ConfigError, TvmedgeError
 from tvmedge.runtime import remote
 from tvmedge.runtime.remote import tracker_summary
 
 KEY = "rk3588"
-
-
-def _free_ports(count: int) -> list:
-    """``count`` distinct free loopback ports (all sockets held open together, so no port is returned twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _wait_until(check, what: str, timeout: float = 120):
@@ -147,7 +135,7 @@ def test_two_boards_serve_two_runs_at_the_same_time(two_boards, arm_artifact, x8
 
 
 def test_board_list_errors_are_one_line():
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     result = CliRunner().invoke(cli, ["board", "list", "--tracker", f"127.0.0.1:{port}"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [

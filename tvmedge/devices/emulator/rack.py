@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Optional, Sequence
 from ...errors import ConfigError, TvmedgeError, first_line
 from ..board import load_board
 
-__all__ = ["Rack", "RackBoard", "emulated_rack"]
+__all__ = ["Rack", "RackBoard", "emulated_rack", "free_ports"]
 
 
 @dataclass
@@ -50,7 +50,8 @@ class Rack:
         return dict(Counter(board.key for board in self.boards))
 
 
-def _free_ports(count: int, host: str) -> list:
+def free_ports(count: int, host: str = "127.0.0.1") -> list:
+    """``count`` distinct free ports on ``host`` (all sockets held open together, so none is returned twice)."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for sock in sockets:
@@ -85,7 +86,7 @@ def emulated_rack(boards: Sequence[str], *, host: str = "127.0.0.1", tracker_por
     if tracker_port:
         _check_port_free(host, tracker_port)
     emulated = [setup_board(load_board(name), progress=say) for name in boards]  # builds what is missing first
-    port = tracker_port or _free_ports(1, host)[0]
+    port = tracker_port or free_ports(1, host)[0]
     try:
         tracker = Tracker(host=host, port=port, port_end=port + 1 if tracker_port else port + 100, silent=True)
     except Exception as err:  # TVM re-raises its worker's error (e.g. the port is taken) with a traceback text
@@ -93,7 +94,7 @@ def emulated_rack(boards: Sequence[str], *, host: str = "127.0.0.1", tracker_por
     rack = Rack(tracker=f"{host}:{tracker.port}")
     logs = tempfile.TemporaryDirectory(prefix="tvmedge-rack-")
     try:
-        for board, server_port in zip(emulated, _free_ports(len(emulated), host)):
+        for board, server_port in zip(emulated, free_ports(len(emulated), host)):
             log = Path(logs.name) / f"{board.board.name}-{server_port}.log"
             handle = open(log, "w")
             process = board.serve_rpc(host=host, port=server_port, tracker=rack.tracker, key=board.board.name,
