@@ -146,10 +146,10 @@ def run(artifact, inputs: Optional[Mapping] = None, *, board: Optional[str] = No
         stats["emulated"] = False  # a remote board's timings are its own (emulated or not, it cannot tell us)
         stats["where"] = where
         return outputs, stats
-    kind, _, name = board.partition(":")
-    if kind != "emu" or not name:
-        raise ConfigError(f"--board '{board}' must look like emu:NAME (e.g. emu:rk3588)")
+    from .devices.board import emulated_board_name
     from .devices.emulator import setup_board
+
+    name = emulated_board_name(board)
 
     manifest = Manifest.read(artifact)
     target_board = load_board(name)

@@ -172,13 +172,10 @@ def _verdict(report: dict) -> dict:
 def _emulated_board(board: Optional[str]):
     if board is None:
         return None
-    kind, _, name = board.partition(":")
-    if kind != "emu" or not name:
-        raise ConfigError(f"--board '{board}' must look like emu:NAME (e.g. emu:rk3588); omit it to certify this machine")
-    from .devices.board import load_board
+    from .devices.board import emulated_board_name, load_board
     from .devices.emulator import setup_board
 
-    return setup_board(load_board(name))
+    return setup_board(load_board(emulated_board_name(board, hint="; omit it to certify this machine")))
 
 
 def _thermal_reader(root) -> tuple:

@@ -13,8 +13,9 @@ import yaml
 
 from tvm.target import Target, codegen
 
-from tvmedge.devices.board import host_arch, list_boards, load_board, targets_dir
+from tvmedge.devices.board import list_boards, load_board, targets_dir
 from tvmedge.errors import ConfigError
+from tvmedge.runtime.manifest import machine_arch
 
 REQUIRED_BOARDS = {"rk3588", "rpi5", "rpi4", "jetson-orin-nano", "x86-host", "visionfive2", "licheepi4a"}
 BOARDS = list_boards()
@@ -157,7 +158,7 @@ def test_x86_host_resolves_the_host_cpu():
     assert board.target["mcpu"] == "host", "tvm_target() must not modify the board"
     tvm_target = Target(resolved)
     assert str(tvm_target.attrs["mcpu"]) == codegen.llvm_get_system_cpu()
-    if host_arch() == "x86_64":
+    if machine_arch() == "x86_64":
         assert board.is_native
 
 
@@ -178,7 +179,7 @@ def test_board_from_a_path_and_from_targets_env(tmp_path, monkeypatch):
 
 
 def _cross_for(arch):
-    return None if arch == host_arch() else f"{arch}-linux-gnu-g++"
+    return None if arch == machine_arch() else f"{arch}-linux-gnu-g++"
 
 
 @pytest.mark.parametrize(
@@ -189,7 +190,7 @@ def _cross_for(arch):
         ({"kind": "llvm", "mtriple": "riscv64-unknown-linux-gnu", "mcpu": "generic-rv64",
           "mattr": ["+64bit", "+m", "+a", "+f", "+d", "+c"], "mabi": "lp64d"}, "riscv64"),
         ({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512", "num-cores": 2}, "x86_64"),
-        ({"kind": "llvm"}, host_arch()),
+        ({"kind": "llvm"}, machine_arch()),
     ],
 )
 def test_raw_target_json(target, arch):
@@ -344,3 +345,13 @@ def test_declared_board_matrix_labels():
     assert status["peak_gflops_fp32"] == "declared" and status["peak_int8_gops"] == "unavailable"
     assert all(r["value"] is None for r in rows if r["status"] == "unavailable")
     assert {r["status"] for r in declared_board("x86-host")} == {"unavailable"}
+
+
+@pytest.mark.parametrize("spec", ["rk3588", "emu:", "emu", "qemu:rk3588", ""])
+def test_emulated_board_names_have_one_parser(spec):
+    # `emu:NAME` was parsed in five places with five messages (issue 12); one parser now, its message says what.
+    from tvmedge.devices.board import emulated_board_name
+
+    with pytest.raises(ConfigError, match=rf"^--board '{spec}' must look like emu:NAME \(e.g. emu:rk3588\); x$"):
+        emulated_board_name(spec, hint="; x")
+    assert emulated_board_name("emu:rk3588") == "rk3588"

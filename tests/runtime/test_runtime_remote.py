@@ -47,3 +47,13 @@ def test_bad_addresses_are_one_line_errors():
         connect(tracker="127.0.0.1:9190")
     with pytest.raises(TvmedgeError, match=r"cannot reach RPC server 127.0.0.1:\d+"):
         connect(rpc=f"127.0.0.1:{free_ports(1)[0]}", timeout=5)
+
+
+@pytest.mark.parametrize("text", ["nohost", ":9090", "host:", "host:90x", "host"])
+def test_host_port_has_one_parser(text):
+    # HOST:PORT was parsed in three places, one of them without checks (issue 12): one parser for all.
+    from tvmedge.runtime.remote import parse_address
+
+    with pytest.raises(ConfigError, match=rf"^--tracker '{text}' must look like HOST:PORT$"):
+        parse_address(text, "--tracker")
+    assert parse_address("10.0.0.2:9190") == ("10.0.0.2", 9190)

@@ -49,13 +49,10 @@ def setup_cmd(name, force, as_json):
 @click.option("--key", help="Key to register under (default: the board name).")
 def serve_cmd(board_spec, host, port, tracker, key):
     """Run TVM's RPC server on an emulated board (for `tune --tracker` / remote measurement)."""
-    from ..devices.board import load_board
+    from ..devices.board import emulated_board_name, load_board
     from ..devices.emulator import setup_board
-    from ..errors import ConfigError
 
-    kind, _, name = board_spec.partition(":")
-    if kind != "emu" or not name:
-        raise ConfigError(f"'{board_spec}' must look like emu:NAME (e.g. emu:rk3588)")
+    name = emulated_board_name(board_spec, what="board")
     emulated = setup_board(load_board(name))
     _terminate_like_ctrl_c()
     process = emulated.serve_rpc(host=host, port=port, tracker=tracker, key=key or name)

@@ -20,12 +20,13 @@ from ._output import emit
 def deploy_cmd(artifact, destination, to, board, no_runtime, loader, check, as_json):
     """Copy ARTIFACT and its runtime bundle to a board and verify every file's sha256 on arrival."""
     from ..deploy.ship import deploy
+    from ..devices.board import emulated_board_name
     from ..errors import ConfigError
 
     if bool(destination) == bool(to):
         raise ConfigError("give one destination: --board emu:NAME or --to DIR|USER@HOST:PATH")
-    if destination and not destination.startswith("emu:"):
-        raise ConfigError(f"--board '{destination}' must look like emu:NAME; use --to for directories and SSH")
+    if destination:
+        emulated_board_name(destination, hint="; use --to for directories and SSH")
     progress = None if as_json else (lambda message: click.echo(f"  {message}", err=True))
     result = deploy(artifact, destination or to, board=board, runtime=not no_runtime, loader=loader, check=check,
                     progress=progress)

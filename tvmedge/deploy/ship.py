@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..cache import cache_path
-from ..devices.board import Board, load_board
+from ..devices.board import Board, emulated_board_name, load_board
 from ..errors import ConfigError, DeployError, ToolchainError
 from ..runtime.manifest import Manifest, machine_arch, sha256_file
 from .bundle import SUMS, bundle_contents, bundle_kind, bundle_top
@@ -81,9 +81,8 @@ def parse_destination(spec: str) -> Destination:
         raise ConfigError("no destination given: use emu:NAME, a directory or user@host:path")
     kind, sep, rest = spec.partition(":")
     if sep and kind == "emu":
-        if not rest:
-            raise ConfigError(f"destination '{spec}' must look like emu:NAME (e.g. emu:rk3588)")
-        return Destination("emu", str(emulated_home(rest)), board=rest)
+        name = emulated_board_name(spec, what="destination")
+        return Destination("emu", str(emulated_home(name)), board=name)
     # host:path the way scp and rsync read it: a colon before any slash, and not a path that exists here
     if sep and "/" not in kind and kind and not Path(spec).exists():
         if not rest:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -20,9 +19,11 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, ToolchainError
+from ..runtime.manifest import machine_arch
 from ..yamlfile import read_yaml
 
-__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target", "targets_dir", "host_arch"]
+__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target", "targets_dir",
+           "emulated_board_name"]
 
 Arch = Literal["x86_64", "aarch64", "riscv64"]
 
@@ -32,12 +33,6 @@ _CROSS_PACKAGES = {
     "riscv64-linux-gnu-g++": "g++-riscv64-linux-gnu",
 }
 _TRIPLE_ARCH = {"aarch64": "aarch64", "arm64": "aarch64", "riscv64": "riscv64", "x86_64": "x86_64"}
-
-
-def host_arch() -> str:
-    """The host's architecture in the names boards use (``x86_64``, ``aarch64``, ``riscv64``)."""
-    machine = platform.machine().lower()
-    return _TRIPLE_ARCH.get(machine, machine)
 
 
 def targets_dir() -> Path:
@@ -189,7 +184,7 @@ class Board(_Strict):
     @property
     def is_native(self) -> bool:
         """True when the host can run this board's code directly (same arch, no cross compiler)."""
-        return self.arch == host_arch() and not self.cross_compiler
+        return self.arch == machine_arch() and not self.cross_compiler
 
     def tvm_target(self) -> dict[str, Any]:
         """The TVM target dict, with ``mcpu: host`` resolved to the host's CPU name."""
@@ -210,6 +205,17 @@ class Board(_Strict):
 
     def summary(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def emulated_board_name(spec: str, *, what: str = "--board", hint: str = "") -> str:
+    """``"emu:rk3588"`` -> ``"rk3588"``: the one parser of the ``emu:NAME`` strings that name an emulated board.
+
+    ConfigError ``<what> '<spec>' must look like emu:NAME (e.g. emu:rk3588)<hint>`` for anything else.
+    """
+    kind, sep, name = str(spec).partition(":")
+    if kind != "emu" or not sep or not name:
+        raise ConfigError(f"{what} '{spec}' must look like emu:NAME (e.g. emu:rk3588){hint}")
+    return name
 
 
 def list_boards() -> list[str]:
@@ -259,8 +265,8 @@ def _board_from_target_json(text: str) -> Board:
     triple = target.get("mtriple")
     if triple is not None and not isinstance(triple, str):
         raise ConfigError(f"--target JSON: 'mtriple' must be a string such as \"aarch64-linux-gnu\", got {triple!r}")
-    arch = _TRIPLE_ARCH.get(triple.split("-")[0], triple.split("-")[0]) if triple else host_arch()
-    cross = None if arch == host_arch() else f"{arch}-linux-gnu-g++"
+    arch = _TRIPLE_ARCH.get(triple.split("-")[0], triple.split("-")[0]) if triple else machine_arch()
+    cross = None if arch == machine_arch() else f"{arch}-linux-gnu-g++"
     name = "custom-" + arch
     data = {
         "name": name,

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import glob
 import os
-import platform
 from pathlib import Path
 
 from ..errors import HardwareError, InputError
+from .manifest import machine_arch
 
 __all__ = ["HardwareAdapter", "DEVICE_TYPES", "GPU_BACKENDS", "NPU_NODES", "FPGA_NODES"]
 
@@ -110,7 +110,7 @@ class HardwareAdapter:
 
     def summary(self) -> dict:
         """The machine, the chosen device and every device looked for (JSON-ready)."""
-        return {"arch": platform.machine(), "requested": self.requested, "chosen": {"kind": self.kind, "backend": self.backend},
+        return {"arch": machine_arch(), "requested": self.requested, "chosen": {"kind": self.kind, "backend": self.backend},
                 "devices": self.devices()}
 
     def allocate_tensor(self, shape, dtype: str = "float32"):
@@ -141,7 +141,7 @@ def _probe(root: Path) -> list:
     import tvm
 
     found = [{"kind": "cpu", "backend": "cpu", "present": True, "tvm_device": True,
-              "detail": f"{platform.machine()}, {os.cpu_count()} logical cores"}]
+              "detail": f"{machine_arch()}, {os.cpu_count()} logical cores"}]
     for backend in GPU_BACKENDS:
         try:
             present = bool(tvm.device(backend, 0).exist)

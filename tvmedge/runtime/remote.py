@@ -17,11 +17,13 @@ from typing import Optional
 
 from ..errors import ConfigError, TvmedgeError, first_line
 
-__all__ = ["connect", "tracker_summary"]
+__all__ = ["connect", "tracker_summary", "parse_address"]
 
 
-def _address(text: str, what: str) -> tuple:
-    host, _, port = text.rpartition(":")
+def parse_address(text: str, what: str = "address") -> tuple:
+    """``"127.0.0.1:9190"`` -> ``("127.0.0.1", 9190)``: the one parser of the ``HOST:PORT`` of RPC servers and
+    trackers. ConfigError ``<what> '<text>' must look like HOST:PORT`` for anything else."""
+    host, _, port = str(text).rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"{what} '{text}' must look like HOST:PORT")
     return host, int(port)
@@ -38,9 +40,9 @@ def connect(rpc: Optional[str] = None, tracker: Optional[str] = None, key: Optio
         raise ConfigError("--tracker needs --key, the name the boards registered under (e.g. rk3588)")
     try:
         if rpc:
-            host, port = _address(rpc, "--rpc")
+            host, port = parse_address(rpc, "--rpc")
             return tvm_rpc.connect(host, port, session_timeout=timeout), f"rpc {rpc}"
-        host, port = _address(tracker, "--tracker")
+        host, port = parse_address(tracker, "--tracker")
         _probe_tracker(host, port, 10)  # fail in seconds, not after TVM's minute of retries
         return tvm_rpc.connect_tracker(host, port).request(key, session_timeout=timeout), f"tracker {tracker} key {key}"
     except TvmedgeError:
@@ -81,7 +83,7 @@ def tracker_summary(tracker: str, timeout: float = 10) -> dict:
     """
     from tvm import rpc as tvm_rpc
 
-    host, port = _address(tracker, "--tracker")
+    host, port = parse_address(tracker, "--tracker")
     try:
         _probe_tracker(host, port, timeout)
         session = tvm_rpc.connect_tracker(host, port)

@@ -12,6 +12,9 @@ import argparse
 import logging
 import sys
 
+from ..errors import ConfigError
+from .remote import parse_address
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tvmedge.runtime.rpc_server", description=__doc__.splitlines()[0])
@@ -21,13 +24,15 @@ def main(argv=None) -> int:
     parser.add_argument("--tracker", metavar="HOST:PORT", help="register with TVM's RPC tracker")
     parser.add_argument("--key", default="", help="the key boards of this kind register under, e.g. rk3588")
     args = parser.parse_args(argv)
+    tracker = None
+    if args.tracker:
+        try:
+            tracker = parse_address(args.tracker, "--tracker")
+        except ConfigError as err:
+            parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rpc %(message)s", stream=sys.stderr)
     from tvm.rpc.server import PopenRPCServerState
 
-    tracker = None
-    if args.tracker:
-        host, _, port = args.tracker.rpartition(":")
-        tracker = (host or "127.0.0.1", int(port))
     port_end = args.port_end or args.port + 100
     state = PopenRPCServerState(args.host, args.port, port_end, tracker_addr=tracker, key=args.key)
     print(f"listening on {args.host}:{state.port}" + (f", registered as '{args.key}' at {args.tracker}" if tracker else ""),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import TuningError, first_line
+from ..runtime.manifest import machine_arch
 
 __all__ = ["TuningDatabase", "target_key", "default_log_root", "list_databases"]
 
@@ -36,7 +37,7 @@ def default_log_root() -> Path:
 def target_key(target: dict) -> str:
     """A folder name for a resolved TVM target, e.g. ``x86_64-znver4-2c`` or ``aarch64-cortex-a76-neon-4c``."""
     triple = str(target.get("mtriple") or "")
-    arch = triple.split("-")[0] if triple else os.uname().machine
+    arch = triple.split("-")[0] if triple else machine_arch()
     parts = [target.get("kind", "llvm") if target.get("kind", "llvm") != "llvm" else "", arch,
              str(target.get("mcpu") or "generic")]
     mattr = target.get("mattr") or []

@@ -84,9 +84,11 @@ def rpc_runner(tracker: str, key: str, *, timeout_sec: float = 120):
     """Measure on a board registered with TVM's RPC tracker (``HOST:PORT``) under ``key``."""
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, RPCConfig, RPCRunner
 
-    host, _, port = tracker.rpartition(":")
+    from ..runtime.remote import parse_address
+
+    host, port = parse_address(tracker, "--tracker")
     return RPCRunner(
-        rpc_config=RPCConfig(tracker_host=host or "127.0.0.1", tracker_port=int(port), tracker_key=key,
+        rpc_config=RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
                              session_timeout_sec=timeout_sec),
         evaluator_config=EvaluatorConfig(number=3, repeat=1, min_repeat_ms=40),
         f_alloc_argument=_alloc_from_host,

@@ -8,7 +8,6 @@
 #define TVMEDGE_NATIVE_DEVICES_H
 
 #include <glob.h>
-#include <sys/utsname.h>
 #include <tvm/ffi/any.h>
 #include <tvm/runtime/device_api.h>
 
@@ -17,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "arch.h"
 #include "canonical_json.h"
 
 namespace tvmedge {
@@ -44,10 +44,9 @@ inline std::string DeviceEntry(const std::string& kind, const std::string& backe
 
 // {"arch", "requested": "auto", "chosen": {"kind", "backend"}, "devices": [...]} as one JSON line.
 inline std::string DevicesSummary(const std::string& root) {
-  struct utsname u;
-  uname(&u);
+  const std::string arch = MachineArch();
   std::vector<std::string> entries;
-  entries.push_back(DeviceEntry("cpu", "cpu", true, true, std::string(u.machine) + ", " +
+  entries.push_back(DeviceEntry("cpu", "cpu", true, true, arch + ", " +
                                 std::to_string(std::thread::hardware_concurrency()) + " logical cores"));
   std::string chosen_kind = "cpu", chosen_backend = "cpu";
   for (const auto& [backend, type] : kGpuBackends) {
@@ -78,7 +77,7 @@ inline std::string DevicesSummary(const std::string& root) {
   entries.push_back(DeviceEntry("fpga", "device node", !fpga.empty(), false, fpga.empty() ? "not present" : *fpga.begin()));
   std::string devices;
   for (size_t i = 0; i < entries.size(); ++i) devices += (i ? ", " : "") + entries[i];
-  return "{\"arch\": " + JsonText(u.machine) + ", \"requested\": \"auto\", \"chosen\": {\"kind\": " +
+  return "{\"arch\": " + JsonText(arch) + ", \"requested\": \"auto\", \"chosen\": {\"kind\": " +
          JsonText(chosen_kind) + ", \"backend\": " + JsonText(chosen_backend) + "}, \"devices\": [" + devices + "]}";
 }
 

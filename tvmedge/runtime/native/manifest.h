@@ -5,7 +5,6 @@
 #ifndef TVMEDGE_NATIVE_MANIFEST_H
 #define TVMEDGE_NATIVE_MANIFEST_H
 
-#include <sys/utsname.h>
 #include <tvm/ffi/any.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
@@ -17,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "arch.h"
 #include "canonical_json.h"
 #include "errors.h"
 #include "sha256.h"
@@ -80,15 +80,6 @@ inline std::vector<std::string> Names(const ffi::Any& value, const std::string& 
     else ArtifactError(where + ": the plan is malformed");
   }
   return names;
-}
-
-inline std::string MachineArch() {
-  struct utsname u;
-  uname(&u);
-  std::string m = u.machine;
-  if (m == "arm64") return "aarch64";
-  if (m == "amd64") return "x86_64";
-  return m;
 }
 
 struct Manifest {
