@@ -116,7 +116,7 @@ def pipeline(model, inputs, warmup, cpus):
     Returns (first outputs, seconds for the timed inputs, busy seconds per stage, most OS threads seen).
     """
     plan = model.manifest.plan
-    core = {u: cpus[i % len(cpus)] for i, u in enumerate(sorted({s["unit"] for s in plan["stages"]}))}
+    core = {u: cpus[i % len(cpus)] for i, u in enumerate(sorted({s.unit for s in plan.stages}))}
     count = model.stage_count
     queues = [queue.Queue(maxsize=2) for _ in range(count + 1)]
     busy = [0.0] * count
@@ -124,7 +124,7 @@ def pipeline(model, inputs, warmup, cpus):
     errors = []
 
     def worker(k):
-        cpu = core[plan["stages"][k]["unit"]]
+        cpu = core[plan.stages[k].unit]
         os.sched_setaffinity(0, {cpu})  # this thread only (Linux: pid 0 = the calling thread)
         configure_threads([cpu])  # this thread's own TVM pool: one thread on that core
         while True:
@@ -151,7 +151,7 @@ def pipeline(model, inputs, warmup, cpus):
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(count)]
     for t in threads:
         t.start()
-    names = list(plan["outputs"])
+    names = list(plan.outputs)
     specs = [s.name for s in model.outputs]
     outputs, start, peak = [], None, [0]
 
@@ -237,9 +237,9 @@ def main():
     multi, single, tuned, build_s = build(model, workdir, args.sync_us, args.algorithm)
     plan = multi.manifest.plan
     print(f"model {model.name}; built in {build_s:.0f} s into {workdir}")
-    print(f"plan ({plan['algorithm']}): " + " | ".join(
-        f"stage{s['index']} {s['unit']} {len(s['ops'])} ops {s['predicted']['total_ms']:.3f} ms" for s in plan["stages"]))
-    pred = plan["predicted"]
+    print(f"plan ({plan.algorithm}): " + " | ".join(
+        f"stage{s.index} {s.unit} {len(s.ops)} ops {s.predicted['total_ms']:.3f} ms" for s in plan.stages))
+    pred = plan.predicted
     print(f"predicted: {pred['throughput_ips']:.1f} inputs/s pipelined (bottleneck {pred['bottleneck_unit']}), "
           f"latency {pred['latency_ms']:.3f} ms; unit loads {pred['unit_load_ms']}, DRAM {pred['dram_ms']:.3f} ms")
     modes = [("single-2t", single.path), ("single-1t", single.path), ("stages-2t", multi.path),
@@ -264,11 +264,11 @@ def main():
               f"{rows[-1].get('os_threads_while_running', rows[-1]['os_threads']['after'])} |")
     busy = np.median([r["stage_busy_ms"] for r in results["pipeline"]], axis=0)
     print("\npipeline stage CPU time per input (ms, median): "
-          + ", ".join(f"stage{i} {b:.3f} (predicted {s['predicted']['total_ms']:.3f})"
-                      for i, (b, s) in enumerate(zip(busy, plan["stages"]))))
+          + ", ".join(f"stage{i} {b:.3f} (predicted {s.predicted['total_ms']:.3f})"
+                      for i, (b, s) in enumerate(zip(busy, plan.stages))))
     loads = {}
-    for b, s in zip(busy, plan["stages"]):
-        loads[s["unit"]] = loads.get(s["unit"], 0.0) + b
+    for b, s in zip(busy, plan.stages):
+        loads[s.unit] = loads.get(s.unit, 0.0) + b
     print("measured unit loads (ms CPU per input): " + ", ".join(f"{u} {v:.2f} (predicted "
           f"{pred['unit_load_ms'].get(u, 0):.2f})" for u, v in loads.items()))
     measured = float(np.median([r["throughput_ips"] for r in results["pipeline"]]))

@@ -109,7 +109,7 @@ def bench(name: str, search: str, rounds: int, per_round: int, workdir: Path) ->
     rows, loaded = {}, {}
     for variant, quant in configs(name, workdir).items():
         artifact, seconds = build(MODELS[name], quant, workdir / f"{name}-{variant}", search, workdir)
-        record = artifact.manifest.build.get("quantization") or {}
+        record = artifact.manifest.build.quantization or {}
         rows[variant] = {"so_bytes": artifact.summary()["library_bytes"], "compile_s": round(seconds, 1),
                          "stripped_bytes": stripped_bytes(artifact.path / artifact.manifest.library),
                          "weights": record.get("weight_bytes"), "layers": record.get("layers"),

@@ -74,7 +74,9 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
     artifact = compile_artifact(imported, board, out, mod=scheduled, tuning=provenance, opt_level=opt_level,
                                 progress=progress)
     if quantization is not None:  # rewritten whole, so the manifest's digest covers this block too
-        artifact.manifest.build["quantization"] = quantization
+        from dataclasses import replace
+
+        artifact.manifest.build = replace(artifact.manifest.build, quantization=quantization)
         artifact.manifest.write(artifact.path)
     return artifact
 

@@ -41,7 +41,7 @@ def test_symbolic_model_compiles_with_input_shape(tmp_path, dynamic_cnn, naive_t
     artifact = api.compile(dynamic_cnn, "x86-host", input_shapes={"input": (2, 3, 32, 32)}, out=tmp_path / "dyn",
                            tuning=naive_tuning)
     assert artifact.manifest.outputs[0].shape == (2, 10)
-    assert artifact.manifest.build["input_shapes"] == {"input": [2, 3, 32, 32]}
+    assert artifact.manifest.build.input_shapes == {"input": [2, 3, 32, 32]}
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_an_artifact(tmp_path, tiny_cnn):

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ def test_cpp_loader_reproduces_the_manifest_digest(host_runtime, x86_artifact, t
     """The loader recomputes Python's json.dumps(sort_keys=True) digest: floats, unicode and nesting included."""
     directory = Path(shutil.copytree(x86_artifact, tmp_path / "artifact"))
     manifest = Manifest.read(directory)
-    manifest.build = dict(manifest.build, tricky=TRICKY, **{"ключ": "значение", "Zeta": math.pi})
+    manifest.build = replace(manifest.build, extra={"tricky": TRICKY, "ключ": "значение", "Zeta": math.pi})
     manifest.write(directory)
     Manifest.read(directory)  # the Python loader accepts it
     proc = _run(host_runtime, directory, "--repeat", "0")

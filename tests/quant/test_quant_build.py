@@ -55,11 +55,11 @@ def test_quantized_artifacts_keep_98_percent_of_float_accuracy_on_the_test_split
 
 def test_the_manifest_records_the_quantization(artifacts):
     manifest = Manifest.read(artifacts["mixed"].path)  # also checks the digest after the rewrite
-    record = manifest.build["quantization"]
+    record = manifest.build.quantization
     assert record["config"]["bit_width"] == "mixed" and record["layers"]["fc1"] == 4
     assert record["artifact_weights"]["int4_packed"] == 1 and record["artifact_weights"]["unfused"] == 0
     assert manifest.source_model["file"] == "digits_cnn.onnx"
-    assert "quantization" not in Manifest.read(artifacts["float"].path).build
+    assert Manifest.read(artifacts["float"].path).build.quantization is None
 
 
 def test_a_model_written_by_quantize_compiles_small_too(tmp_path, naive_tuning):
@@ -67,7 +67,7 @@ def test_a_model_written_by_quantize_compiles_small_too(tmp_path, naive_tuning):
 
     path = quantize(MODEL, load_config(DIGITS / "quant_mixed.yaml")).save(tmp_path / "digits.q.onnx")
     artifact = api.compile(path, "x86-host", out=tmp_path / "art", tuning=naive_tuning)
-    record = artifact.manifest.build["quantization"]
+    record = artifact.manifest.build.quantization
     assert record["config"] is None and record["artifact_weights"]["int4_packed"] == 1
     assert _library_bytes(artifact) < 700_000  # the float model's artifact is 2.3 MB in this build mode
 
@@ -84,6 +84,6 @@ def test_the_artifact_computes_what_onnxruntime_computes_for_the_quantized_model
     qmodel = quantize(tiny_cnn, config).save(tmp_path / "tiny.q.onnx")
     expected = ort.InferenceSession(str(qmodel)).run(None, {"input": tiny_input})[0]
     artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "art", tuning=naive_tuning, quant=config)
-    assert artifact.manifest.build["quantization"]["artifact_weights"]["fused"] == 4
+    assert artifact.manifest.build.quantization["artifact_weights"]["fused"] == 4
     outputs, _ = api.run(artifact.path, {"input": tiny_input})
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-6)

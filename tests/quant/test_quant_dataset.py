@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from tvmedge.errors import ConfigError
-from tvmedge.quant.dataset import InputSpec, load_dataset
+from tvmedge.quant.dataset import load_dataset
+from tvmedge.runtime.manifest import TensorSpec
 
 KEY = "quantization.calibration_dataset"
-ONE = [InputSpec("input", (1, 1, 8, 8), "float32")]
+ONE = [TensorSpec("input", (1, 1, 8, 8), "float32")]
 
 
 def test_folder_of_npy_and_npz_files_in_name_order(tmp_path):

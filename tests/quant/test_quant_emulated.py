@@ -21,7 +21,7 @@ def test_quantized_artifact_runs_on_the_emulated_board_with_the_host_outputs(tmp
     host = api.compile(DIGITS / "digits_cnn.onnx", "x86-host", out=tmp_path / "host", tuning=naive_tuning, quant=quant)
     arm = api.compile(DIGITS / "digits_cnn.onnx", "rk3588", out=tmp_path / "arm", tuning=naive_tuning, quant=quant)
     assert arm.manifest.arch == "aarch64"
-    assert arm.manifest.build["quantization"]["artifact_weights"]["int4_packed"] == 1
+    assert arm.manifest.build.quantization["artifact_weights"]["int4_packed"] == 1
     test = np.load(DIGITS / "test.npz")
     x = test["input"][:1]
     on_host, _ = api.run(host.path, {"input": x})

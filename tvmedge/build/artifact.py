@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..devices.board import Board
 from ..errors import ArtifactError
-from ..runtime.manifest import MANIFEST_NAME, Manifest, sha256_file
+from ..runtime.manifest import MANIFEST_NAME, BuildInfo, Manifest, sha256_file
 from .cross import export_library
 from .lower import build_executable
 
@@ -79,12 +79,8 @@ def compile_artifact(imported, board: Board, out, *, mod=None, tuning=None, opt_
             library=LIBRARY_NAME,
             files={LIBRARY_NAME: {"sha256": sha256_file(library), "bytes": library.stat().st_size}},
             source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
-            build={
-                "input_shapes": dict(sorted(imported.input_shapes.items())),
-                "opt_level": opt_level,
-                "cross_compiler": board.cross_compiler,
-                "folding": _folding_tool(),
-            },
+            build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
+                            cross_compiler=board.cross_compiler, folding=_folding_tool()),
             tuning=tuning,
             tvm_version=tvm.__version__,
             tvmedge_version=__version__,

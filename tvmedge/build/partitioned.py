@@ -52,14 +52,13 @@ from typing import Callable, Optional
 from .. import __version__
 from ..devices.board import Board
 from ..errors import ConfigError, PartitionError
-from ..runtime.manifest import PARTITIONED_FORMAT_VERSION, Manifest, TensorSpec, sha256_file
+from ..runtime.manifest import (PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage, StoredPlan, TensorSpec,
+                                sha256_file)
 from .artifact import Artifact, _folding_tool, check_destination
 from .cross import export_library
 from .lower import build_executable
 
-__all__ = ["StageModule", "split_module", "stage_boards", "compile_partitioned", "PLAN_FORMAT"]
-
-PLAN_FORMAT = 1  # version of the manifest's "plan" block
+__all__ = ["StageModule", "split_module", "stage_boards", "compile_partitioned"]
 
 
 @dataclass
@@ -255,34 +254,29 @@ def compile_partitioned(model, board: Board, out, *, objective: str, input_shape
             executable = build_executable(scheduled, build.board.tvm_target(), opt_level=opt_level)
             library = export_library(executable, Path(tmp) / library_name, board)
             files[library_name] = {"sha256": sha256_file(library), "bytes": library.stat().st_size}
-            entries.append({
-                "index": stage.index, "unit": stage.unit, "built_for": build.built_for,
-                "target": build.board.tvm_target(), "fallback": build.fallback, "reason": build.reason,
-                "library": library_name, "ops": list(stage.ops),
-                "inputs": [s.to_json() for s in stage.inputs], "outputs": [s.to_json() for s in stage.outputs],
-                "predicted": {"compute_ms": float(planned.compute_us / 1e3),
-                              "transfer_in_ms": float(planned.transfer_in_us / 1e3),
-                              "total_ms": float(planned.total_us / 1e3)},
-                "tuning": provenance,
-            })
+            entries.append(Stage(
+                library=library_name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
+                unit=stage.unit, built_for=build.built_for, target=build.board.tvm_target(), fallback=build.fallback,
+                reason=build.reason, ops=tuple(stage.ops),
+                predicted={"compute_ms": float(planned.compute_us / 1e3),
+                           "transfer_in_ms": float(planned.transfer_in_us / 1e3),
+                           "total_ms": float(planned.total_us / 1e3)},
+                tuning=provenance))
         summary = plan.summary()
-        plan_block = {
-            "format": PLAN_FORMAT, "objective": objective, "algorithm": plan.algorithm, "board": board.name,
-            "host": plan.host, "correction": plan.correction, "predicted": summary["predicted"],
-            "stages": entries, "outputs": output_names, "assignment": dict(plan.assignment),
-            "notes": list(dict.fromkeys(report.notes + plan.notes)),
-            "execution": "stages run one after another in plan order, tensors handed over by name",
-        }
+        stored = StoredPlan(
+            stages=tuple(entries), outputs=tuple(output_names), objective=objective, algorithm=plan.algorithm,
+            board=board.name, host=plan.host, correction=plan.correction, predicted=summary["predicted"],
+            assignment=dict(plan.assignment), notes=tuple(dict.fromkeys(report.notes + plan.notes)))
         target = board.tvm_target()
         manifest = Manifest(
             board=board.name, arch=board.arch, triple=board.triple, target=target,
             inputs=list(imported.inputs), outputs=list(imported.outputs),
-            library=entries[0]["library"], files=files,
+            library=entries[0].library, files=files,
             source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
-            build={"input_shapes": dict(sorted(imported.input_shapes.items())), "opt_level": opt_level,
-                   "cross_compiler": board.cross_compiler, "folding": _folding_tool(), "partitions": len(entries)},
-            tuning=entries[0]["tuning"] if len({str(e["tuning"]) for e in entries}) == 1 else None,
-            plan=plan_block, format_version=PARTITIONED_FORMAT_VERSION, tvm_version=tvm.__version__, tvmedge_version=__version__,
+            build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
+                            cross_compiler=board.cross_compiler, folding=_folding_tool(), partitions=len(entries)),
+            tuning=entries[0].tuning if len({str(e.tuning) for e in entries}) == 1 else None,
+            plan=stored, format_version=PARTITIONED_FORMAT_VERSION, tvm_version=tvm.__version__, tvmedge_version=__version__,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
         progress(f"writing {out}/ ({len(files)} libraries + manifest.json)")

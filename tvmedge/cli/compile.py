@@ -43,9 +43,9 @@ def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_t
         progress.close()
     summary = artifact.summary()
     if artifact.manifest.plan:
-        summary["plan"] = artifact.manifest.plan
-    if artifact.manifest.build.get("quantization"):
-        summary["quantization"] = artifact.manifest.build["quantization"]
+        summary["plan"] = artifact.manifest.plan.to_json()
+    if artifact.manifest.build.quantization:
+        summary["quantization"] = artifact.manifest.build.quantization
     emit(summary, as_json, _render)
 
 

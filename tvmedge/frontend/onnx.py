@@ -23,7 +23,9 @@ __all__ = [
     "ImportedModel",
     "ModelReport",
     "import_onnx",
+    "input_specs",
     "inspect_onnx",
+    "output_specs",
     "parse_input_shapes",
     "read_onnx",
 ]
@@ -36,8 +38,8 @@ class ModelReport:
     path: str
     sha256: str
     opset: int
-    inputs: list  # of dicts: name, shape (ints or dim names), dtype
-    outputs: list
+    inputs: list  # of TensorSpec (dims: ints, or names where the shape is symbolic)
+    outputs: list  # of TensorSpec
     ops: dict
     unsupported: dict
     needs_shape: list = field(default_factory=list)  # inputs whose shape is still symbolic
@@ -47,8 +49,8 @@ class ModelReport:
             "model": self.path,
             "sha256": self.sha256,
             "opset": self.opset,
-            "inputs": self.inputs,
-            "outputs": self.outputs,
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
             "ops": dict(sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
             "unsupported_ops": dict(sorted(self.unsupported.items())),
             "needs_input_shape": self.needs_shape,
@@ -123,6 +125,16 @@ def _dtype(value: onnx.ValueInfoProto) -> str:
         return onnx.TensorProto.DataType.Name(elem).lower()
 
 
+def input_specs(model: onnx.ModelProto) -> list:
+    """:class:`TensorSpec` of each graph input that is not an initializer (dims: ints, or the dim's name)."""
+    return [TensorSpec(v.name, tuple(_dims(v)), _dtype(v)) for v in _graph_inputs(model)]
+
+
+def output_specs(model: onnx.ModelProto) -> list:
+    """:class:`TensorSpec` of each graph output, as the ONNX file declares it."""
+    return [TensorSpec(v.name, tuple(_dims(v)), _dtype(v)) for v in model.graph.output]
+
+
 def _fix_shapes(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> list:
     """Write user shapes into the graph inputs; return the names of inputs still symbolic."""
     inputs = {value.name: value for value in _graph_inputs(model)}
@@ -166,8 +178,8 @@ def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> Mo
         path=str(path),
         sha256=sha,
         opset=_opset(model),
-        inputs=[{"name": v.name, "shape": _dims(v), "dtype": _dtype(v)} for v in _graph_inputs(model)],
-        outputs=[{"name": v.name, "shape": _dims(v), "dtype": _dtype(v)} for v in model.graph.output],
+        inputs=input_specs(model),
+        outputs=output_specs(model),
         ops=dict(op_histogram(model)),
         unsupported=dict(unsupported_ops(model)),
         needs_shape=needs,
@@ -215,7 +227,7 @@ def import_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> Imp
     if missing:
         _raise_unsupported(path, missing)
     mod = _to_relax(model, path)
-    inputs = [TensorSpec(v.name, tuple(_dims(v)), _dtype(v)) for v in _graph_inputs(model)]
+    inputs = input_specs(model)
     outputs = _output_specs(mod, [v.name for v in model.graph.output], path)
     return ImportedModel(mod, inputs, outputs, str(path), sha, {k: list(v) for k, v in shapes.items()}, model)
 

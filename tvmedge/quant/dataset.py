@@ -21,19 +21,10 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Dataset", "InputSpec", "load_dataset", "LABEL_KEYS"]
+__all__ = ["Dataset", "load_dataset", "LABEL_KEYS"]
 
 LABEL_KEYS = ("labels", "label", "y", "target")
 _SUFFIXES = (".npy", ".npz")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A model input: name, dims (ints, or strings for symbolic dims) and numpy dtype."""
-
-    name: str
-    dims: tuple
-    dtype: str
 
 
 @dataclass
@@ -52,7 +43,8 @@ class Dataset:
 
 
 def load_dataset(path, inputs: list, *, key: str, limit: Optional[int] = None) -> Dataset:
-    """Read ``path`` (folder, list file, ``.npy`` or ``.npz``) for a model with ``inputs`` (``InputSpec`` list).
+    """Read ``path`` (folder, list file, ``.npy`` or ``.npz``) for a model with ``inputs`` (``TensorSpec`` list:
+    dims may be names where the model's shape is symbolic).
 
     ``key`` names the setting in error messages (``quantization.calibration_dataset``, ``--evaluate``);
     ``limit`` keeps the first N samples. Raises ConfigError for anything missing or mis-shaped.
@@ -138,7 +130,7 @@ def _split(file: Path, arrays: dict, inputs: list, key: str) -> list:
     per_input = {}
     for spec in inputs:
         array = np.asarray(arrays[spec.name])
-        dims = spec.dims
+        dims = spec.shape
         static = all(isinstance(d, int) for d in dims)
         if static and tuple(array.shape) == tuple(dims):
             chunks = [array]

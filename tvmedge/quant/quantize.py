@@ -16,16 +16,17 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..frontend.onnx import input_specs
 from .calibrate import calibrate
 from .config import DynamicQuantConfig, QuantConfig, StaticQuantConfig, WeightOnlyConfig, load_config
-from .dataset import Dataset, InputSpec, load_dataset
+from .dataset import Dataset, load_dataset
 from .engine import Engine, outputs_of, relative_error, top1
 from .int8 import quantize_weight
 from .mixed import choose_mixed
 from .qdq import INT4_OPSET, ActivationPlan, build_qdq, find_layers, weight_bytes_of
 from .report import QuantReport
 
-__all__ = ["quantize", "QuantResult", "activation_plan", "input_specs"]
+__all__ = ["quantize", "QuantResult", "activation_plan"]
 
 _BASE_OPSET = 13  # per-channel DequantizeLinear
 _IR_FOR_OPSET = {13: 7, 21: 10}  # the IR version each opset came with
@@ -218,21 +219,6 @@ def evaluate_models(float_model, qmodel, data: Dataset) -> dict:
     return {"dataset": data.source, "samples": len(data), "metric": metric, "float": round(float_acc, 6),
             "quantized": round(quant_acc, 6), "ratio": round(quant_acc / float_acc, 6) if float_acc else None,
             "output_relative_error": round(relative_error(quant_out, float_out), 6)}
-
-
-def input_specs(model) -> list:
-    """``InputSpec`` of each graph input that is not an initializer."""
-    from onnx import helper
-
-    inits = {init.name for init in model.graph.initializer}
-    specs = []
-    for value in model.graph.input:
-        if value.name in inits:
-            continue
-        tensor = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim)
-        specs.append(InputSpec(value.name, dims, str(np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)))))
-    return specs
 
 
 def _read(model) -> tuple:

@@ -54,10 +54,12 @@ class Model:
 
         self._tvm = tvm
         self._device = tvm.cpu(0) if session is None else session.cpu(0)
-        self._stages = []  # multi-partition artifact: (main, input names, output names) per stage
-        self._libraries = []
-        for name in self.manifest.libraries():
-            path = self.path / name
+        # Every artifact runs as a list of stages (a single-library artifact is one stage): the manifest's
+        # typed plan says which tensors each stage's ``main`` takes and returns, by name.
+        self._stages = []  # (stage, main function)
+        self._libraries = []  # (library module, VM) per stage, kept alive with the model
+        for stage in self.manifest.stages():
+            path = self.path / stage.library
             try:
                 # keep_module_alive=False: the library is unloaded when this Model (and its VM) are dropped, so
                 # a service that unloads models gets their memory back (TVM's default keeps every library
@@ -66,60 +68,50 @@ class Model:
                     library = tvm_ffi.load_module(str(path), keep_module_alive=False)
                 else:
                     session.upload(str(path))
-                    library = session.load_module(name)
+                    library = session.load_module(stage.library)
                 vm = VirtualMachine(library, self._device)
             except Exception as err:  # TVM raises its own error types; report them as a bad artifact
                 raise ArtifactError(f"cannot load {path}: {first_line(err)}") from err
             self._libraries.append((library, vm))
-        for (library, vm), stage in zip(self._libraries, self.manifest.stages()):
-            try:
-                names_in = [t["name"] for t in stage["inputs"]]
-                names_out = [t["name"] for t in stage["outputs"]]
-            except (KeyError, TypeError) as err:
-                raise ArtifactError(f"{self.path}: stage {stage.get('index')} of the plan is malformed: {err}") from err
-            self._stages.append((vm["main"], names_in, names_out))
-        self._library, self._vm = self._libraries[0]
-        self._main = self._vm["main"] if not self._stages else self._run_stages
-        if self._stages:
-            self._check_plan()
+            self._stages.append((stage, vm["main"]))
+        self._check_plan()
 
-    # --- multi-partition artifacts -------------------------------------------------------------
     def _check_plan(self) -> None:
         """Every tensor a stage reads is a model input or an earlier stage's output; outputs are produced."""
         known = {spec.name for spec in self.manifest.inputs}
-        for index, (_, names_in, names_out) in enumerate(self._stages):
-            missing = [n for n in names_in if n not in known]
+        for stage, _ in self._stages:
+            missing = [n for n in stage.input_names if n not in known]
             if missing:
-                raise ArtifactError(f"{self.path}: stage {index} reads '{missing[0]}', which no earlier stage produces")
-            known.update(names_out)
-        outputs = list(self.manifest.plan.get("outputs") or [])
+                raise ArtifactError(f"{self.path}: stage {stage.index} reads '{missing[0]}', which no earlier stage produces")
+            known.update(stage.output_names)
+        outputs = self.manifest.output_names()
         if len(outputs) != len(self.manifest.outputs) or any(n not in known for n in outputs):
             raise ArtifactError(f"{self.path}: the plan's outputs {outputs} do not match the model's outputs")
 
     @property
     def stage_count(self) -> int:
-        """Number of partitions run one after another (1 for a single-library artifact)."""
-        return max(1, len(self._stages))
+        """Number of libraries run one after another (1 for a single-library artifact)."""
+        return len(self._stages)
 
     def run_stage(self, index: int, tensors: dict) -> dict:
-        """Run one stage of a multi-partition artifact on ``tensors`` (name -> TVM tensor) and return the
-        tensors it produces (name -> TVM tensor). For pipelined execution (a thread per stage)."""
-        main, names_in, names_out = self._stages[index]
-        result = main(*[tensors[n] for n in names_in])
-        values = _flatten_tensors(result)
-        if len(values) != len(names_out):
-            raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(names_out)}")
-        return dict(zip(names_out, values))
+        """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
+        tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""
+        stage, main = self._stages[index]
+        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]))
+        if len(values) != len(stage.outputs):
+            raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
+        return dict(zip(stage.output_names, values))
 
     def to_device(self, inputs: Optional[ArrayLike] = None) -> dict:
         """Checked inputs as TVM tensors by input name (what :meth:`run_stage` takes)."""
         return dict(zip((s.name for s in self.manifest.inputs), self._arrays(inputs)))
 
-    def _run_stages(self, *arrays):
+    def _main(self, *arrays) -> list:
+        """The model: every stage in order on the input tensors -> the output tensors, in the model's order."""
         tensors = dict(zip((s.name for s in self.manifest.inputs), arrays))
         for index in range(len(self._stages)):
             tensors.update(self.run_stage(index, tensors))
-        return [tensors[n] for n in self.manifest.plan["outputs"]]
+        return [tensors[n] for n in self.manifest.output_names()]
 
     @property
     def inputs(self) -> list:

@@ -1,13 +1,26 @@
-"""``Manifest``: what an artifact is, read and verified on the board before anything is loaded.
-
-The runtime owns the format (the board reads it alone); ``tvmedge.build`` imports it to write it.
-Stdlib only.
+"""The artifact contract: ``Manifest`` and the types it holds, read and verified on the board before anything is
+loaded. The runtime owns the format (the board reads it alone); the compiler imports these types to write it.
+Stdlib only. ``tvmedge/runtime/native/manifest.h`` is the C++ reader of the same types.
 
 An artifact directory holds ``manifest.json`` and the files it lists with their sha256, e.g.::
 
     out/
       manifest.json     {"format": "tvmedge-artifact", "format_version": 1, "board": "rk3588", ...}
       model.so          the cross-compiled Relax VM executable
+
+Types (each one JSON object in the file):
+
+- :class:`TensorSpec`: name, static shape, dtype of a tensor (model inputs and outputs, tensors between stages);
+- :class:`Stage`: one library, the tensors it reads and writes (by name, in call / return order) and where the
+  plan placed it;
+- :class:`StoredPlan`: the plan as the artifact stores it: its stages in execution order and which of their
+  tensors are the model's outputs (``"plan"``, format version 2);
+- :class:`BuildInfo`: how the libraries were built (``"build"``);
+- :class:`Manifest`: all of the above plus board, architecture, TVM target, file hashes and a digest.
+
+A single-library artifact (format version 1, ``"plan": null``) is read as a one-stage plan: model inputs in,
+model outputs out. Both versions are read; a newer version is refused, so a runtime never runs a partitioned
+artifact's first stage as if it were the whole model.
 """
 
 from __future__ import annotations
@@ -15,13 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
 from ..errors import ArtifactError
 
-__all__ = ["Manifest", "TensorSpec", "MANIFEST_NAME", "FORMAT", "FORMAT_VERSION", "PARTITIONED_FORMAT_VERSION", "sha256_file", "machine_arch"]
+__all__ = ["Manifest", "TensorSpec", "Stage", "StoredPlan", "BuildInfo", "MANIFEST_NAME", "FORMAT",
+           "FORMAT_VERSION", "PARTITIONED_FORMAT_VERSION", "PLAN_FORMAT", "sha256_file", "machine_arch"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "tvmedge-artifact"
@@ -30,12 +44,15 @@ FORMAT_VERSION = 1  # a single-library artifact
 # knows only version 1 refuses it rather than running its first stage as if it were the whole model.
 PARTITIONED_FORMAT_VERSION = 2
 READABLE_VERSIONS = (FORMAT_VERSION, PARTITIONED_FORMAT_VERSION)
+PLAN_FORMAT = 1  # version of the manifest's "plan" block
 
 _ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}
 
 
 def machine_arch() -> str:
-    """This machine's architecture as artifacts name it (``x86_64``, ``aarch64``, ``riscv64``)."""
+    """This machine's architecture as boards and artifacts name it (``x86_64``, ``aarch64``, ``riscv64``).
+
+    The one definition: the compiler side (native boards, tuning-record keys) imports it from here."""
     machine = platform.machine().lower()
     return _ARCH_ALIASES.get(machine, machine)
 
@@ -50,7 +67,10 @@ def sha256_file(path: Path) -> str:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, static shape and dtype of one model input or output."""
+    """Name, shape and dtype of one tensor: a model input or output, or a tensor handed between stages.
+
+    Shapes in an artifact are static (ints); before input shapes are fixed a dim may be a name (``"batch"``).
+    """
 
     name: str
     shape: tuple
@@ -67,6 +87,121 @@ class TensorSpec:
         return cls(name=str(data["name"]), shape=tuple(int(d) for d in data["shape"]), dtype=str(data["dtype"]))
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One library of an artifact: what it reads and writes, by name, in call and return order.
+
+    ``unit`` is the compute unit the plan placed it on, ``built_for`` the unit whose target the library uses
+    (another one when the plan's unit cannot be built for here: ``fallback`` says so and ``reason`` why).
+    """
+
+    library: str
+    inputs: tuple  # of TensorSpec: model inputs keep their names; intermediates are named by their Relax variable
+    outputs: tuple  # of TensorSpec
+    index: int = 0
+    unit: Optional[str] = None
+    built_for: Optional[str] = None
+    target: Optional[dict] = None
+    fallback: Optional[str] = None
+    reason: Optional[str] = None
+    ops: tuple = ()
+    predicted: Optional[dict] = None  # the plan's cost of this stage: compute_ms, transfer_in_ms, total_ms
+    tuning: Optional[dict] = None  # schedule provenance of this library
+
+    @property
+    def input_names(self) -> list:
+        return [spec.name for spec in self.inputs]
+
+    @property
+    def output_names(self) -> list:
+        return [spec.name for spec in self.outputs]
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "unit": self.unit, "built_for": self.built_for, "target": self.target,
+                "fallback": self.fallback, "reason": self.reason, "library": self.library, "ops": list(self.ops),
+                "inputs": [s.to_json() for s in self.inputs], "outputs": [s.to_json() for s in self.outputs],
+                "predicted": self.predicted, "tuning": self.tuning}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Stage":
+        return cls(library=str(data["library"]), inputs=tuple(TensorSpec.from_json(s) for s in data["inputs"]),
+                   outputs=tuple(TensorSpec.from_json(s) for s in data["outputs"]), index=int(data.get("index", 0)),
+                   unit=data.get("unit"), built_for=data.get("built_for"), target=data.get("target"),
+                   fallback=data.get("fallback"), reason=data.get("reason"), ops=tuple(data.get("ops") or ()),
+                   predicted=data.get("predicted"), tuning=data.get("tuning"))
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The plan as an artifact stores it: stages run one after another, tensors handed over by name.
+
+    ``outputs`` names the stage tensors that are the model's outputs, in the model's order. The rest
+    (objective, algorithm, predicted costs, op assignment) says how the partitioner chose it.
+    """
+
+    stages: tuple  # of Stage, in execution order
+    outputs: tuple  # of tensor names
+    objective: Optional[str] = None
+    algorithm: Optional[str] = None
+    board: Optional[str] = None
+    host: Optional[str] = None
+    correction: Optional[str] = None
+    predicted: dict = field(default_factory=dict)
+    assignment: dict = field(default_factory=dict)
+    notes: tuple = ()
+    execution: str = "stages run one after another in plan order, tensors handed over by name"
+    format: int = PLAN_FORMAT
+
+    def to_json(self) -> dict:
+        return {"format": self.format, "objective": self.objective, "algorithm": self.algorithm, "board": self.board,
+                "host": self.host, "correction": self.correction, "predicted": self.predicted,
+                "stages": [s.to_json() for s in self.stages], "outputs": list(self.outputs),
+                "assignment": dict(self.assignment), "notes": list(self.notes), "execution": self.execution}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "StoredPlan":
+        stages = []
+        for index, stage in enumerate(data["stages"]):
+            try:
+                stages.append(Stage.from_json(stage))
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"stage {index} of the plan is malformed ({type(err).__name__}: {err})") from err
+        return cls(stages=tuple(stages), outputs=tuple(str(n) for n in data["outputs"]),
+                   objective=data.get("objective"), algorithm=data.get("algorithm"), board=data.get("board"),
+                   host=data.get("host"), correction=data.get("correction"), predicted=data.get("predicted") or {},
+                   assignment=data.get("assignment") or {}, notes=tuple(data.get("notes") or ()),
+                   execution=data.get("execution", cls.execution), format=int(data.get("format", PLAN_FORMAT)))
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """How the libraries were built. Keys this runtime does not know are kept in ``extra`` (and written back)."""
+
+    input_shapes: dict = field(default_factory=dict)
+    opt_level: int = 3
+    cross_compiler: Optional[str] = None
+    folding: str = ""
+    partitions: Optional[int] = None  # number of stages of a partitioned artifact
+    quantization: Optional[dict] = None  # how the weights were quantized and kept quantized
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = {"input_shapes": dict(self.input_shapes), "opt_level": self.opt_level,
+                "cross_compiler": self.cross_compiler, "folding": self.folding}
+        if self.partitions is not None:
+            data["partitions"] = self.partitions
+        if self.quantization is not None:
+            data["quantization"] = self.quantization
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BuildInfo":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
 @dataclass
 class Manifest:
     """The artifact's description. ``created`` is the only field that differs between identical builds."""
@@ -75,16 +210,16 @@ class Manifest:
     arch: str
     triple: str
     target: dict
-    inputs: list
-    outputs: list
-    library: str
+    inputs: list  # of TensorSpec
+    outputs: list  # of TensorSpec
+    library: str  # the (first) library
     files: dict = field(default_factory=dict)  # file name -> {"sha256": ..., "bytes": ...}
     source_model: dict = field(default_factory=dict)
-    build: dict = field(default_factory=dict)
+    build: BuildInfo = field(default_factory=BuildInfo)
     tvm_version: str = ""
     tvmedge_version: str = ""
-    plan: Optional[dict] = None  # filled by the partitioner (issue 5)
-    tuning: Optional[dict] = None  # tuning provenance (issue 4)
+    plan: Optional[StoredPlan] = None  # a partitioned artifact's stages (format version 2)
+    tuning: Optional[dict] = None  # schedule provenance (of every library, when they share it)
     created: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -94,10 +229,12 @@ class Manifest:
 
     # --- writing -------------------------------------------------------------------------------
     def _fields(self) -> dict:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["inputs"] = [s.to_json() for s in self.inputs]
         data["outputs"] = [s.to_json() for s in self.outputs]
-        return data
+        data["build"] = self.build.to_json()
+        data["plan"] = None if self.plan is None else self.plan.to_json()
+        return json.loads(json.dumps(data))  # plain JSON values (tuples -> lists), as a reader sees them
 
     @staticmethod
     def _digest_of(data: dict) -> str:
@@ -140,21 +277,29 @@ class Manifest:
         try:
             data["inputs"] = [TensorSpec.from_json(s) for s in data["inputs"]]
             data["outputs"] = [TensorSpec.from_json(s) for s in data["outputs"]]
-            known = set(cls.__dataclass_fields__)
+            data["build"] = BuildInfo.from_json(data.get("build") or {})
+            plan = data.get("plan")
+            # a plan without stages (written before partitioned artifacts existed) describes no libraries
+            data["plan"] = StoredPlan.from_json(plan) if isinstance(plan, dict) and plan.get("stages") else None
+            known = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in data.items() if k in known})
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ArtifactError(f"{path} is missing or has a malformed field: {err}") from err
 
     def stages(self) -> list:
-        """The plan's stages (dicts with ``library``, ``inputs``, ``outputs`` ...) of a multi-partition
-        artifact, in execution order; ``[]`` for a single-library artifact."""
-        if not isinstance(self.plan, dict) or not self.plan.get("stages"):
-            return []
-        return list(self.plan["stages"])
+        """The :class:`Stage` list the runtime runs, in order: a partitioned artifact's plan, or the one library
+        as one stage from the model's inputs to its outputs."""
+        if self.plan is not None:
+            return list(self.plan.stages)
+        return [Stage(library=self.library, inputs=tuple(self.inputs), outputs=tuple(self.outputs))]
+
+    def output_names(self) -> list:
+        """Which stage tensors are the model's outputs, in the model's order."""
+        return list(self.plan.outputs) if self.plan is not None else [s.name for s in self.outputs]
 
     def libraries(self) -> list:
-        """Every library the runtime loads: the stages' in plan order, or the one library."""
-        return [s["library"] for s in self.stages()] or [self.library]
+        """Every library the runtime loads, in stage order."""
+        return [s.library for s in self.stages()]
 
     def verify(self, directory) -> None:
         """Check every listed file's sha256 (before anything is loaded) and that every library is listed."""

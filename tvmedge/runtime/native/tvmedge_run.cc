@@ -9,6 +9,7 @@
  *   tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] [--json]
  *               [--duration SECONDS] [--times]
  *   tvmedge-run --devices [--root DIR]       the board's devices, as `python -m tvmedge.runtime.hal --json`
+ *   tvmedge-run --manifest ARTIFACT          the manifest as this loader reads it (typed view, one JSON line)
  *
  * --duration runs back to back for that long after the first run (instead of --repeat runs); --times adds
  * every run's latency to the report (what `tvmedge certify` summarises).
@@ -88,10 +89,11 @@ struct Runner {
     ffi::Function main;
   };
   const Manifest& m;
+  std::vector<Stage> stages;  // the manifest's, typed: a single-library artifact is one stage
   std::vector<Loaded> loaded;
 
-  explicit Runner(const Manifest& manifest) : m(manifest) {
-    for (const Stage& st : m.stages) {
+  explicit Runner(const Manifest& manifest) : m(manifest), stages(manifest.Stages()) {
+    for (const Stage& st : stages) {
       std::string path = m.dir + "/" + st.library;
       try {
         ffi::Module library = ffi::Module::LoadFromFile(path);
@@ -110,12 +112,12 @@ struct Runner {
   std::vector<Tensor> Run(const std::vector<Tensor>& inputs) {
     std::map<std::string, Tensor> tensors;
     for (size_t i = 0; i < m.inputs.size(); ++i) tensors.emplace(m.inputs[i].name, inputs[i]);
-    for (size_t s = 0; s < m.stages.size(); ++s) {
-      const Stage& st = m.stages[s];
+    for (size_t s = 0; s < stages.size(); ++s) {
+      const Stage& st = stages[s];
       std::vector<ffi::AnyView> args;
-      for (const std::string& name : st.inputs) {
-        auto it = tensors.find(name);
-        if (it == tensors.end()) ArtifactError(m.dir + ": stage " + std::to_string(s) + " reads '" + name +
+      for (const TensorSpec& spec : st.inputs) {
+        auto it = tensors.find(spec.name);
+        if (it == tensors.end()) ArtifactError(m.dir + ": stage " + std::to_string(st.index) + " reads '" + spec.name +
                                                "', which no earlier stage produces");
         args.push_back(it->second);
       }
@@ -126,10 +128,14 @@ struct Runner {
       if (values.size() != st.outputs.size())
         ArtifactError("stage " + std::to_string(s) + " returned " + std::to_string(values.size()) +
                       " tensors, the plan lists " + std::to_string(st.outputs.size()));
-      for (size_t i = 0; i < values.size(); ++i) tensors[st.outputs[i]] = values[i];
+      for (size_t i = 0; i < values.size(); ++i) tensors[st.outputs[i].name] = values[i];
     }
     std::vector<Tensor> outputs;
-    for (const std::string& name : m.plan_outputs) outputs.push_back(tensors.at(name));
+    for (const std::string& name : m.OutputNames()) {
+      auto it = tensors.find(name);
+      if (it == tensors.end()) ArtifactError(m.dir + ": the plan's output '" + name + "' is produced by no stage");
+      outputs.push_back(it->second);
+    }
     if (outputs.size() != m.outputs.size())
       ArtifactError("model returned " + std::to_string(outputs.size()) + " outputs, manifest lists " +
                     std::to_string(m.outputs.size()));
@@ -152,16 +158,16 @@ std::vector<Array> ReadInputs(const Manifest& m, const std::vector<std::string>&
   }
   for (const auto& item : given) {  // unknown names first, as the Python loader checks them
     bool known = false;
-    for (const Spec& s : m.inputs) known = known || s.name == item.first;
+    for (const TensorSpec& s : m.inputs) known = known || s.name == item.first;
     if (!known) {
       std::string names;
-      for (const Spec& s : m.inputs) names += (names.empty() ? "" : ", ") + s.name;
+      for (const TensorSpec& s : m.inputs) names += (names.empty() ? "" : ", ") + s.name;
       InputError("unknown input '" + item.first + "'; the model's inputs are: " + names);
     }
   }
   std::vector<Array> arrays;
   std::mt19937_64 rng(0);
-  for (const Spec& spec : m.inputs) {
+  for (const TensorSpec& spec : m.inputs) {
     const DType* dtype = ByName(spec.dtype);
     if (!dtype) ArtifactError("input '" + spec.name + "' has dtype " + spec.dtype + ", which this loader cannot read");
     auto it = given.find(spec.name);
@@ -208,13 +214,13 @@ std::string Num(double v) {
 int Main(int argc, char** argv) {
   std::string artifact, output_dir;
   std::vector<std::string> inputs;
-  bool json = false, random = false, all_times = false, devices = false;
+  bool json = false, random = false, all_times = false, devices = false, print_manifest = false;
   std::string root = "/";
   long repeat = 1;
   double duration = -1;
   const char* usage =
       "usage: tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] "
-      "[--duration SECONDS] [--times] [--json] | tvmedge-run --devices [--root DIR]";
+      "[--duration SECONDS] [--times] [--json] | tvmedge-run --devices [--root DIR] | tvmedge-run --manifest ARTIFACT";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -235,6 +241,7 @@ int Main(int argc, char** argv) {
       if (*end || !(duration >= 0)) InputError("--duration takes a non-negative number of seconds, got " + v);
     } else if (a == "--times") all_times = true;
     else if (a == "--devices") devices = true;
+    else if (a == "--manifest") print_manifest = true;
     else if (a == "--root") root = value();
     else if (a == "--json") json = true;
     else if (a == "--random") random = true;
@@ -252,6 +259,12 @@ int Main(int argc, char** argv) {
 
   auto load_start = std::chrono::steady_clock::now();
   Manifest m = Manifest::Read(artifact);
+  if (print_manifest) {  // the typed view only: no file is hashed, nothing is loaded
+    std::printf("%s\n", m.ToJson().c_str());
+    return 0;
+  }
+  m.Verify();
+  m.CheckArch();
   std::vector<Array> arrays = ReadInputs(m, inputs, random);
   Runner runner(m);
   double load_s = Ms(load_start, std::chrono::steady_clock::now()) / 1e3;
