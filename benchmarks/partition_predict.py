@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 
 from tvmedge.devices.graph import DeviceGraph
-from tvmedge.frontend.onnx import import_onnx
+from tvmedge.frontend.onnx import import_model
 from tvmedge.partition.cost import CORRECTIONS, CostModel
 from tvmedge.partition.opgraph import extract_ops
 from tvmedge.partition.report import partition_ops
@@ -29,7 +29,7 @@ def main():
     args = parser.parse_args()
     devices = DeviceGraph.from_board(args.board)
     for name in args.models.split(","):
-        ops = extract_ops(import_onnx(LIGHT / f"light_{name}.onnx").mod, f"light_{name}")
+        ops = extract_ops(import_model(LIGHT / f"light_{name}.onnx").mod, f"light_{name}")
         print(f"\n### light_{name} ({len(ops.ops)} ops, {ops.total_flops() / 1e9:.2f} GFLOP)\n")
         print("| costs | plan | latency ms | x best single | inputs/s | x best single | transfers | units |")
         print("|---|---|---:|---:|---:|---:|---:|---|")

@@ -9,7 +9,7 @@ Sources (all shipped inside the ``onnx`` package, nothing is downloaded):
   with the inputs onnx's own runner generates (``Runner.generate_dummy_data``) and compared with the
   shipped ``light_*_output_0.pb``.
 
-Every case goes through tvmedge's own pipeline: ``tvmedge.frontend.onnx.import_onnx`` (input shapes fixed
+Every case goes through tvmedge's own pipeline: ``tvmedge.frontend.onnx.import_model`` (input shapes fixed
 from the test inputs where the model leaves them symbolic), ``tvmedge.build.artifact.compile_artifact`` into
 a temporary folder, ``tvmedge.runtime.load(...).run(...)``; outputs are compared with ``np.allclose`` at the
 case's own tolerance (onnx's runner uses rtol=1e-3, atol=1e-7 for all of these; densenet121 rtol=2e-3).
@@ -399,7 +399,7 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
 
     from tvmedge.build.artifact import compile_artifact
     from tvmedge.errors import ModelError, UnsupportedOpError
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
     from tvmedge.runtime import load
 
     result = {"source": case.source, "name": case.name, "kind": case.kind, "fold_const_inputs": fold,
@@ -421,7 +421,7 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
         result["stage"] = "import"
         start = time.perf_counter()
         try:
-            imported = import_onnx(model_path, shapes)
+            imported = import_model(model_path, shapes)
         except UnsupportedOpError as err:
             ops = ", ".join(sorted(err.ops)) or "?"
             result.update(status="import_unsupported", reason=f"unsupported op: {ops}"[:80],

@@ -1,6 +1,6 @@
 """ONNX conformance on x86: a representative subset of onnx's own test cases through tvmedge's pipeline.
 
-Each case is imported (``tvmedge.frontend.onnx.import_onnx``), built (``compile_artifact`` for the x86-host
+Each case is imported (``tvmedge.frontend.onnx.import_model``), built (``compile_artifact`` for the x86-host
 board), loaded and run with ``tvmedge.runtime``, then compared with the expected outputs onnx ships AND with
 ONNX Runtime on the same inputs (``tvmedge.peer.onnxruntime_outputs``).
 
@@ -136,7 +136,7 @@ def test_pytorch_converted(name, mode, board):
 
 
 def test_pytorch_opset6_as_shipped(board):
-    # onnxslim cannot fold opset < 7 models; import_onnx then hands the (static) model to TVM as it is.
+    # onnxslim cannot fold opset < 7 models; import_model then hands the (static) model to TVM as it is.
     case = _cases("pytorch")["test_Conv2d"]
     result = conf.run_case(case, board)
     assert result["status"] == "match", result["message"]

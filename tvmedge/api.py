@@ -47,7 +47,7 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
     objective's default (e.g. ``"fixed-rule"``). Not combinable with ``quant`` yet.
     """
     from .build.artifact import check_destination, compile_artifact
-    from .quant.build import import_model
+    from .build.pipeline import import_for_compile
     from .tune.auto import TuningOptions, auto_schedule
 
     progress = progress or (lambda message: None)
@@ -67,7 +67,7 @@ def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out
         raise ConfigError("partition_algorithm needs partition='latency' or 'throughput'")
     progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
              f"convert to Relax)")
-    imported, quantization = import_model(model, quant, input_shapes)
+    imported, quantization = import_for_compile(model, quant, input_shapes)
     progress(f"scheduling for {board.name} (records, search {tuning.search})")
     scheduled, provenance = auto_schedule(imported.mod, board, tuning, progress=tune_progress)
     progress(f"building for {board.name} ({board.triple})")
@@ -90,7 +90,7 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     """
     import tvm
 
-    from .quant.build import import_model
+    from .frontend.onnx import import_model
     from .tune.database import TuningDatabase
     from .tune.measure import measurer_for
     from .tune.tasks import extract_tasks, prepare
@@ -100,7 +100,7 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     builder, runner, _ = measurer_for(board, tracker, key)  # key defaults to the board's name
     spec = board.tvm_target()
     database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(spec)
-    imported, _ = import_model(model, None, input_shapes)  # as compile imports it, so the records match
+    imported = import_model(model, input_shapes)  # as compile imports it, so the records match
     target = tvm.target.Target(spec)
     tasks = extract_tasks(prepare(imported.mod, target), target)
     return tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,

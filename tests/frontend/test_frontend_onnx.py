@@ -4,11 +4,11 @@ import onnx
 import pytest
 
 from tvmedge.errors import ConfigError, ModelError, UnsupportedOpError
-from tvmedge.frontend.onnx import import_onnx, inspect_onnx, parse_input_shapes, read_onnx
+from tvmedge.frontend.onnx import import_model, inspect_onnx, parse_input_shapes, read_onnx
 
 
 def test_import_static_model_gives_io_specs(tiny_cnn):
-    imported = import_onnx(tiny_cnn)
+    imported = import_model(tiny_cnn)
     assert [(s.name, s.shape, s.dtype) for s in imported.inputs] == [("input", (1, 3, 32, 32), "float32")]
     assert [(s.name, s.shape, s.dtype) for s in imported.outputs] == [("probabilities", (1, 10), "float32")]
     assert "main" in [gv.name_hint for gv in imported.mod.get_global_vars()]
@@ -17,12 +17,12 @@ def test_import_static_model_gives_io_specs(tiny_cnn):
 def test_symbolic_input_needs_a_shape_and_names_it(dynamic_cnn):
     # Real exporters leave symbolic dims; the error must say which input and how to fix it.
     with pytest.raises(ModelError, match=r"input shape needed: input \('batch', 3, 32, 32\) \(e.g. --input-shape input=1,3,32,32\)"):
-        import_onnx(dynamic_cnn)
+        import_model(dynamic_cnn)
 
 
 def test_shape_subgraph_is_folded_once_shapes_are_fixed(dynamic_cnn):
     # Shape -> Gather -> Unsqueeze -> Concat -> Reshape must be folded away before TVM sees it.
-    imported = import_onnx(dynamic_cnn, {"input": (4, 3, 32, 32)})
+    imported = import_model(dynamic_cnn, {"input": (4, 3, 32, 32)})
     ops = {n.op_type for n in imported.onnx_model.graph.node}
     assert not ops & {"Shape", "Gather", "Concat", "Unsqueeze"}
     assert imported.outputs[0].shape == (4, 10)
@@ -42,7 +42,7 @@ def test_inspect_lists_every_unsupported_op_at_once(unsupported_model):
 
 def test_import_raises_with_all_unsupported_ops(unsupported_model):
     with pytest.raises(UnsupportedOpError, match=r"2 op type\(s\): LSTM \(x1\), QLinearMatMul \(x1\)") as info:
-        import_onnx(unsupported_model)
+        import_model(unsupported_model)
     assert info.value.ops == {"LSTM": 1, "QLinearMatMul": 1}
 
 
@@ -63,14 +63,14 @@ def test_parse_input_shapes_rejects_malformed(bad):
 
 def test_input_shape_for_unknown_input(dynamic_cnn):
     with pytest.raises(ConfigError, match="unknown input 'image'; the model's inputs are: input"):
-        import_onnx(dynamic_cnn, {"image": (1, 3, 32, 32)})
+        import_model(dynamic_cnn, {"image": (1, 3, 32, 32)})
 
 
 def test_input_shape_with_wrong_rank_or_conflicting_dim(dynamic_cnn, tiny_cnn):
     with pytest.raises(ConfigError, match="rank 4, got 2 dims"):
-        import_onnx(dynamic_cnn, {"input": (1, 3)})
+        import_model(dynamic_cnn, {"input": (1, 3)})
     with pytest.raises(ConfigError, match="dim 1 is fixed to 3 in the model, got 4"):
-        import_onnx(tiny_cnn, {"input": (1, 4, 32, 32)})
+        import_model(tiny_cnn, {"input": (1, 4, 32, 32)})
 
 
 def test_missing_truncated_and_garbage_files(tmp_path, tiny_cnn):

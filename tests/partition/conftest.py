@@ -35,19 +35,19 @@ def make_board(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_ops(tiny_cnn):
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
     from tvmedge.partition.opgraph import extract_ops
 
-    return extract_ops(import_onnx(tiny_cnn).mod, "tiny_cnn")
+    return extract_ops(import_model(tiny_cnn).mod, "tiny_cnn")
 
 
 @pytest.fixture(scope="session")
 def squeezenet_ops():
     """A branchy (fire modules: two parallel convolutions and a concat) model of 93 ops."""
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
     from tvmedge.partition.opgraph import extract_ops
 
-    return extract_ops(import_onnx(LIGHT / "light_squeezenet.onnx").mod, "light_squeezenet")
+    return extract_ops(import_model(LIGHT / "light_squeezenet.onnx").mod, "light_squeezenet")
 
 
 @pytest.fixture(scope="session")

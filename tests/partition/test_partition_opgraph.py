@@ -36,7 +36,7 @@ def test_onnx_sum_becomes_one_add(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
     from tvmedge.partition.opgraph import extract_ops
 
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["b"]),
@@ -45,6 +45,6 @@ def test_onnx_sum_becomes_one_add(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.save(model, tmp_path / "sum.onnx")
-    ops = extract_ops(import_onnx(tmp_path / "sum.onnx").mod)
+    ops = extract_ops(import_model(tmp_path / "sum.onnx").mod)
     assert [op.kind for op in ops.ops] == ["relu", "sigmoid", "concat", "add"]
     assert ops.outputs == [("add_0", 32)]

@@ -219,7 +219,7 @@ def compile_partitioned(model, board: Board, out, *, objective: str, input_shape
     from ..partition.cost import CostModel
     from ..partition.opgraph import extract_ops
     from ..partition.report import OBJECTIVES, partition_ops
-    from ..quant.build import import_model
+    from ..frontend.onnx import import_model
     from ..tune.auto import TuningOptions, auto_schedule
 
     if objective not in OBJECTIVES:
@@ -231,8 +231,8 @@ def compile_partitioned(model, board: Board, out, *, objective: str, input_shape
     cost_model = CostModel(costs)
     devices = DeviceGraph.from_board(board)
     progress(f"importing {Path(model).name} (check, fix shapes, fold, convert to Relax)")
-    imported, quantization = import_model(model, None, input_shapes)
-    if quantization is not None:
+    imported = import_model(model, input_shapes)
+    if imported.quantized_weights is not None:
         raise ConfigError("--partition does not support quantized models yet; compile without --partition")
     ops = extract_ops(imported.mod, Path(str(model)).stem)
     if not ops.ops:

@@ -53,7 +53,7 @@ def rank_boards(model, *, objective: str = "latency", input_shapes: Optional[Map
     ConfigError
         Unknown objective or correction, or an unreadable model (the same errors as ``tvmedge partition``).
     """
-    from ..frontend.onnx import import_onnx
+    from ..frontend.onnx import import_model
     from ..partition.cost import CostModel
     from ..partition.opgraph import extract_ops
     from ..partition.report import DEFAULT_ALGORITHM, OBJECTIVES, partition_ops
@@ -66,7 +66,7 @@ def rank_boards(model, *, objective: str = "latency", input_shapes: Optional[Map
     names = list(boards) if boards is not None else list_boards()
     if not names:
         raise ConfigError("no boards to rank: the targets directory is empty")
-    imported = import_onnx(model, input_shapes)
+    imported = import_model(model, input_shapes)
     ops = extract_ops(imported.mod, Path(str(model)).stem)
     if not ops.ops:
         raise PartitionError(f"{model}: the model has no operators to place (only constants)")

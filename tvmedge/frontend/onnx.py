@@ -3,12 +3,18 @@
 Real exported models compute shapes at run time (Shape -> Gather -> Concat -> Reshape chains) and carry
 symbolic dims; TVM's importer needs those folded. We fix input shapes from the user and let onnxslim
 (a maintained ONNX optimiser) fold, rather than writing our own folding.
+
+Two steps, so that whatever happens between them (quantization, in ``compile --quant``) works on the same
+read and folded model: :func:`load_onnx` reads and checks the file once, fixes shapes and folds once ->
+:class:`OnnxModel`; :func:`import_model` converts it to Relax (a model holding quantized weights keeps them
+quantized: :mod:`.qdq`) -> :class:`ImportedModel`. ``import_model(path)`` does both: it is the one import
+of every verb (compile, tune, partition, rank).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
@@ -22,9 +28,12 @@ from .coverage import op_histogram, unsupported_ops
 __all__ = [
     "ImportedModel",
     "ModelReport",
-    "import_onnx",
+    "OnnxModel",
+    "import_model",
     "input_specs",
+    "fold_onnx",
     "inspect_onnx",
+    "load_onnx",
     "output_specs",
     "parse_input_shapes",
     "read_onnx",
@@ -58,6 +67,20 @@ class ModelReport:
         }
 
 
+@dataclass(frozen=True)
+class OnnxModel:
+    """An ONNX model read and checked once, its input shapes fixed and its shape subgraphs folded."""
+
+    proto: onnx.ModelProto  # after shape fixing and folding
+    path: str  # the file it was read from
+    sha256: str  # of that file
+    input_shapes: dict  # name -> dims, as the user fixed them
+
+    def with_proto(self, proto: onnx.ModelProto) -> "OnnxModel":
+        """The same source with another graph (e.g. its quantized version): path and sha256 stay the file's."""
+        return replace(self, proto=proto)
+
+
 @dataclass
 class ImportedModel:
     """A Relax module with its IO specs and where it came from."""
@@ -69,6 +92,8 @@ class ImportedModel:
     source_sha256: str
     input_shapes: dict
     onnx_model: onnx.ModelProto  # after shape fixing and folding
+    # quantized weights kept quantized (keep_weights_quantized's counts), None for a float model
+    quantized_weights: Optional[dict] = None
 
 
 def parse_input_shapes(items: Iterable[str]) -> dict:
@@ -173,7 +198,7 @@ def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> Mo
     model, sha = read_onnx(path)
     needs = _fix_shapes(model, dict(input_shapes or {}))
     if not needs:
-        model = _fold(model, path)
+        model = fold_onnx(model)
     return ModelReport(
         path=str(path),
         sha256=sha,
@@ -190,7 +215,7 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _fold(model: onnx.ModelProto, path) -> onnx.ModelProto:
+def fold_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """Fold shape subgraphs and constants with onnxslim (inputs must have static shapes).
 
     Folding is what lets exported models with run-time shape computations import; a model onnxslim
@@ -204,13 +229,13 @@ def _fold(model: onnx.ModelProto, path) -> onnx.ModelProto:
         return model
 
 
-def import_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> ImportedModel:
-    """Read, check, fix shapes, fold and import an ONNX model into Relax.
+def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> OnnxModel:
+    """Read and check an ONNX file (once), fix its input shapes and fold its shape subgraphs (once).
 
     Raises
     ------
     ModelError
-        Unreadable file, a symbolic input shape the user did not fix, or the importer failing.
+        Unreadable file, or a symbolic input shape the user did not fix.
     UnsupportedOpError
         Ops TVM's importer lacks (all of them, with counts).
     """
@@ -222,14 +247,42 @@ def import_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> Imp
     missing = unsupported_ops(model)
     if missing:
         _raise_unsupported(path, missing)
-    model = _fold(model, path)
+    model = fold_onnx(model)
     missing = unsupported_ops(model)  # folding can introduce nothing new, but be sure
     if missing:
         _raise_unsupported(path, missing)
-    mod = _to_relax(model, path)
-    inputs = input_specs(model)
-    outputs = _output_specs(mod, [v.name for v in model.graph.output], path)
-    return ImportedModel(mod, inputs, outputs, str(path), sha, {k: list(v) for k, v in shapes.items()}, model)
+    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()})
+
+
+def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
+                 keep_weights_quantized: bool = True) -> ImportedModel:
+    """Import an ONNX model into Relax: a path (read, checked, shapes fixed and folded by :func:`load_onnx`) or an
+    :class:`OnnxModel` already loaded (``input_shapes`` are then its own).
+
+    A model that dequantizes integer weights (a QDQ model) is imported with its weights kept quantized through
+    TVM's build (:func:`.qdq.keep_weights_quantized`; ``keep_weights_quantized=False`` imports it as TVM's
+    importer alone would, for comparison).
+
+    Raises
+    ------
+    ModelError
+        Unreadable file, a symbolic input shape the user did not fix, or the importer failing.
+    UnsupportedOpError
+        Ops TVM's importer lacks (all of them, with counts).
+    """
+    from . import qdq
+
+    source = model if isinstance(model, OnnxModel) else load_onnx(model, input_shapes)
+    proto, stats = source.proto, None
+    quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
+    if quantized:
+        proto = qdq.lower_int4_initializers(proto)  # TVM's importer cannot read INT4 tensors: widened to INT8
+    mod = _to_relax(proto, source.path)
+    if quantized:
+        mod, stats = qdq.keep_weights_quantized(mod)
+    outputs = _relax_output_specs(mod, [v.name for v in source.proto.graph.output], source.path)
+    return ImportedModel(mod, input_specs(source.proto), outputs, source.path, source.sha256,
+                         dict(source.input_shapes), source.proto, quantized_weights=stats)
 
 
 def _raise_unsupported(path, missing) -> None:
@@ -246,7 +299,7 @@ def _to_relax(model: onnx.ModelProto, path):
         raise ModelError(f"{path}: TVM's ONNX importer failed: {first_line(err)}") from err
 
 
-def _output_specs(mod, names: list, path) -> list:
+def _relax_output_specs(mod, names: list, path) -> list:
     from tvm import relax
 
     ret = mod["main"].ret_ty  # TVM 0.27 renamed StructInfo to Type (TensorType, TupleType)

@@ -66,7 +66,7 @@ def measure_models(paths, *, per_model: int = 70, progress: Callable[[str], None
     import tvm
 
     from ..devices.board import load_board
-    from ..frontend.onnx import import_onnx
+    from ..frontend.onnx import import_model
 
     board = load_board("x86-host")
     target = tvm.target.Target(board.tvm_target())
@@ -75,7 +75,7 @@ def measure_models(paths, *, per_model: int = 70, progress: Callable[[str], None
     records = []
     for path in paths:
         model = Path(path).stem
-        graph = extract_ops(import_onnx(path).mod, model)
+        graph = extract_ops(import_model(path).mod, model)
         unique: dict = {}
         for op in graph.ops:
             if not op.relax_op.startswith("call_tir:"):  # PrimFuncs of the importer: not rebuilt alone

@@ -12,8 +12,8 @@ sum(axis=stack axis)``, which is an ``add``; a global
 average pool imports as ``mean`` over the spatial axes, which is a ``pool``. Anything unknown keeps its Relax
 name (``strided_slice``, ``power`` ...), so only units with ``ops: all`` accept it.
 
->>> from tvmedge.frontend.onnx import import_onnx
->>> ops = extract_ops(import_onnx("examples/models/tiny_cnn.onnx").mod)
+>>> from tvmedge.frontend.onnx import import_model
+>>> ops = extract_ops(import_model("examples/models/tiny_cnn.onnx").mod)
 >>> [op.kind for op in ops.ops][:4]
 ['conv2d', 'add', 'relu', 'conv2d']
 """

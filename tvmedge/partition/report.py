@@ -163,12 +163,12 @@ def partition_model(model, board, *, objective: str = "latency", input_shapes: O
     from pathlib import Path
 
     from ..devices.graph import DeviceGraph
-    from ..frontend.onnx import import_onnx
+    from ..frontend.onnx import import_model
     from .opgraph import extract_ops
 
     cost_model = CostModel(correction)  # validates the choice before the (slow) import
     devices = DeviceGraph.from_board(board)
-    imported = import_onnx(model, input_shapes)
+    imported = import_model(model, input_shapes)
     ops = extract_ops(imported.mod, Path(str(model)).stem)
     if not ops.ops:
         raise PartitionError(f"{model}: the model has no operators to place (only constants)")

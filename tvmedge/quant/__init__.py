@@ -16,9 +16,9 @@ How the quantized model runs through TVM, and why this route
 TVM 0.27's ONNX importer has no ``QLinearConv`` / ``ConvInteger`` / ``MatMulNBits`` and there are no int8 CPU
 kernels to lower to. It does import ``DequantizeLinear`` as ``R.dequantize``, but the build's ``FoldConstant``
 evaluates a dequantize of a constant at compile time, so a plain QDQ model compiles to an artifact holding
-float weights again (checked in ``tests/quant/test_quant_relax.py``). We keep the standard QDQ ONNX model (it
+float weights again (checked in ``tests/frontend/test_frontend_qdq.py``). We keep the standard QDQ ONNX model (it
 also runs in ONNX Runtime, which calibration and the report use) and add one Relax rewrite after import
-(:mod:`tvmedge.quant.relax`):
+(:mod:`tvmedge.frontend.qdq`, applied by the frontend's import to every model holding quantized weights):
 
 - per-channel scales move out of the reduction (``conv(x, W_int8 * s) = conv(x, float(W_int8)) * s``), so
   the layer kernel only casts each int8 weight as it loads it;
@@ -33,7 +33,7 @@ weights): INT8 artifact 28.8 % of float, mixed 17.5 %; latency 0.61x / 0.67x of 
 schedule, 0.78x / 0.90x after the quick search — a smaller weight stream, not int8 arithmetic.
 
 The same route serves ``tvmedge compile --quant quant.yaml`` and compiling a model that ``tvmedge quantize``
-wrote (:func:`tvmedge.quant.build.import_model`).
+wrote (:func:`tvmedge.frontend.onnx.import_model`).
 """
 
 from .config import (DynamicQuantConfig, MixedTarget, QuantConfig, StaticQuantConfig, WeightOnlyConfig, load_config,

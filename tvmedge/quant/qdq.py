@@ -9,7 +9,7 @@ Activations entering a quantized layer get, by type:
 - ``weight_only``: nothing.
 
 The result is standard ONNX (opset >= 13; >= 21 when INT4 initializers are used) that ONNX Runtime runs and
-TVM's importer reads (:mod:`tvmedge.quant.relax` handles the INT4 part).
+TVM's importer reads (:mod:`tvmedge.frontend.qdq` handles the INT4 part).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def build_qdq(model, layers: list, quantized: dict, plan: ActivationPlan, *, int
     import onnx
     from onnx import helper, numpy_helper
 
-    from .int4 import int4_tensor
+    from ..frontend.int4 import int4_tensor
 
     chosen = {layer.node: layer for layer in layers if layer.bits is not None and not layer.excluded}
     graph = model.graph

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..frontend.onnx import input_specs
+from ..frontend.onnx import OnnxModel, fold_onnx, input_specs, read_onnx
 from .calibrate import calibrate
 from .config import DynamicQuantConfig, QuantConfig, StaticQuantConfig, WeightOnlyConfig, load_config
 from .dataset import Dataset, load_dataset
@@ -41,6 +41,16 @@ class QuantResult:
     report: QuantReport
     float_model: object  # the float model as quantized (constants folded, opset raised if needed)
 
+    def manifest_record(self) -> dict:
+        """What an artifact's manifest says about this quantization (``build.quantization``)."""
+        report = self.report
+        return {"config": report.config, "activations": report.activations,
+                "quantized_model_sha256": hashlib.sha256(self.model.SerializeToString()).hexdigest(),
+                "layers": {row["name"]: row["bits"] for row in report.layers},
+                "weight_bytes": {"float": report.size["float_weight_bytes"],
+                                 "quantized": report.size["quant_weight_bytes"]},
+                "notes": report.notes}
+
     def save(self, path) -> Path:
         import onnx
 
@@ -56,7 +66,7 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
 
     Parameters
     ----------
-    model : path or onnx.ModelProto
+    model : path, onnx.ModelProto, or an :class:`~tvmedge.frontend.onnx.OnnxModel` (already read and folded)
     config : ``QuantConfig`` or a path to its YAML
     evaluate : optional dataset (folder / list / .npz, with ``labels`` for accuracy) for the report
     progress : receives a message as each step starts
@@ -71,8 +81,8 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
     progress = progress or (lambda message: None)
     if not isinstance(config, QuantConfig):
         config = load_config(config)
-    float_model, name, sha, onnx_bytes = _read(model)
-    float_model = _prepare(float_model, name, _BASE_OPSET)
+    float_model, name, sha, onnx_bytes, folded = _read(model)
+    float_model = _prepare(float_model, name, _BASE_OPSET, fold=not folded)
     specs = input_specs(float_model)
     layers, unmatched = find_layers(float_model, config.exclude_layers)
     active = [layer for layer in layers if not layer.excluded]
@@ -222,26 +232,22 @@ def evaluate_models(float_model, qmodel, data: Dataset) -> dict:
 
 
 def _read(model) -> tuple:
-    """-> (ModelProto, display name, sha256, file bytes)."""
+    """-> (ModelProto, display name, sha256, file bytes, already folded?)."""
     import onnx
 
+    if isinstance(model, OnnxModel):  # read, checked and folded by the compile pipeline: not again
+        return model.proto, model.path, model.sha256, Path(model.path).stat().st_size, True
     if isinstance(model, onnx.ModelProto):
         data = model.SerializeToString()
-        return model, model.graph.name or "model", hashlib.sha256(data).hexdigest(), len(data)
-    from ..frontend.onnx import read_onnx
-
+        return model, model.graph.name or "model", hashlib.sha256(data).hexdigest(), len(data), False
     proto, sha = read_onnx(model)
-    return proto, str(model), sha, Path(model).stat().st_size
+    return proto, str(model), sha, Path(model).stat().st_size, False
 
 
-def _prepare(model, name: str, opset: int):
+def _prepare(model, name: str, opset: int, *, fold: bool = True):
     """Fold constants (weights built by ConstantOfShape become initializers) and raise the opset to ``opset``."""
-    try:
-        import onnxslim
-
-        model = onnxslim.slim(model)
-    except Exception:  # onnxslim rejects some models; quantize them as they are
-        pass
+    if fold:
+        model = fold_onnx(model)
     return _raise_opset(model, name, opset)
 
 

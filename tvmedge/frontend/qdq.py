@@ -1,4 +1,7 @@
-"""Keeping quantized weights quantized through TVM's build: the Relax side of :mod:`tvmedge.quant`.
+"""Importing a quantized (QDQ) ONNX model so that its weights stay quantized through TVM's build.
+
+The models come from :mod:`tvmedge.quant` (``tvmedge quantize``, ``compile --quant``) or from any other QDQ
+exporter; :func:`tvmedge.frontend.onnx.import_model` applies this to every model holding quantized weights.
 
 TVM's ONNX importer turns ``DequantizeLinear(int8 weight)`` into ``R.dequantize(const, scale, zp)``, and the
 build's ``FoldConstant`` then evaluates that call on the constants: the artifact would hold float weights

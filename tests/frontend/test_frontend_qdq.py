@@ -1,4 +1,5 @@
-"""The Relax rewrite that keeps quantized weights quantized through TVM's build (issue 6).
+"""The Relax rewrite that keeps quantized weights quantized through TVM's build (issue 6; in the frontend since
+issue 12: every QDQ model is imported this way).
 
 Without it, FoldConstant evaluates ``dequantize(int8 constant)`` at compile time and the artifact holds float
 weights again; this test shows both sides on the module the build actually lowers.
@@ -11,7 +12,7 @@ import numpy as np
 import onnx
 
 from tvmedge.quant import parse_config, quantize
-from tvmedge.quant.relax import has_quantized_weights, keep_weights_quantized, lower_int4_initializers
+from tvmedge.frontend.qdq import has_quantized_weights, keep_weights_quantized, lower_int4_initializers
 
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
@@ -37,15 +38,27 @@ def _constants(mod) -> Counter:
 
 
 def _imported(tmp_path, **options):
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
 
     options.setdefault("calibration_dataset", str(DIGITS / "calib.npz"))
     qmodel = quantize(DIGITS / "digits_cnn.onnx", parse_config({"quantization": options})).model
     assert has_quantized_weights(qmodel)
     path = tmp_path / "q.onnx"
     onnx.save(lower_int4_initializers(qmodel), path)
-    return import_onnx(path)
+    return import_model(path, keep_weights_quantized=False)  # as TVM's importer alone imports it
 
+
+def test_import_model_keeps_the_weights_of_a_qdq_model_quantized(tmp_path):
+    # what compile (and tune, partition, rank) get for a QDQ model: the rewrite applied by the one import
+    from tvmedge.frontend.onnx import import_model
+
+    options = {"type": "static", "bit_width": "mixed", "mixed": {"target_size_ratio": 0.17},
+               "calibration_dataset": str(DIGITS / "calib.npz")}
+    path = tmp_path / "q.onnx"
+    onnx.save(quantize(DIGITS / "digits_cnn.onnx", parse_config({"quantization": options})).model, path)
+    imported = import_model(path)
+    assert imported.quantized_weights == {"int4_packed": 1, "int8_kept": 3, "fused": 4, "unfused": 0}
+    assert import_model(DIGITS / "digits_cnn.onnx").quantized_weights is None  # a float model stays as it is
 
 
 def test_without_the_rewrite_constant_folding_turns_int8_weights_back_into_float(tmp_path):

@@ -1,7 +1,7 @@
 """INT4 storage: two signed 4-bit values per byte, first value in the low nibble (ONNX's INT4 layout).
 
 The same bytes serve the ONNX file (an ``INT4`` initializer, opset 21) and the compiled artifact, where a
-small TIR kernel unpacks them next to the layer that uses them (:mod:`tvmedge.quant.relax`).
+small TIR kernel unpacks them next to the layer that uses them (:mod:`tvmedge.frontend.qdq`).
 """
 
 from __future__ import annotations
