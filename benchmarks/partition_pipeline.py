@@ -193,8 +193,8 @@ def build(model: Path, workdir: Path, sync_us: float, algorithm=None):
     # would favour the single library (the stage libraries target one core each) and hide what partitioning does.
     tuning = TuningOptions(search="none", use_records=False)
     t0 = time.perf_counter()
-    multi = api.compile(model, str(board), out=workdir / "multi", tuning=tuning, partition="throughput",
-                        partition_algorithm=algorithm)
+    multi = api.compile(model, str(board), out=workdir / "multi", tuning=tuning, plan="throughput",
+                        algorithm=algorithm)
     single = api.compile(model, "x86-host", out=workdir / "single", tuning=tuning)
     # Reference only: what `tvmedge compile --target x86-host` gives by default (shipped records where present).
     tuned = api.compile(model, "x86-host", out=workdir / "single-records", tuning=TuningOptions(search="none"))

@@ -10,7 +10,7 @@ Sources (all shipped inside the ``onnx`` package, nothing is downloaded):
   shipped ``light_*_output_0.pb``.
 
 Every case goes through tvmedge's own pipeline: ``tvmedge.frontend.onnx.import_model`` (input shapes fixed
-from the test inputs where the model leaves them symbolic), ``tvmedge.build.artifact.compile_artifact`` into
+from the test inputs where the model leaves them symbolic), ``tvmedge.build.artifact.build_artifact`` into
 a temporary folder, ``tvmedge.runtime.load(...).run(...)``; outputs are compared with ``np.allclose`` at the
 case's own tolerance (onnx's runner uses rtol=1e-3, atol=1e-7 for all of these; densenet121 rtol=2e-3).
 
@@ -319,14 +319,16 @@ def compare(outputs: list, expected: list, rtol: float, atol: float) -> dict:
 
 
 def host_board(spec: str = "x86-host"):
-    """The board to compile for: ``targets/x86-host.yaml``, else a plain ``{"kind": "llvm"}`` board."""
+    """The board to compile for, resolved once (a ``CompileTarget``): ``targets/x86-host.yaml``, else a plain
+    ``{"kind": "llvm"}`` board."""
     from tvmedge.devices.board import load_board
+    from tvmedge.devices.target import CompileTarget
     from tvmedge.errors import ConfigError
 
     try:
-        return load_board(spec)
+        return CompileTarget.resolve(load_board(spec))
     except ConfigError:
-        return load_board('{"kind": "llvm"}')
+        return CompileTarget.resolve('{"kind": "llvm"}')
 
 
 @dataclasses.dataclass
@@ -397,7 +399,9 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
     """
     import onnx
 
-    from tvmedge.build.artifact import compile_artifact
+    from tvmedge.build.artifact import build_artifact
+    from tvmedge.build.stages import single_stage
+    from tvmedge.tune.auto import TuningOptions
     from tvmedge.errors import ModelError, UnsupportedOpError
     from tvmedge.frontend.onnx import import_model
     from tvmedge.runtime import load
@@ -446,7 +450,7 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
         start = time.perf_counter()
         artifact_dir = Path(tmp) / "artifact"
         try:
-            compile_artifact(imported, board, artifact_dir)
+            build_artifact(imported, single_stage(imported, board), artifact_dir, tuning=TuningOptions(search="naive"))
         except Exception as err:  # BuildError, ToolchainError, ArtifactError, or anything TVM raises
             message = _clean(f"{type(err).__name__}: {err}", model_path)
             short = re.sub(r"^BuildError: TVM could not build the model for .*?: ", "BuildError: ", message)
@@ -515,7 +519,7 @@ def _worker_main(conn, board_spec: str, log_path: Optional[str]) -> None:
         os.dup2(fd, 2)
     warnings.simplefilter("ignore")
     board = host_board(board_spec)
-    conn.send({"ready": True, "target": board.tvm_target(), "board": board.name})
+    conn.send({"ready": True, "target": board.spec, "board": board.name})
     while True:
         job = conn.recv()
         if job is None:

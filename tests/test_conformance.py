@@ -1,6 +1,6 @@
 """ONNX conformance on x86: a representative subset of onnx's own test cases through tvmedge's pipeline.
 
-Each case is imported (``tvmedge.frontend.onnx.import_model``), built (``compile_artifact`` for the x86-host
+Each case is imported (``tvmedge.frontend.onnx.import_model``), built (``build_artifact`` for the x86-host
 board), loaded and run with ``tvmedge.runtime``, then compared with the expected outputs onnx ships AND with
 ONNX Runtime on the same inputs (``tvmedge.peer.onnxruntime_outputs``).
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Union
 
@@ -26,59 +27,46 @@ def inspect(model, *, input_shapes: Shapes = None):
     return inspect_onnx(model, input_shapes)
 
 
-def compile(model, board: Union[str, Board], *, input_shapes: Shapes = None, out="out", tuning=None,
-            opt_level: int = 3, progress: Optional[Callable[[str], None]] = None,
-            tune_progress: Optional[Callable[[dict], None]] = None, quant=None, partition: Optional[str] = None,
+def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quant=None,
+            search: Optional[str] = None, tuning=None, input_shapes: Shapes = None, out="out", opt_level: int = 3,
+            algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
+            tune_progress: Optional[Callable[[dict], None]] = None, partition: Optional[str] = None,
             partition_algorithm: Optional[str] = None):
     """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
-    ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions` (default: records from ``tuning_logs/`` plus
-    the quick search for tasks without records, on a native board). ``progress`` receives a message as each
-    step starts; ``tune_progress`` receives the quick search's events. ``quant`` (a
-    :class:`tvmedge.quant.QuantConfig` or its YAML path) quantizes the model first; quantized weights stay
-    quantized in the artifact (also for a model that ``tvmedge quantize`` wrote) and the manifest's
-    ``build.quantization`` says how.
+    One pass (:mod:`tvmedge.build.pipeline`): the board is resolved once, the model read, checked and folded
+    once, imported, cut into stages and built; the manifest is written once.
 
-    ``partition`` (``"latency"`` or ``"throughput"``, default None = one library for the board's main CPU)
+    ``plan`` (``"latency"`` or ``"throughput"``, default None = one library for the board's main CPU)
     partitions the model over the board's compute units first and writes a multi-partition artifact: one
     library per plan stage (``stage0.so`` ...), the plan in the manifest, stages on units TVM cannot build for
     or the runtime cannot drive (NPU, OpenCL GPU) built for the host CPU and marked ``"fallback": "cpu"``
-    (see :mod:`tvmedge.build.partitioned`). ``partition_algorithm`` picks another partitioner than the
-    objective's default (e.g. ``"fixed-rule"``). Not combinable with ``quant`` yet.
+    (see :mod:`tvmedge.build.stages`). ``algorithm`` picks another partitioner than the objective's default
+    (e.g. ``"fixed-rule"``). Not combinable with ``quant`` yet.
+
+    ``quant`` (a :class:`tvmedge.quant.QuantConfig` or its YAML path) quantizes the model first; quantized
+    weights stay quantized in the artifact (also for a model that ``tvmedge quantize`` wrote) and the manifest's
+    ``build.quantization`` says how.
+
+    ``search`` (``"quick"``, ``"none"``, ``"naive"`` or a number of candidates per task) is the schedule search
+    for tasks without tuning records; ``tuning`` (a :class:`tvmedge.tune.auto.TuningOptions`) says the rest
+    (records folder, tracker; default: records from ``tuning_logs/`` plus the quick search, measured on a native
+    board). ``progress`` receives a message as each step starts; ``tune_progress`` the quick search's events.
+
+    ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
-    from .build.artifact import check_destination, compile_artifact
-    from .build.pipeline import import_for_compile
-    from .tune.auto import TuningOptions, auto_schedule
+    from .build.pipeline import compile_model
+    from .tune.auto import TuningOptions
 
-    progress = progress or (lambda message: None)
-    tuning = tuning or TuningOptions()
-    board = board if isinstance(board, Board) else load_board(board)
-    board.check_toolchain()  # fail before the (slow) import and search when the cross compiler is missing
-    check_destination(Path(out))
-    if partition is not None:
-        if quant is not None:
-            raise ConfigError("--partition and --quant cannot be combined yet; compile without one of them")
-        from .build.partitioned import compile_partitioned
-
-        return compile_partitioned(model, board, out, objective=partition, input_shapes=input_shapes,
-                                   tuning=tuning, opt_level=opt_level, algorithm=partition_algorithm,
-                                   progress=progress, tune_progress=tune_progress)
-    if partition_algorithm is not None:
-        raise ConfigError("partition_algorithm needs partition='latency' or 'throughput'")
-    progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
-             f"convert to Relax)")
-    imported, quantization = import_for_compile(model, quant, input_shapes)
-    progress(f"scheduling for {board.name} (records, search {tuning.search})")
-    scheduled, provenance = auto_schedule(imported.mod, board, tuning, progress=tune_progress)
-    progress(f"building for {board.name} ({board.triple})")
-    artifact = compile_artifact(imported, board, out, mod=scheduled, tuning=provenance, opt_level=opt_level,
-                                progress=progress)
-    if quantization is not None:  # rewritten whole, so the manifest's digest covers this block too
-        from dataclasses import replace
-
-        artifact.manifest.build = replace(artifact.manifest.build, quantization=quantization)
-        artifact.manifest.write(artifact.path)
-    return artifact
+    if search is not None:
+        tuning = replace(tuning or TuningOptions(), search=search)
+    if partition is not None or partition_algorithm is not None:
+        if plan is not None or algorithm is not None:
+            raise ConfigError("give plan/algorithm or their former names partition/partition_algorithm, not both")
+        plan, algorithm = partition, partition_algorithm
+    return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
+                         input_shapes=input_shapes, opt_level=opt_level, progress=progress,
+                         tune_progress=tune_progress)
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
@@ -88,21 +76,18 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     Measures on this host for a native board, or on boards behind TVM's RPC tracker (``tracker="HOST:PORT"``,
     ``key``: what the boards registered under, default the board's name). Resumable: records are kept as they are measured, finished tasks are skipped.
     """
-    import tvm
-
+    from .devices.target import CompileTarget
     from .frontend.onnx import import_model
     from .tune.database import TuningDatabase
     from .tune.measure import measurer_for
     from .tune.tasks import extract_tasks, prepare
     from .tune.tuner import Budget, tune_tasks
 
-    board = board if isinstance(board, Board) else load_board(board)
-    builder, runner, _ = measurer_for(board, tracker, key)  # key defaults to the board's name
-    spec = board.tvm_target()
-    database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(spec)
+    target = CompileTarget.resolve(board)
+    builder, runner, _ = measurer_for(target, tracker, key)  # key defaults to the board's name
+    database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(target.spec)
     imported = import_model(model, input_shapes)  # as compile imports it, so the records match
-    target = tvm.target.Target(spec)
-    tasks = extract_tasks(prepare(imported.mod, target), target)
+    tasks = extract_tasks(prepare(imported.mod, target.tvm_target), target.tvm_target)
     return tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
                       progress=progress, seed=seed)
 

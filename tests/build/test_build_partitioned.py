@@ -15,7 +15,7 @@ from tvmedge.errors import ArtifactError, ConfigError
 @pytest.fixture(scope="module")
 def partitioned(tmp_path_factory, tiny_cnn, two_cpu_board, naive_tuning) -> Path:
     out = tmp_path_factory.mktemp("artifacts") / "tiny-two-cpu"
-    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive_tuning, partition="throughput")
+    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive_tuning, plan="throughput")
     return out
 
 
@@ -76,23 +76,24 @@ def test_stage_library_missing_is_refused(partitioned, tmp_path):
 
 
 def test_fallbacks_for_units_tvm_cannot_build_or_run():
-    from tvmedge.build.partitioned import stage_boards
-    from tvmedge.devices.board import load_board
+    from tvmedge.build.stages import stage_targets
     from tvmedge.devices.graph import DeviceGraph
+    from tvmedge.devices.target import CompileTarget
 
-    board = load_board("rk3588")
-    builds = stage_boards(board, DeviceGraph.from_board(board), ["a76", "a55", "mali_g610", "npu"])
-    assert builds["a55"].fallback is None and builds["a55"].board.target["mcpu"] == "cortex-a55"
-    assert builds["a76"].board.target["mcpu"] == "cortex-a76"
+    target = CompileTarget.resolve("rk3588")
+    builds = stage_targets(target, DeviceGraph.from_board(target.board), ["a76", "a55", "mali_g610", "npu"])
+    assert builds["a55"].fallback is None and builds["a55"].target.spec["mcpu"] == "cortex-a55"
+    assert builds["a76"].target.spec["mcpu"] == "cortex-a76"
+    assert builds["a76"].target is target  # the board's own target: resolved once, reused
     for unit in ("mali_g610", "npu"):
         assert builds[unit].fallback == "cpu" and builds[unit].built_for == "a76"
-        assert builds[unit].board.target["kind"] == "llvm" and unit in builds[unit].reason
+        assert builds[unit].target.spec["kind"] == "llvm" and unit in builds[unit].reason
     assert "no code generator" in builds["npu"].reason and "opencl" in builds["mali_g610"].reason
 
 
 def test_partition_with_quant_is_refused(tiny_cnn, tmp_path):
     with pytest.raises(ConfigError, match="--partition and --quant"):
-        api.compile(tiny_cnn, "x86-host", out=tmp_path / "o", partition="latency", quant="q.yaml")
+        api.compile(tiny_cnn, "x86-host", out=tmp_path / "o", plan="latency", quant="q.yaml")
 
 
 def test_cli_compile_partition(tiny_cnn, two_cpu_board, tmp_path, tiny_input, x86_artifact):
@@ -114,7 +115,7 @@ def test_rk3588_partitioned_runs_on_the_emulated_board(tiny_cnn, tmp_path, tiny_
                                                        naive_tuning):
     """latency plan (the optimiser's) and the fixed-rule baseline, whose GPU/NPU stages fall back to the A76."""
     out = tmp_path / "rk3588"
-    api.compile(tiny_cnn, "rk3588", out=out, tuning=naive_tuning, partition="latency", partition_algorithm=algorithm)
+    api.compile(tiny_cnn, "rk3588", out=out, tuning=naive_tuning, plan="latency", algorithm=algorithm)
     plan = _manifest(out)["plan"]
     if algorithm == "fixed-rule":
         fallbacks = [s for s in plan["stages"] if s["fallback"]]

@@ -178,7 +178,7 @@ def test_cpp_loader_usage_errors(host_runtime, x86_artifact, args, expected):
 def test_cpp_loader_runs_a_partitioned_artifact(host_runtime, tiny_cnn, x86_artifact, tiny_input, tmp_path,
                                                 two_cpu_board, naive_tuning):
     out = tmp_path / "partitioned"
-    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive_tuning, partition="throughput")
+    api.compile(tiny_cnn, str(two_cpu_board), out=out, tuning=naive_tuning, plan="throughput")
     assert len(Manifest.read(out).stages()) >= 2
     np.save(tmp_path / "x.npy", tiny_input)
     proc = _run(host_runtime, out, "--inputs", tmp_path / "x.npy", "--output-dir", tmp_path, "--json")

@@ -1,7 +1,8 @@
-"""``Artifact``: an artifact directory written by the compiler (library + ``manifest.json``).
+"""``Artifact``: an artifact directory written by the compiler (libraries + ``manifest.json``).
 
-The manifest format belongs to the runtime (``tvmedge.runtime.manifest``); this module fills it in.
-Identical inputs give a byte-identical manifest except for ``created``.
+The manifest format belongs to the runtime (:mod:`tvmedge.runtime.manifest`); :func:`build_artifact` builds
+every stage of a :class:`~tvmedge.build.stages.StagePlan` the same way (schedule, lower, link) and writes the
+manifest once. Identical inputs give a byte-identical manifest except for ``created``.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 from .. import __version__
-from ..devices.board import Board
 from ..errors import ArtifactError
-from ..runtime.manifest import MANIFEST_NAME, BuildInfo, Manifest, sha256_file
+from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
+                                StoredPlan, sha256_file)
 from .cross import export_library
 from .lower import build_executable
 
-__all__ = ["Artifact", "compile_artifact", "check_destination", "LIBRARY_NAME"]
+__all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
 
-LIBRARY_NAME = "model.so"
+LIBRARY_NAME = "model.so"  # the library of a single-stage artifact (a partitioned one has stage0.so, stage1.so ...)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Artifact:
     def summary(self) -> dict:
         m = self.manifest
         lib = m.files[m.library]
-        return {
+        data = {
             "artifact": str(self.path),
             "board": m.board,
             "arch": m.arch,
@@ -48,52 +50,79 @@ class Artifact:
             "source_model": m.source_model,
             "tuning": m.tuning,
         }
+        if m.plan is not None:
+            data["plan"] = m.plan.to_json()
+        if m.build.quantization:
+            data["quantization"] = m.build.quantization
+        return data
 
 
-def compile_artifact(imported, board: Board, out, *, mod=None, tuning=None, opt_level: int = 3,
-                     progress=None) -> Artifact:
-    """Build ``imported`` (an ``ImportedModel``) for ``board`` and write the artifact directory ``out``.
+def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, quantization: Optional[dict] = None,
+                   progress: Optional[Callable[[str], None]] = None, tune_progress=None) -> Artifact:
+    """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.build.stages.StagePlan` of
+    ``imported``, an ``ImportedModel``) and write the artifact directory ``out`` with its manifest -> ``Artifact``.
 
-    ``mod`` replaces ``imported.mod`` (e.g. after schedules were applied); ``tuning`` is its provenance.
-
-    The library is built in a temporary folder and moved in only when it is complete, so a failed build
-    leaves an existing artifact untouched; a non-empty folder that is not an artifact is never overwritten.
+    ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions`; ``quantization`` the record of what quantization
+    did (the manifest's ``build.quantization``). The libraries are built in a temporary folder and moved in only
+    when all are complete, so a failed build leaves an existing artifact untouched; a non-empty folder that is
+    not an artifact is never overwritten.
     """
     import tvm
 
+    from ..tune.auto import TuningOptions, auto_schedule
+
+    progress = progress or (lambda message: None)
+    tuning = tuning or TuningOptions()
     out = Path(out)
     check_destination(out)
-    target = board.tvm_target()
-    executable = build_executable(imported.mod if mod is None else mod, target, opt_level=opt_level)
+    main = stages.target  # the board's own target: the manifest's (a plan's stages may be built for other units)
+    built, files = [], {}
     with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
-        if progress:
-            progress(f"linking {LIBRARY_NAME} with {board.cross_compiler or 'the host compiler'}")
-        library = export_library(executable, Path(tmp) / LIBRARY_NAME, board)
+        for stage in stages.stages:
+            name = f"stage{stage.index}.so" if stages.partitioned else LIBRARY_NAME
+            what = (f"stage{stage.index} ({len(stage.ops)} ops on {stage.unit}"
+                    + (f", built for {stage.built_for}" if stage.fallback else "") + ")") if stages.partitioned \
+                else stage.target.name
+            progress(f"scheduling {what} (records, search {tuning.search})")
+            scheduled, provenance = auto_schedule(stage.mod, stage.target, tuning, progress=tune_progress)
+            progress(f"building {name} for {stage.target.describe()}, linking with "
+                     f"{stage.target.board.cross_compiler or 'the host compiler'}")
+            executable = build_executable(scheduled, stage.target, opt_level=opt_level)
+            library = export_library(executable, Path(tmp) / name, stage.target)
+            files[name] = {"sha256": sha256_file(library), "bytes": library.stat().st_size}
+            built.append(Stage(
+                library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
+                unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
+                reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
+        plan = StoredPlan(stages=tuple(built), outputs=tuple(stages.outputs), **stages.partition) \
+            if stages.partitioned else None
         manifest = Manifest(
-            board=board.name,
-            arch=board.arch,
-            triple=board.triple,
-            target=target,
-            inputs=list(imported.inputs),
-            outputs=list(imported.outputs),
-            library=LIBRARY_NAME,
-            files={LIBRARY_NAME: {"sha256": sha256_file(library), "bytes": library.stat().st_size}},
+            board=main.name, arch=main.arch, triple=main.triple, target=main.spec,
+            inputs=list(imported.inputs), outputs=list(imported.outputs),
+            library=built[0].library, files=files,
             source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
             build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
-                            cross_compiler=board.cross_compiler, folding=_folding_tool()),
-            tuning=tuning,
-            tvm_version=tvm.__version__,
-            tvmedge_version=__version__,
+                            cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
+                            partitions=len(built) if plan is not None else None, quantization=quantization),
+            # the schedule provenance of every library, when they share it
+            tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
+            plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,
+            tvm_version=tvm.__version__, tvmedge_version=__version__,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
+        progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         out.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(library), out / LIBRARY_NAME)
+        for old in out.glob("*.so"):  # a previous artifact's libraries (check_destination allowed replacing it)
+            old.unlink()
+        for name in files:
+            shutil.move(str(Path(tmp) / name), out / name)
         manifest.write(out)
     return Artifact(out, manifest)
 
 
 def check_destination(out: Path) -> None:
     """ArtifactError unless ``out`` is absent, empty, or an artifact (which is then replaced)."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"output {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():

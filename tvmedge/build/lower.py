@@ -1,4 +1,4 @@
-"""Lowering a Relax module to a VM executable for one TVM target."""
+"""Lowering a Relax module to a VM executable for one resolved target."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from ..errors import BuildError, first_line
 __all__ = ["build_executable"]
 
 
-def build_executable(mod, target: dict, *, opt_level: int = 3):
-    """``tvm.compile`` the module for ``target`` (a TVM target dict); BuildError with the first line on failure."""
+def build_executable(mod, target, *, opt_level: int = 3):
+    """``tvm.compile`` the module for ``target`` (a :class:`~tvmedge.devices.target.CompileTarget`); BuildError with
+    the first line on failure."""
     import tvm
 
     try:
-        tvm_target = tvm.target.Target(target)
-    except Exception as err:  # TVM's target parser raises ValueError / TVMError
-        raise BuildError(f"invalid TVM target {target}: {first_line(err)}") from err
-    try:
         with tvm.transform.PassContext(opt_level=opt_level):
-            return tvm.compile(mod, target=tvm_target)
+            return tvm.compile(mod, target=target.tvm_target)
     except Exception as err:
-        raise BuildError(f"TVM could not build the model for {tvm_target}: {first_line(err)}", detail=str(err)) from err
+        raise BuildError(f"TVM could not build the model for {target.tvm_target}: {first_line(err)}",
+                         detail=str(err)) from err

@@ -1,23 +1,58 @@
-"""The compile pipeline's front half: an ONNX file in, a Relax module (and what quantization did) out.
+"""The compile pipeline: an ONNX file in, an artifact directory out, in one pass.
 
-The file is read and checked once and folded once (:func:`tvmedge.frontend.onnx.load_onnx`); with ``quant``
-the folded model is quantized (:func:`tvmedge.quant.quantize`) and the quantized graph is imported, weights kept
-quantized (:func:`tvmedge.frontend.onnx.import_model`); a model that already holds quantized weights (e.g.
-``tvmedge quantize``'s output) gets the same treatment.
+1. the board is resolved once (:class:`~tvmedge.devices.target.CompileTarget`: TVM target, cross compiler) and
+   handed down: nothing below re-resolves or re-parses it;
+2. the model is read and checked once and folded once (:func:`tvmedge.frontend.onnx.load_onnx`); with
+   ``quant`` the folded model is quantized (:func:`tvmedge.quant.quantize`); then it is imported into Relax,
+   quantized weights kept quantized (:func:`tvmedge.frontend.onnx.import_model`);
+3. the module becomes stages: one for the board's main CPU, or the partitioner's plan
+   (:mod:`tvmedge.build.stages`);
+4. every stage is scheduled, lowered and linked the same way and the manifest is written once, with the
+   quantization record in it (:func:`tvmedge.build.artifact.build_artifact`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["import_for_compile"]
+from ..errors import ConfigError
+
+__all__ = ["compile_model", "import_for_compile"]
+
+
+def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: Optional[str] = None,
+                  costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
+                  progress: Optional[Callable[[str], None]] = None, tune_progress=None):
+    """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
+    -> :class:`~tvmedge.build.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
+    from ..devices.target import CompileTarget
+    from .artifact import build_artifact, check_destination
+    from .stages import partition_setup, plan_stages, single_stage
+
+    progress = progress or (lambda message: None)
+    if plan is not None and quant is not None:
+        raise ConfigError("--partition and --quant cannot be combined yet; compile without one of them")
+    if plan is None and algorithm is not None:
+        raise ConfigError("partition_algorithm needs partition='latency' or 'throughput'")
+    target = CompileTarget.resolve(board)  # a missing cross compiler fails here, before the (slow) import
+    check_destination(Path(out))
+    devices, cost_model = partition_setup(target, plan, costs) if plan is not None else (None, None)
+    progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
+             f"convert to Relax)")
+    imported, quantization = import_for_compile(model, quant, input_shapes, progress=None)
+    stages = single_stage(imported, target) if plan is None else \
+        plan_stages(imported, target, devices, cost_model, objective=plan, algorithm=algorithm, progress=progress)
+    return build_artifact(imported, stages, out, tuning=tuning, opt_level=opt_level, quantization=quantization,
+                          progress=progress, tune_progress=tune_progress)
 
 
 def import_for_compile(model, quant=None, input_shapes=None,
                        progress: Optional[Callable[[str], None]] = None) -> tuple:
-    """-> ``(ImportedModel, quantization record for the manifest or None)``.
+    """Read, fold, (quantize,) import -> ``(ImportedModel, quantization record for the manifest or None)``.
 
-    ``quant``: a ``QuantConfig`` or the path of its YAML.
+    ``quant``: a ``QuantConfig`` or the path of its YAML. A model that already holds quantized weights (e.g.
+    ``tvmedge quantize``'s output) is recorded as such.
     """
     from ..frontend.onnx import import_model, load_onnx
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Optional
 
 import click
 
@@ -25,11 +26,10 @@ def _progress_wanted() -> bool:
 
 
 class Steps:
-    """Prints ``[i/n] what`` on stderr as each step starts (stdout stays clean for --json).
+    """Prints ``[i/n] what`` (``[i] what`` when the number of steps is not known up front) on stderr as each step
+    starts (stdout stays clean for --json)."""
 
-    """
-
-    def __init__(self, total: int, quiet: bool = False):
+    def __init__(self, total: Optional[int], quiet: bool = False):
         self.total, self.index, self.quiet = total, 0, quiet or not _progress_wanted()
         self._start = time.perf_counter()
 
@@ -37,7 +37,8 @@ class Steps:
         self.index += 1
         if not self.quiet:
             elapsed = time.perf_counter() - self._start
-            click.echo(f"[{self.index}/{self.total}] {message} (t={elapsed:.1f} s)", err=True)
+            count = f"{self.index}/{self.total}" if self.total else str(self.index)
+            click.echo(f"[{count}] {message} (t={elapsed:.1f} s)", err=True)
 
 
 def table(rows, headers) -> str:

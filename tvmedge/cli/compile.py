@@ -36,17 +36,13 @@ def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_t
     tuning = TuningOptions(search=search, records=tuning_records, use_records=not no_tuning, tracker=tracker, key=key)
     progress = TuneProgress(quiet=as_json, label="quick search")
     try:
-        artifact = api.compile(model, board, input_shapes=parse_input_shapes(input_shapes), out=output,
-                               tuning=tuning, opt_level=opt_level, progress=Steps(total=4, quiet=as_json),
-                               tune_progress=progress, quant=quant, partition=partition)
+        artifact = api.compile(model, board, plan=partition, quant=quant, tuning=tuning,
+                               input_shapes=parse_input_shapes(input_shapes), out=output, opt_level=opt_level,
+                               progress=Steps(total=4 if partition is None else None, quiet=as_json),
+                               tune_progress=progress)
     finally:
         progress.close()
-    summary = artifact.summary()
-    if artifact.manifest.plan:
-        summary["plan"] = artifact.manifest.plan.to_json()
-    if artifact.manifest.build.quantization:
-        summary["quantization"] = artifact.manifest.build.quantization
-    emit(summary, as_json, _render)
+    emit(artifact.summary(), as_json, _render)
 
 
 def _render(d):

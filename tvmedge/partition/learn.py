@@ -63,14 +63,11 @@ def measure_models(paths, *, per_model: int = 70, progress: Callable[[str], None
     ``known`` (signature -> measured us) skips workloads already measured (shared between models).
     Returns one record per (model, workload).
     """
-    import tvm
-
-    from ..devices.board import load_board
+    from ..devices.target import CompileTarget
     from ..frontend.onnx import import_model
 
-    board = load_board("x86-host")
-    target = tvm.target.Target(board.tvm_target())
-    unit = board.compute_units[0]
+    target = CompileTarget.resolve("x86-host")
+    unit = target.board.compute_units[0]
     known = dict(known or {})
     records = []
     for path in paths:
@@ -88,7 +85,7 @@ def measure_models(paths, *, per_model: int = 70, progress: Callable[[str], None
         for op, count in chosen:
             sig = op.signature()
             if sig not in known:
-                known[sig] = _time_op(op, board, target)
+                known[sig] = _time_op(op, target)
             records.append(_record(model, op, count, known[sig], unit))
         progress(f"{model}: {len(chosen)} workloads of {len(unique)} in {time.perf_counter() - start:.0f} s")
     return records
@@ -122,7 +119,7 @@ def _single_op_module(op: Op):
     return bb.get(), params
 
 
-def _time_op(op: Op, board, target) -> Optional[float]:
+def _time_op(op: Op, target) -> Optional[float]:
     """Median microseconds of ``op`` alone on this host, or None when it does not build."""
     import tvm
     from tvm import relax
@@ -131,9 +128,9 @@ def _time_op(op: Op, board, target) -> Optional[float]:
 
     try:
         mod, params = _single_op_module(op)
-        scheduled, _ = auto_schedule(mod, board, TuningOptions(search="none", use_records=False))
+        scheduled, _ = auto_schedule(mod, target, TuningOptions(search="none", use_records=False))
         with tvm.transform.PassContext(opt_level=3):
-            executable = tvm.compile(scheduled, target=target)
+            executable = tvm.compile(scheduled, target=target.tvm_target)
     except Exception:  # an op TVM cannot build alone is skipped, not fatal
         return None
     dev = tvm.cpu()

@@ -40,40 +40,36 @@ class TuningOptions:
             raise TuningError(f"--search '{self.search}' is not valid; choose {SEARCH_CHOICES}")
 
 
-def auto_schedule(mod, board, options: TuningOptions, *, progress: Optional[Callable[[dict], None]] = None):
-    """Returns ``(module to build, tuning provenance for the manifest)`` for ``board``'s main target."""
-    import tvm
-
+def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Callable[[dict], None]] = None):
+    """Returns ``(module to build, tuning provenance for the manifest)`` for ``target`` (a
+    :class:`~tvmedge.devices.target.CompileTarget`: the board resolved once by the caller)."""
     search = str(options.search).lower()
-    spec = board.tvm_target()
     if search == "naive":
         return mod, {"search": "naive", "records": None, "measured_on": None, "trials": 0,
                      "note": "TVM's default build: no schedule applied"}
     budget = Budget.parse_search(search)
-    will_measure = budget is not None and (board.is_native or bool(options.tracker))
+    will_measure = budget is not None and (target.is_native or bool(options.tracker))
     database = None
     if options.records:
         database = TuningDatabase(options.records, create=False)
     elif options.use_records:
-        folder = Path(options.log_root or default_log_root()) / target_key(spec)
+        folder = Path(options.log_root or default_log_root()) / target_key(target.spec)
         if will_measure or folder.is_dir():  # a lookup alone must not leave empty databases behind
             database = TuningDatabase(folder, create=will_measure)
-    target = tvm.target.Target(spec)
-    prepared = prepare(mod, target)
-    tasks = extract_tasks(prepared, target)
+    prepared = prepare(mod, target.tvm_target)
+    tasks = extract_tasks(prepared, target.tvm_target)
     measured_on, trials, note = None, 0, None
     if budget is not None and tasks and not will_measure:
-        note = (f"cross target {board.arch}: no board attached to measure on, so no search ran "
+        note = (f"cross target {target.arch}: no board attached to measure on, so no search ran "
                 f"(records for this target were used where present; tune on a board with `tvmedge tune --tracker`)")
     elif budget is not None and database is not None and tasks:
         from .measure import measurer_for
 
-        builder, runner, measured_on = measurer_for(board, options.tracker, options.key)
+        builder, runner, measured_on = measurer_for(target, options.tracker, options.key)
         report = tune_tasks(tasks, database, budget=budget, builder=builder, runner=runner, progress=progress)
         trials = report.trials
         if report.interrupted:
             raise KeyboardInterrupt
-    scheduled, provenance = schedule_module(prepared, tasks, target, database, fallback=True)
+    scheduled, provenance = schedule_module(prepared, tasks, target.tvm_target, database, fallback=True)
     provenance.update(search=search, measured_on=measured_on, trials=trials, note=note)
     return scheduled, provenance
-

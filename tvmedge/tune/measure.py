@@ -96,15 +96,16 @@ def rpc_runner(tracker: str, key: str, *, timeout_sec: float = 120):
     )
 
 
-def measurer_for(board, tracker: Optional[str] = None, key: Optional[str] = None) -> tuple:
-    """``(builder, runner, where)`` that measure ``board``'s code: this host for a native board, else the
-    boards behind TVM's RPC tracker. TuningError when neither can (a cross board and no tracker)."""
+def measurer_for(target, tracker: Optional[str] = None, key: Optional[str] = None) -> tuple:
+    """``(builder, runner, where)`` that measure code for ``target`` (a
+    :class:`~tvmedge.devices.target.CompileTarget`): this host for a native board, else the boards behind TVM's
+    RPC tracker. TuningError when neither can (a cross board and no tracker)."""
     from ..errors import TuningError
 
     if tracker:
-        key = key or board.name
-        return in_process_builder(board.check_toolchain()), rpc_runner(tracker, key), f"rpc tracker {tracker} key {key}"
-    if board.is_native:
+        key = key or target.name
+        return in_process_builder(target.cross_compiler), rpc_runner(tracker, key), f"rpc tracker {tracker} key {key}"
+    if target.is_native:
         return in_process_builder(), local_runner(), "host"
-    raise TuningError(f"board {board.name} is {board.arch}: its code cannot be measured on this host; "
+    raise TuningError(f"board {target.name} is {target.arch}: its code cannot be measured on this host; "
                       f"pass --tracker HOST:PORT --key KEY for boards running TVM's RPC server")

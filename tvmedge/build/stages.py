@@ -1,10 +1,11 @@
-"""Multi-partition artifacts: the partitioner's plan built stage by stage, one library per stage.
+"""The stages an artifact is built as: one library per stage (a single library is the one-stage case).
 
-``compile --partition latency|throughput`` imports the model once, partitions it
-(:func:`tvmedge.partition.report.partition_ops`), cuts the imported Relax module at the plan's stage
-boundaries, builds each stage for its unit's TVM target and writes ``stage0.so``, ``stage1.so`` ... with the
-plan in ``manifest.json``. The runtime (:class:`tvmedge.runtime.loader.Model`) runs the stages in order,
-handing tensors over by name.
+Without a plan the imported module is one stage for the board's main CPU (``model.so``).
+``compile --partition latency|throughput`` partitions the imported module
+(:func:`tvmedge.partition.report.partition_ops`) and cuts it at the plan's stage boundaries, each stage for its
+unit's TVM target (``stage0.so``, ``stage1.so`` ..., the plan in ``manifest.json``). Either way
+:func:`tvmedge.build.artifact.build_artifact` builds the stages the same way, and the runtime
+(:class:`tvmedge.runtime.loader.Model`) runs them in order, handing tensors over by name.
 
 Why the cut is made in Relax, not in ONNX
 -----------------------------------------
@@ -42,47 +43,116 @@ throughput objective's pipelined execution (a thread per stage, inputs streaming
 
 from __future__ import annotations
 
-import datetime as _dt
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import __version__
-from ..devices.board import Board
+from ..devices.target import CompileTarget
 from ..errors import ConfigError, PartitionError
-from ..runtime.manifest import (PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage, StoredPlan, TensorSpec,
-                                sha256_file)
-from .artifact import Artifact, _folding_tool, check_destination
-from .cross import export_library
-from .lower import build_executable
+from ..runtime.manifest import TensorSpec
 
-__all__ = ["StageModule", "split_module", "stage_boards", "compile_partitioned"]
+__all__ = ["StageModule", "StagePlan", "single_stage", "partition_setup", "plan_stages", "split_module",
+           "stage_targets"]
 
 
 @dataclass
 class StageModule:
-    """One stage's Relax module and the tensors it reads and writes (by name, in call / return order)."""
+    """One stage's Relax module, the tensors it reads and writes (by name, in call / return order) and what its
+    library is built for."""
 
     index: int
-    unit: str
-    ops: list
     mod: object  # tvm.IRModule with one Relax function "main"
     inputs: list  # of TensorSpec (model inputs keep their names; intermediates are Relax variable names)
     outputs: list  # of TensorSpec
+    target: Optional[CompileTarget] = None  # what the library is built for
+    unit: Optional[str] = None  # the compute unit the plan placed it on (None: no plan, the board's main CPU)
+    ops: list = field(default_factory=list)
+    built_for: Optional[str] = None  # unit whose target the library uses
+    fallback: Optional[str] = None  # "cpu" when the plan's unit cannot be built for / run
+    reason: Optional[str] = None
+    predicted: Optional[dict] = None  # the plan's cost of the stage (ms)
 
 
 @dataclass
-class StageBuild:
+class StagePlan:
+    """The imported module cut into stages, before they are built. ``partition`` (objective, algorithm,
+    predicted costs, ...: the rest of the stored plan) is None for a single library."""
+
+    target: CompileTarget  # the board's resolved target (each stage has its own: a unit's, or this one)
+    stages: list  # of StageModule
+    outputs: list  # the model's outputs by tensor name
+    partition: Optional[dict] = None
+
+    @property
+    def partitioned(self) -> bool:
+        return self.partition is not None
+
+
+@dataclass
+class StageTarget:
     """Which unit a stage was placed on and what it is actually built for."""
 
     unit: str
-    board: Board  # the board with its target replaced by the unit's (or the fallback CPU's)
+    target: CompileTarget  # the unit's target (or the fallback CPU's), resolved once per unit
     built_for: str  # unit whose target the library uses
     fallback: Optional[str] = None  # "cpu" when the plan's unit cannot be built for / run
     reason: Optional[str] = None
-    notes: list = field(default_factory=list)
+
+
+def single_stage(imported, target: CompileTarget) -> StagePlan:
+    """The whole imported module as one stage for the board's main CPU."""
+    return StagePlan(target, [StageModule(0, imported.mod, list(imported.inputs), list(imported.outputs), target)],
+                     [spec.name for spec in imported.outputs])
+
+
+def partition_setup(target: CompileTarget, objective: str, costs: str = "learned") -> tuple:
+    """``(device graph, cost model)`` for partitioning over ``target``'s board: checked before the (slow) import.
+
+    Raises
+    ------
+    ConfigError
+        Unknown objective or cost correction, or a board without compute units to place ops on.
+    """
+    from ..devices.graph import DeviceGraph
+    from ..partition.cost import CostModel
+    from ..partition.report import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"--partition '{objective}' is not valid; choose from: {', '.join(OBJECTIVES)}")
+    return DeviceGraph.from_board(target.board), CostModel(costs)
+
+
+def plan_stages(imported, target: CompileTarget, devices, cost_model, *, objective: str,
+                algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None) -> StagePlan:
+    """Partition ``imported`` over ``devices`` (``target``'s board: :func:`partition_setup`) with
+    :func:`tvmedge.partition.report.partition_ops` and cut it into the plan's stages, each with its unit's
+    resolved target."""
+    from ..partition.opgraph import extract_ops
+    from ..partition.report import partition_ops
+
+    progress = progress or (lambda message: None)
+    if imported.quantized_weights is not None:
+        raise ConfigError("--partition does not support quantized models yet; compile without --partition")
+    ops = extract_ops(imported.mod, Path(str(imported.source_path)).stem)
+    if not ops.ops:
+        raise PartitionError(f"{imported.source_path}: the model has no operators to place (only constants)")
+    progress(f"partitioning over {target.name}'s {devices.number_of_nodes()} units ({objective})")
+    report = partition_ops(ops, devices, objective=objective, cost_model=cost_model, algorithm=algorithm)
+    plan = report.plan
+    stages, output_names = split_module(imported.mod, ops, plan)
+    targets = stage_targets(target, devices, [s.unit for s in stages])
+    for stage, planned in zip(stages, plan.stages):
+        placed = targets[stage.unit]
+        stage.target, stage.built_for = placed.target, placed.built_for
+        stage.fallback, stage.reason = placed.fallback, placed.reason
+        stage.predicted = {"compute_ms": float(planned.compute_us / 1e3),
+                           "transfer_in_ms": float(planned.transfer_in_us / 1e3),
+                           "total_ms": float(planned.total_us / 1e3)}
+    summary = plan.summary()
+    partition = {"objective": objective, "algorithm": plan.algorithm, "board": target.name, "host": plan.host,
+                 "correction": plan.correction, "predicted": summary["predicted"],
+                 "assignment": dict(plan.assignment), "notes": tuple(dict.fromkeys(report.notes + plan.notes))}
+    return StagePlan(target, stages, output_names, partition)
 
 
 def split_module(mod, ops, plan) -> tuple:
@@ -174,8 +244,8 @@ def split_module(mod, ops, plan) -> tuple:
         sub = relax.transform.ConvertToDataflow(min_size=1)(sub)  # fusion works on dataflow blocks
         sub = relax.transform.DeadCodeElimination(["main"])(sub)
         stage = plan.stages[k]
-        stages.append(StageModule(k, stage.unit, list(stage.ops), sub, [_spec(v) for v in inputs],
-                                  [_spec(v) for v in outputs]))
+        stages.append(StageModule(k, sub, [_spec(v) for v in inputs], [_spec(v) for v in outputs], unit=stage.unit,
+                                  ops=list(stage.ops)))
     return stages, [_name(v) for v in out_vars]
 
 
@@ -188,14 +258,15 @@ def _spec(var) -> TensorSpec:
     return TensorSpec(_name(var), tuple(int(d) for d in ty.shape.values), str(ty.dtype))
 
 
-def stage_boards(board: Board, devices, units) -> dict:
-    """unit name -> :class:`StageBuild`: what each unit's stages are compiled for (see module docstring)."""
+def stage_targets(target: CompileTarget, devices, units) -> dict:
+    """unit name -> :class:`StageTarget`: what each unit's stages are compiled for (see module docstring). Each
+    distinct unit target is resolved once; a unit with the board's own target reuses ``target``."""
     host = devices.unit(devices.host)
-    builds = {}
+    placed = {}
     for name in dict.fromkeys(units):
         unit = devices.unit(name)
         if unit.kind == "cpu" and unit.target is not None and unit.target.get("kind") == "llvm":
-            builds[name] = StageBuild(name, board.model_copy(update={"target": dict(unit.target)}), name)
+            placed[name] = StageTarget(name, target.for_unit(unit.target), name)
             continue
         if unit.target is None:
             reason = (f"TVM has no code generator for {name} ({unit.model or unit.kind}); its ops run on the "
@@ -204,86 +275,5 @@ def stage_boards(board: Board, devices, units) -> dict:
             reason = (f"{name} needs the {unit.target.get('kind')} runtime, which the tvmedge runtime does not "
                       f"drive (CPU only) and neither this host nor the emulated board provides; its ops run on the "
                       f"{host.name} CPU instead (the plan's predicted cost is the {name}'s, not the fallback's)")
-        builds[name] = StageBuild(name, board.model_copy(update={"target": dict(host.target)}), host.name,
-                                  fallback="cpu", reason=reason)
-    return builds
-
-
-def compile_partitioned(model, board: Board, out, *, objective: str, input_shapes=None, tuning=None,
-                        opt_level: int = 3, algorithm: Optional[str] = None, costs: str = "learned",
-                        progress: Optional[Callable[[str], None]] = None, tune_progress=None) -> Artifact:
-    """Partition ``model`` for ``board`` and write a multi-partition artifact to ``out`` -> ``Artifact``."""
-    import tvm
-
-    from ..devices.graph import DeviceGraph
-    from ..partition.cost import CostModel
-    from ..partition.opgraph import extract_ops
-    from ..partition.report import OBJECTIVES, partition_ops
-    from ..frontend.onnx import import_model
-    from ..tune.auto import TuningOptions, auto_schedule
-
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"--partition '{objective}' is not valid; choose from: {', '.join(OBJECTIVES)}")
-    progress = progress or (lambda message: None)
-    tuning = tuning or TuningOptions()
-    out = Path(out)
-    check_destination(out)
-    cost_model = CostModel(costs)
-    devices = DeviceGraph.from_board(board)
-    progress(f"importing {Path(model).name} (check, fix shapes, fold, convert to Relax)")
-    imported = import_model(model, input_shapes)
-    if imported.quantized_weights is not None:
-        raise ConfigError("--partition does not support quantized models yet; compile without --partition")
-    ops = extract_ops(imported.mod, Path(str(model)).stem)
-    if not ops.ops:
-        raise PartitionError(f"{model}: the model has no operators to place (only constants)")
-    progress(f"partitioning over {board.name}'s {devices.number_of_nodes()} units ({objective})")
-    report = partition_ops(ops, devices, objective=objective, cost_model=cost_model, algorithm=algorithm)
-    plan = report.plan
-    stages, output_names = split_module(imported.mod, ops, plan)
-    builds = stage_boards(board, devices, [s.unit for s in stages])
-    entries, files = [], {}
-    progress(f"scheduling and building {len(stages)} stage(s): " + ", ".join(
-        f"stage{s.index} {len(s.ops)} ops on {s.unit}" + (f" (built for {builds[s.unit].built_for})"
-                                                          if builds[s.unit].fallback else "") for s in stages))
-    with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
-        for stage, planned in zip(stages, plan.stages):
-            build = builds[stage.unit]
-            library_name = f"stage{stage.index}.so"
-            scheduled, provenance = auto_schedule(stage.mod, build.board, tuning, progress=tune_progress)
-            executable = build_executable(scheduled, build.board.tvm_target(), opt_level=opt_level)
-            library = export_library(executable, Path(tmp) / library_name, board)
-            files[library_name] = {"sha256": sha256_file(library), "bytes": library.stat().st_size}
-            entries.append(Stage(
-                library=library_name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
-                unit=stage.unit, built_for=build.built_for, target=build.board.tvm_target(), fallback=build.fallback,
-                reason=build.reason, ops=tuple(stage.ops),
-                predicted={"compute_ms": float(planned.compute_us / 1e3),
-                           "transfer_in_ms": float(planned.transfer_in_us / 1e3),
-                           "total_ms": float(planned.total_us / 1e3)},
-                tuning=provenance))
-        summary = plan.summary()
-        stored = StoredPlan(
-            stages=tuple(entries), outputs=tuple(output_names), objective=objective, algorithm=plan.algorithm,
-            board=board.name, host=plan.host, correction=plan.correction, predicted=summary["predicted"],
-            assignment=dict(plan.assignment), notes=tuple(dict.fromkeys(report.notes + plan.notes)))
-        target = board.tvm_target()
-        manifest = Manifest(
-            board=board.name, arch=board.arch, triple=board.triple, target=target,
-            inputs=list(imported.inputs), outputs=list(imported.outputs),
-            library=entries[0].library, files=files,
-            source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
-            build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
-                            cross_compiler=board.cross_compiler, folding=_folding_tool(), partitions=len(entries)),
-            tuning=entries[0].tuning if len({str(e.tuning) for e in entries}) == 1 else None,
-            plan=stored, format_version=PARTITIONED_FORMAT_VERSION, tvm_version=tvm.__version__, tvmedge_version=__version__,
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        )
-        progress(f"writing {out}/ ({len(files)} libraries + manifest.json)")
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.so"):  # a previous artifact's libraries (check_destination allowed replacing it)
-            old.unlink()
-        for name in files:
-            shutil.move(str(Path(tmp) / name), out / name)
-        manifest.write(out)
-    return Artifact(out, manifest)
+        placed[name] = StageTarget(name, target.for_unit(host.target), host.name, fallback="cpu", reason=reason)
+    return placed
