@@ -64,7 +64,7 @@ def main() -> int:
                     got = runtime.load(out).run({"input": x})["probabilities"]
                     host = host if search != "naive" else got
                 else:
-                    got = api.run(out, {"input": x}, board=where, repeat=0)[0]["probabilities"]
+                    got = api.run(out, {"input": x}, board=where, repeat=0).outputs["probabilities"]
                 diffs.append((board, load_board(board).arch, search,
                               float(np.max(np.abs(got - host))) if host is not None else float("nan"),
                               float(np.max(np.abs(got - reference)))))

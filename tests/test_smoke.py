@@ -27,9 +27,10 @@ def test_inspect_compile_load_run_on_host(tmp_path, tiny_cnn, tiny_input):
 @pytest.mark.emulated
 def test_aarch64_artifact_on_the_emulated_rk3588_matches_the_host(arm_artifact, x86_artifact, tiny_input):
     # The default suite runs at least one cross-compiled model on the emulated board (issue 3 §Tests).
-    board_outputs, stats = api.run(arm_artifact, {"input": tiny_input}, board="emu:rk3588", repeat=1)
-    host_outputs, _ = api.run(x86_artifact, {"input": tiny_input})
-    assert stats["emulated"] is True and stats["where"] == "emu:rk3588"
+    on_board = api.run(arm_artifact, {"input": tiny_input}, board="emu:rk3588", repeat=1)
+    host_outputs = api.run(x86_artifact, {"input": tiny_input}).outputs
+    assert on_board.emulated is True and on_board.where == "emu:rk3588"
+    board_outputs = on_board.outputs
     np.testing.assert_allclose(board_outputs["probabilities"], host_outputs["probabilities"], rtol=1e-4, atol=1e-4)
     assert np.abs(board_outputs["probabilities"] - host_outputs["probabilities"]).max() < 1e-5
 

@@ -3,19 +3,24 @@
 >>> from tvmedge import api
 >>> report = api.inspect("examples/models/tiny_cnn.onnx")
 >>> artifact = api.compile("examples/models/tiny_cnn.onnx", "rk3588", out="out/")
->>> outputs, stats = api.run("out/", board="emu:rk3588", random=True)
+>>> result = api.run("out/", board="emu:rk3588", random=True)     # result.outputs, result.stats, result.emulated
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Union
 
 from .devices.board import Board, load_board
 from .errors import ConfigError
 
-__all__ = ["inspect", "compile", "tune", "partition", "run", "load", "load_board"]
+if TYPE_CHECKING:
+    from .runtime.loader import RunResult
+
+__all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load", "run", "bundle", "deploy", "certify",
+           "bench", "setup_board", "serve_board", "rack", "tracker_boards", "load_board", "list_boards",
+           "device_graph", "tuning_logs", "serve", "govern", "compare_governors"]
 
 Shapes = Optional[Mapping[str, tuple]]
 
@@ -70,11 +75,13 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
-         tracker: Optional[str] = None, key: Optional[str] = None, progress=None, seed: int = 0):
+         tracker: Optional[str] = None, key: Optional[str] = None, progress=None, seed: int = 0, plot=None):
     """Tune a model's tasks for a board into ``tuning_logs/<target key>/`` (or ``log_dir``) -> ``TuneReport``.
 
     Measures on this host for a native board, or on boards behind TVM's RPC tracker (``tracker="HOST:PORT"``,
-    ``key``: what the boards registered under, default the board's name). Resumable: records are kept as they are measured, finished tasks are skipped.
+    ``key``: what the boards registered under, default the board's name). Resumable: records are kept as they
+    are measured, finished tasks are skipped. ``plot`` (a PNG path, or True for ``tuning_curve.png`` next to the
+    records) draws the tuning curve of what was measured (``report.plot``).
     """
     from .devices.target import CompileTarget
     from .frontend.onnx import import_model
@@ -88,8 +95,14 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(target.spec)
     imported = import_model(model, input_shapes)  # as compile imports it, so the records match
     tasks = extract_tasks(prepare(imported.mod, target.tvm_target), target.tvm_target)
-    return tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
-                      progress=progress, seed=seed)
+    report = tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
+                        progress=progress, seed=seed)
+    if plot and report.history:
+        from .tune.plot import plot_tuning_curve
+
+        path = Path(report.database) / "tuning_curve.png" if plot is True else plot
+        report.plot = str(plot_tuning_curve(report, path, title=f"{Path(model).name} on {target.name}"))
+    return report
 
 
 def partition(model, board: Union[str, Board], *, objective: str = "latency", input_shapes: Shapes = None,
@@ -101,6 +114,33 @@ def partition(model, board: Union[str, Board], *, objective: str = "latency", in
                            algorithm=algorithm)
 
 
+def rank(model, *, objective: str = "latency", input_shapes: Shapes = None, boards=None, costs: str = "learned") -> dict:
+    """Rank boards (default: every board in ``targets/``) for a model by the cost model's prediction, with the
+    reasons; boards that cannot be predicted are listed with why (:func:`tvmedge.devices.rank.rank_boards`)."""
+    from .devices.rank import rank_boards
+
+    return rank_boards(model, objective=objective, input_shapes=input_shapes, boards=boards, correction=costs)
+
+
+def quantize(model, config, *, out=None, evaluate=None, report=None, progress: Optional[Callable[[str], None]] = None):
+    """Quantize an ONNX model as ``config`` (a ``QuantConfig`` or its YAML path) says -> ``QuantResult``.
+
+    ``out`` writes the quantized (QDQ) ONNX model, ``report`` the report as JSON; ``evaluate`` (a data set with
+    labels) measures float vs quantized accuracy. A bad config fails before the model is read.
+    """
+    from .quant import QuantConfig, load_config
+    from .quant.quantize import quantize as _quantize
+
+    config = config if isinstance(config, QuantConfig) else load_config(config)
+    result = _quantize(model, config, evaluate=evaluate, progress=progress)
+    if out is not None:
+        result.save(out)
+        result.report.output = str(out)
+    if report is not None:
+        result.report.write(report)
+    return result
+
+
 def load(artifact, device: str = "cpu", verify: bool = True, session=None):
     """Load an artifact on this machine (or on an RPC ``session``'s board) -> ``tvmedge.runtime.Model``."""
     from .runtime import load as _load
@@ -108,19 +148,27 @@ def load(artifact, device: str = "cpu", verify: bool = True, session=None):
     return _load(artifact, device=device, verify=verify, session=session)
 
 
-def run(artifact, inputs: Optional[Mapping] = None, *, board: Optional[str] = None, repeat: int = 0,
-        random: bool = False, seed: int = 0, rpc: Optional[str] = None, tracker: Optional[str] = None,
-        key: Optional[str] = None):
+def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
+        repeat: int = 0, random: bool = False, seed: int = 0, rpc: Optional[str] = None,
+        tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None) -> RunResult:
     """Run an artifact here, on an emulated board (``board="emu:rk3588"``) or on a remote board through TVM's
-    RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``).
+    RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``) -> :class:`~tvmedge.runtime.RunResult`.
 
-    Returns ``(outputs, stats)``: outputs by name, latency statistics in ms (``stats["emulated"]`` is True
-    for an emulated board, whose timings say nothing about the real one).
+    Inputs: ``inputs`` (arrays by name, or one array), ``input_files`` (``[NAME=]file.npy`` items or one
+    ``.npz``, as ``--input`` takes them), else seeded random ones (also with ``random=True``). ``reference``
+    (an ONNX model) is run with ONNX Runtime on the same inputs and compared (``result.comparison``);
+    ``output`` saves the outputs (``.npz``, or ``.npy`` for one output). An emulated board's timings say
+    nothing about the real one (``result.emulated``).
     """
-    from .runtime.inputs import random_inputs
-    from .runtime.loader import check_inputs
+    from .runtime.inputs import random_inputs, read_inputs, write_outputs
+    from .runtime.loader import RunResult, check_inputs
     from .runtime.manifest import Manifest
 
+    manifest = Manifest.read(artifact)
+    if random or (inputs is None and not input_files):
+        feed = random_inputs(manifest.inputs, seed)
+    else:
+        feed = read_inputs(input_files, manifest.inputs) if inputs is None else inputs
     if board is None:
         session, where = (None, "host")
         if rpc or tracker:
@@ -128,24 +176,153 @@ def run(artifact, inputs: Optional[Mapping] = None, *, board: Optional[str] = No
 
             session, where = connect(rpc=rpc, tracker=tracker, key=key)
         model = load(artifact, session=session)
-        feed = random_inputs(model.inputs, seed) if random or inputs is None else inputs
+        # a remote board's timings are its own (emulated or not, it cannot tell us)
         outputs, stats = model.timed_run(feed, repeat=repeat)
-        stats["emulated"] = False  # a remote board's timings are its own (emulated or not, it cannot tell us)
-        stats["where"] = where
-        return outputs, stats
+        result = RunResult(outputs, stats, where, emulated=False)
+    else:
+        from .devices.board import emulated_board_name
+        from .devices.emulator import setup_board
+
+        name = emulated_board_name(board)
+        target_board = load_board(name)
+        if target_board.arch != manifest.arch:
+            raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
+        # Validate here, before the emulator starts (it costs seconds).
+        feed = dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
+        outputs, stats = setup_board(target_board).run_artifact(Path(artifact), feed, repeat=repeat)
+        result = RunResult(outputs, stats, f"emu:{name}", emulated=True)
+    if output:
+        result.written = str(write_outputs(output, result.outputs))
+    if reference is not None:
+        from .peer import compare_outputs, onnxruntime_outputs
+
+        named = dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
+        result.comparison = compare_outputs(result.outputs, onnxruntime_outputs(reference, named))
+        result.reference = str(reference)
+    return result
+
+
+def bundle(board: Union[str, Board], out=None, *, loader: Optional[str] = None, progress=None):
+    """Write the runtime bundle a board needs (TVM's runtime, no compiler) -> ``Bundle``; ``out`` defaults to
+    ``tvmedge-runtime-<board>.tar.xz`` (see :mod:`tvmedge.deploy.bundle`)."""
+    from .deploy.bundle import build_bundle
+
+    board = board if isinstance(board, Board) else load_board(board)
+    return build_bundle(board, out or f"tvmedge-runtime-{board.name}.tar.xz", loader=loader, progress=progress)
+
+
+def deploy(artifact, to: str, *, board: Optional[str] = None, runtime: bool = True, loader: Optional[str] = None,
+           check: bool = False, progress=None):
+    """Ship an artifact (and its board's runtime bundle) to ``to`` (``emu:NAME``, a directory or
+    ``user@host:path``) and verify every file there -> ``Deployment`` (see :mod:`tvmedge.deploy.ship`).
+    ``board`` ships another board's runtime than the artifact's (same architecture)."""
+    from .deploy.ship import deploy as _deploy
+
+    return _deploy(artifact, to, board=board, runtime=runtime, loader=loader, check=check, progress=progress)
+
+
+def certify(artifact, *, board: Optional[str] = None, duration: float = 60.0, sysfs_root="/") -> dict:
+    """Measure and judge an artifact here or on an emulated board (``board="emu:NAME"``) -> the report
+    (:func:`tvmedge.certify.certify`)."""
+    from .certify import certify as _certify
+
+    return _certify(artifact, board=board, duration=duration, sysfs_root=sysfs_root)
+
+
+def bench(*, board: Union[str, Board, None] = None, artifact=None, budget: float = 1.0, storage_dir=None) -> dict:
+    """The 12-metric evaluation matrix: measured on this machine (``board=None``; ``artifact`` adds the model
+    metrics), or as ``board`` declares it in ``targets/`` -> ``{"where", "metrics": [rows]}``."""
+    if board is not None:
+        from .devices.matrix import declared_board
+
+        board = board if isinstance(board, Board) else load_board(board)
+        return {"where": board.name, "metrics": declared_board(board)}
+    from .devices.matrix import measure_host
+
+    return {"where": "host", "metrics": measure_host(artifact, budget_s=budget, storage_dir=storage_dir)}
+
+
+def setup_board(board: Union[str, Board], *, progress=None, force: bool = False):
+    """Build (once, cached per architecture) the emulated board for ``board`` -> the emulated board."""
+    from .devices.emulator import setup_board as _setup
+
+    return _setup(board if isinstance(board, Board) else load_board(board), progress=progress, force=force)
+
+
+def serve_board(board: str, *, host: str = "127.0.0.1", port: int = 9090, tracker: Optional[str] = None,
+                key: Optional[str] = None, on_start: Optional[Callable[[str], None]] = None) -> int:
+    """Run TVM's RPC server on the emulated board ``board`` (``emu:NAME``) until it exits or Ctrl-C (the server is
+    then stopped); returns its exit code. ``key`` (default: the board's name) is what it registers under with
+    ``tracker``. ``on_start`` receives a line saying where it listens."""
     from .devices.board import emulated_board_name
-    from .devices.emulator import setup_board
+    from .devices.emulator import serve_until_stopped
 
-    name = emulated_board_name(board)
+    name = emulated_board_name(board, what="board")
+    return serve_until_stopped(setup_board(name), host=host, port=port, tracker=tracker, key=key or name,
+                               on_start=on_start)
 
-    manifest = Manifest.read(artifact)
-    target_board = load_board(name)
-    if target_board.arch != manifest.arch:
-        raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
-    feed = random_inputs(manifest.inputs, seed) if random or inputs is None else inputs
-    # Validate here, before the emulator starts (it costs seconds).
-    feed = dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
-    emulated = setup_board(target_board)
-    outputs, stats = emulated.run_artifact(Path(artifact), feed, repeat=repeat)
-    stats["where"] = f"emu:{name}"
-    return outputs, stats
+
+def rack(boards, *, host: str = "127.0.0.1", port: int = 9190, progress=None,
+         on_ready: Optional[Callable[[object], None]] = None) -> None:
+    """Start TVM's RPC tracker on ``host:port`` and one emulated board per name in ``boards``; block until Ctrl-C
+    (then stop them all). ``on_ready`` receives the running ``Rack``. TvmedgeError when a board stops."""
+    from .devices.emulator.rack import emulated_rack
+
+    with emulated_rack(boards, host=host, tracker_port=port, progress=progress) as running:
+        if on_ready:
+            on_ready(running)
+        running.wait()
+
+
+def tracker_boards(tracker: str) -> dict:
+    """What TVM's RPC tracker at ``HOST:PORT`` knows: per key free/pending counts, and each server."""
+    from .runtime.remote import tracker_summary
+
+    return tracker_summary(tracker)
+
+
+def list_boards() -> list:
+    """Every board in ``targets/`` (as ``Board``)."""
+    from .devices.board import list_boards as _names
+
+    return [load_board(name) for name in _names()]
+
+
+def device_graph(board: Union[str, Board]):
+    """A board's compute units and links as the partitioner sees them -> ``DeviceGraph``."""
+    from .devices.graph import DeviceGraph
+
+    return DeviceGraph.from_board(board)
+
+
+def tuning_logs(root=None) -> list:
+    """What the tuning databases under ``root`` (default ``tuning_logs/``) hold, one row per target key."""
+    from .tune.database import list_databases
+
+    return list_databases(root)
+
+
+def serve(options, *, on_ready=None):
+    """Serve a directory of artifacts over HTTP until Ctrl-C (``options``: a :class:`tvmedge.serve.ServeOptions`)."""
+    from .serve import serve as _serve
+
+    return _serve(options, on_ready=on_ready)
+
+
+def govern(sysfs_root="/", kind: str = "pid", *, limit_c: float = 45.0, period: float = 1.0, duration=None,
+           dry_run: bool = False, on_tick=None) -> dict:
+    """Keep this machine under a temperature limit by capping its CPU frequency (:func:`tvmedge.thermal.govern`)."""
+    from .thermal import govern as _govern
+
+    return _govern(sysfs_root, kind, limit_c=limit_c, period=period, duration=duration, dry_run=dry_run,
+                   on_tick=on_tick)
+
+
+def compare_governors(limit_c: float, seconds: float) -> list:
+    """The governors compared on a simulated board for ``seconds`` of simulated time (one row each)."""
+    import tempfile
+
+    from .thermal import compare
+
+    with tempfile.TemporaryDirectory(prefix="tvmedge-thermal-") as root:
+        return compare(limit_c, seconds, root=root)

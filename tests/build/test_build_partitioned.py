@@ -24,12 +24,13 @@ def _manifest(path) -> dict:
 
 
 def test_outputs_equal_the_single_partition_build(partitioned, x86_artifact, tiny_input):
-    single, _ = api.run(x86_artifact, tiny_input)
-    multi, stats = api.run(partitioned, tiny_input, repeat=2)
+    single = api.run(x86_artifact, tiny_input).outputs
+    result = api.run(partitioned, tiny_input, repeat=2)
+    multi = result.outputs
     assert list(multi) == list(single)
     for name in single:
         np.testing.assert_allclose(multi[name], single[name], rtol=1e-5, atol=1e-6)
-    assert stats["repeat"] == 2
+    assert result.stats.repeat == 2
     model = api.load(partitioned)
     assert model.stage_count >= 2
     again = model.run(tiny_input)
@@ -104,8 +105,8 @@ def test_cli_compile_partition(tiny_cnn, two_cpu_board, tmp_path, tiny_input, x8
                                       "--partition", "throughput", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "plan: " in result.output and "stage1.so" in result.output
-    multi, _ = api.run(out, tiny_input)
-    single, _ = api.run(x86_artifact, tiny_input)
+    multi = api.run(out, tiny_input).outputs
+    single = api.run(x86_artifact, tiny_input).outputs
     np.testing.assert_allclose(multi["probabilities"], single["probabilities"], rtol=1e-5, atol=1e-6)
 
 
@@ -121,7 +122,7 @@ def test_rk3588_partitioned_runs_on_the_emulated_board(tiny_cnn, tmp_path, tiny_
         fallbacks = [s for s in plan["stages"] if s["fallback"]]
         assert len(plan["stages"]) >= 2 and fallbacks
         assert all(s["built_for"] == "a76" and s["unit"] in ("mali_g610", "npu") for s in fallbacks)
-    outputs, stats = api.run(out, tiny_input, board="emu:rk3588")
-    single, _ = api.run(x86_artifact, tiny_input)
-    assert stats["emulated"] is True
-    np.testing.assert_allclose(outputs["probabilities"], single["probabilities"], rtol=1e-5, atol=1e-6)
+    result = api.run(out, tiny_input, board="emu:rk3588")
+    single = api.run(x86_artifact, tiny_input).outputs
+    assert result.emulated is True
+    np.testing.assert_allclose(result.outputs["probabilities"], single["probabilities"], rtol=1e-5, atol=1e-6)

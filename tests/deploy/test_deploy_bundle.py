@@ -108,6 +108,20 @@ def test_cli_deploy_needs_exactly_one_destination(x86_artifact):
     assert result.exit_code == 1 and "give one destination" in result.output and result.output.count("\n") == 1
 
 
+def test_cli_deploy_former_options_still_work_with_a_warning(x86_artifact):
+    # issue 12: `--board emu:NAME` (where to) next to `--as-board NAME` (whose runtime) read alike; they are now
+    # --to emu:NAME and --for-board NAME, the old spellings kept as deprecated aliases.
+    result = CliRunner().invoke(cli, ["deploy", str(x86_artifact), "--board", "emu:rk3588", "--as-board", "rpi5"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Warning: deploy --board is deprecated; use --to emu:NAME",
+        "Warning: deploy --as-board is deprecated; use --for-board",
+        f"Error: artifact {x86_artifact} is built for x86_64, board rk3588 is aarch64"]
+    result = CliRunner().invoke(cli, ["deploy", str(x86_artifact), "--board", "rk3588"])
+    assert result.exit_code == 1 and result.stderr.splitlines() == [
+        "Error: --board 'rk3588' must look like emu:NAME (e.g. emu:rk3588); use --to for directories and SSH"]
+
+
 # --- the host's own bundle (x86_64: both kinds, no emulation) -------------------------------------------------
 
 
@@ -288,7 +302,7 @@ def test_deploy_to_an_emulated_board(board, arm_artifact, tiny_cnn, tmp_path, pr
         api.compile(tiny_cnn, "visionfive2", out=artifact, tuning=naive_tuning)
     else:
         artifact = arm_artifact
-    result = CliRunner().invoke(cli, ["deploy", str(artifact), "--board", f"emu:{board}", "--check", "--json"])
+    result = CliRunner().invoke(cli, ["deploy", str(artifact), "--to", f"emu:{board}", "--check", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["verified"] is True and report["check"]["outputs"]["probabilities"]["shape"] == [1, 10]
@@ -322,7 +336,7 @@ def test_python_bundle_serves_tvm_rpc(arm_artifact, x86_artifact, tiny_input, tm
         deadline = time.monotonic() + 60
         while True:
             try:
-                outputs, stats = api.run(arm_artifact, {"input": tiny_input}, rpc=f"127.0.0.1:{port}")
+                result = api.run(arm_artifact, {"input": tiny_input}, rpc=f"127.0.0.1:{port}")
                 break
             except Exception:  # noqa: BLE001 - the server may still be starting
                 if time.monotonic() > deadline:
@@ -336,8 +350,8 @@ def test_python_bundle_serves_tvm_rpc(arm_artifact, x86_artifact, tiny_input, tm
             server.kill()
             server.wait()
     expected = runtime.load(x86_artifact).run({"input": tiny_input})
-    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-5)
-    assert stats["where"] == f"rpc 127.0.0.1:{port}"
+    np.testing.assert_allclose(result.outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-5)
+    assert result.where == f"rpc 127.0.0.1:{port}"
 
 
 def test_python_bundle_refuses_another_python_in_one_line(tmp_path):

@@ -242,8 +242,9 @@ def test_riscv64_and_aarch64_artifacts_give_the_hosts_outputs(riscv_artifact, ar
     expected = runtime.load(x86_artifact).run({"input": tiny_input})
     differences = {}
     for artifact, board in ((riscv_artifact, "emu:visionfive2"), (arm_artifact, "emu:rk3588")):
-        outputs, stats = api.run(artifact, board=board, inputs={"input": tiny_input}, repeat=1)
-        assert stats["emulated"] is True and stats["where"] == board
+        result = api.run(artifact, board=board, inputs={"input": tiny_input}, repeat=1)
+        assert result.emulated is True and result.where == board
+        outputs = result.outputs
         differences[board] = float(np.max(np.abs(outputs["probabilities"] - expected["probabilities"])))
         np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-4)
     assert Manifest.read(riscv_artifact).arch == "riscv64"
@@ -334,9 +335,9 @@ def test_cpp_rpc_server_runs_artifacts_for_tvm_clients(cpp_rpc_server, x86_artif
         rpc.connect(host, int(port), key="someone-else")
     expected = runtime.load(x86_artifact).run({"input": tiny_input})
     for _ in range(2):  # sessions one after another, each in a fresh folder
-        outputs, stats = api.run(x86_artifact, {"input": tiny_input}, rpc=cpp_rpc_server, repeat=1)
-        np.testing.assert_array_equal(outputs["probabilities"], expected["probabilities"])
-    assert stats["where"] == f"rpc {cpp_rpc_server}"
+        result = api.run(x86_artifact, {"input": tiny_input}, rpc=cpp_rpc_server, repeat=1)
+        np.testing.assert_array_equal(result.outputs["probabilities"], expected["probabilities"])
+    assert result.where == f"rpc {cpp_rpc_server}"
 
 
 def test_cpp_rpc_server_usage_error(host_runtime):
@@ -352,7 +353,7 @@ def test_rvv_board_runs_vector_code_that_traps_on_a_board_without_v(tiny_cnn, x8
     out = tmp_path / "tiny-bananapi-f3"
     api.compile(tiny_cnn, "bananapi-f3", out=out, tuning=naive_tuning)
     expected = runtime.load(x86_artifact).run({"input": tiny_input})
-    outputs, stats = api.run(out, {"input": tiny_input}, board="emu:bananapi-f3")
+    outputs = api.run(out, {"input": tiny_input}, board="emu:bananapi-f3").outputs
     np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-5)
     with pytest.raises(ArtifactError, match=r"killed by signal 4 \(SIGILL: the code uses an instruction this board's"):
         api.run(out, {"input": tiny_input}, board="emu:visionfive2")

@@ -291,7 +291,7 @@ def test_run_artifact_on_the_emulated_board(emu, arm_artifact, x86_artifact, tin
     assert outputs.keys() == expected.keys()
     for key in expected:
         np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-4, atol=1e-5)
-    assert stats["emulated"] is True and stats["repeat"] == 2 and "first_ms" in stats
+    assert stats.repeat == 2 and stats.first_ms > 0
     # a board-side error comes back as a tvmedge error with the board's message
     with pytest.raises(TvmedgeError, match=f"'{name}'"):
         emu.run_artifact(arm_artifact, {name: tiny_input[..., :3]})

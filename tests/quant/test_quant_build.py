@@ -85,5 +85,5 @@ def test_the_artifact_computes_what_onnxruntime_computes_for_the_quantized_model
     expected = ort.InferenceSession(str(qmodel)).run(None, {"input": tiny_input})[0]
     artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "art", tuning=naive_tuning, quant=config)
     assert artifact.manifest.build.quantization["artifact_weights"]["fused"] == 4
-    outputs, _ = api.run(artifact.path, {"input": tiny_input})
+    outputs = api.run(artifact.path, {"input": tiny_input}).outputs
     np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-6)

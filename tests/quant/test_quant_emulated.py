@@ -24,9 +24,10 @@ def test_quantized_artifact_runs_on_the_emulated_board_with_the_host_outputs(tmp
     assert arm.manifest.build.quantization["artifact_weights"]["int4_packed"] == 1
     test = np.load(DIGITS / "test.npz")
     x = test["input"][:1]
-    on_host, _ = api.run(host.path, {"input": x})
-    on_board, stats = api.run(arm.path, {"input": x}, board="emu:rk3588")
-    assert stats["emulated"] is True
+    on_host = api.run(host.path, {"input": x}).outputs
+    result = api.run(arm.path, {"input": x}, board="emu:rk3588")
+    assert result.emulated is True
+    on_board = result.outputs
     # Same kernels, other ISA: float rounding may differ (FMA), quantized values must not drift apart.
     np.testing.assert_allclose(on_board["logits"], on_host["logits"], rtol=1e-4, atol=1e-4)
     assert on_board["logits"].argmax() == test["labels"][0]

@@ -22,7 +22,7 @@ def test_outputs_match_onnxruntime(x86_artifact, tiny_cnn, tiny_input):
 def test_timed_run_reports_first_inference_separately(x86_artifact, tiny_input):
     outputs, stats = rt.load(x86_artifact).timed_run(tiny_input, repeat=3)
     assert set(outputs) == {"probabilities"}
-    assert stats["repeat"] == 3 and stats["first_ms"] > 0 and stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+    assert stats.repeat == 3 and stats.first_ms > 0 and stats.min_ms <= stats.median_ms <= stats.max_ms
 
 
 @pytest.mark.parametrize("feed, message", [

@@ -24,15 +24,15 @@ def test_run_on_the_emulated_board_over_rpc(arm_artifact, x86_artifact, tiny_inp
         deadline = time.monotonic() + 90
         while True:  # the emulated server takes a few seconds to start
             try:
-                outputs, stats = api.run(arm_artifact, {"input": tiny_input}, rpc=f"127.0.0.1:{port}", repeat=1)
+                result = api.run(arm_artifact, {"input": tiny_input}, rpc=f"127.0.0.1:{port}", repeat=1)
                 break
             except TvmedgeError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
-        host, _ = api.run(x86_artifact, {"input": tiny_input})
-        assert stats["where"] == f"rpc 127.0.0.1:{port}"
-        np.testing.assert_allclose(outputs["probabilities"], host["probabilities"], rtol=1e-4, atol=1e-5)
+        host = api.run(x86_artifact, {"input": tiny_input}).outputs
+        assert result.where == f"rpc 127.0.0.1:{port}" and not result.emulated
+        np.testing.assert_allclose(result.outputs["probabilities"], host["probabilities"], rtol=1e-4, atol=1e-5)
         result = CliRunner().invoke(cli, ["run", str(arm_artifact), "--rpc", f"127.0.0.1:{port}", "--repeat", "0"])
         assert result.exit_code == 0, result.output
         assert f"on rpc 127.0.0.1:{port}" in result.stdout

@@ -127,10 +127,10 @@ def test_two_boards_serve_two_runs_at_the_same_time(two_boards, arm_artifact, x8
     # and each board's server accepted exactly one of the two sessions
     assert {address: _connections(log) - before[address] for address, log in boards.items()} == \
         {address: 1 for address in boards}
-    host, _ = api.run(x86_artifact, {"input": tiny_input})
-    for outputs, stats in results:
-        assert stats["where"] == f"tracker {tracker} key {KEY}"
-        np.testing.assert_allclose(outputs["probabilities"], host["probabilities"], rtol=1e-4, atol=1e-5)
+    host = api.run(x86_artifact, {"input": tiny_input}).outputs
+    for result in results:
+        assert result.where == f"tracker {tracker} key {KEY}"
+        np.testing.assert_allclose(result.outputs["probabilities"], host["probabilities"], rtol=1e-4, atol=1e-5)
     _wait_until(lambda: _all_free(tracker), "both boards to be free again after their sessions")
 
 

@@ -31,9 +31,9 @@ def test_tune_on_the_emulated_board_then_compile_with_the_records(tracker_with_b
     artifact = api.compile(tiny_cnn, board, out=tmp_path / board, tuning=TuningOptions(search="none", records=str(logs)))
     assert artifact.manifest.tuning["tuned"] == artifact.manifest.tuning["tasks"]
     x = np.random.default_rng(0).random((1, 3, 32, 32)).astype(np.float32)
-    host_out, _ = api.run(x86_artifact, {"input": x})
+    host_out = api.run(x86_artifact, {"input": x}).outputs
     for where in (f"emu:{board}", None):  # on the emulated board, then through the tracker's RPC session
-        board_out, stats = api.run(artifact.path, {"input": x}, board=where, tracker=None if where else tracker,
-                                   key=None if where else key)
-        np.testing.assert_allclose(board_out["probabilities"], host_out["probabilities"], rtol=1e-4, atol=1e-5)
-    assert stats["where"] == f"tracker {tracker} key {key}"
+        result = api.run(artifact.path, {"input": x}, board=where, tracker=None if where else tracker,
+                         key=None if where else key)
+        np.testing.assert_allclose(result.outputs["probabilities"], host_out["probabilities"], rtol=1e-4, atol=1e-5)
+    assert result.where == f"tracker {tracker} key {key}"

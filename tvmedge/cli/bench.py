@@ -21,22 +21,13 @@ from ._output import emit, table
 @json_option
 def bench_cmd(on_host, board, artifact, budget, storage_dir, as_json):
     """Measure the 12 hardware metrics; each is labelled measured, declared or unavailable (with why)."""
+    from .. import api
     from ..errors import ConfigError
 
     if on_host == bool(board):
         raise ConfigError("pass --host (measure this machine) or --board NAME (its declared figures from targets/); "
                           "boards are not reachable from here")
-    if board:
-        from ..devices.board import load_board
-        from ..devices.matrix import declared_board
-
-        b = load_board(board)
-        emit({"where": b.name, "metrics": declared_board(b)}, as_json, _render)
-        return
-    from ..devices.matrix import measure_host
-
-    rows = measure_host(artifact, budget_s=budget, storage_dir=storage_dir)
-    emit({"where": "host", "metrics": rows}, as_json, _render)
+    emit(api.bench(board=board, artifact=artifact, budget=budget, storage_dir=storage_dir), as_json, _render)
 
 
 def _render(d):

@@ -30,11 +30,10 @@ def board():
 @json_option
 def setup_cmd(name, force, as_json):
     """Build the emulated board for NAME (e.g. rk3588); cached per architecture."""
-    from ..devices.board import load_board
-    from ..devices.emulator import setup_board
+    from .. import api
 
     progress = None if as_json else (lambda message: click.echo(f"  {message}", err=True))
-    emulated = setup_board(load_board(name), progress=progress, force=force)
+    emulated = api.setup_board(name, progress=progress, force=force)
     data = {"board": name, "arch": emulated.arch, "root": str(emulated.root),
             "loader": emulated.loader_kind}
     emit(data, as_json, lambda d: click.echo(f"emulated {d['arch']} board for {d['board']} ready at {d['root']} "
@@ -49,19 +48,11 @@ def setup_cmd(name, force, as_json):
 @click.option("--key", help="Key to register under (default: the board name).")
 def serve_cmd(board_spec, host, port, tracker, key):
     """Run TVM's RPC server on an emulated board (for `tune --tracker` / remote measurement)."""
-    from ..devices.board import emulated_board_name, load_board
-    from ..devices.emulator import setup_board
+    from .. import api
 
-    name = emulated_board_name(board_spec, what="board")
-    emulated = setup_board(load_board(name))
     _terminate_like_ctrl_c()
-    process = emulated.serve_rpc(host=host, port=port, tracker=tracker, key=key or name)
-    click.echo(f"RPC server for emulated {name} starting on {host}:{port} (Ctrl-C stops it)", err=True)
-    try:
-        raise SystemExit(process.wait())
-    except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
+    raise SystemExit(api.serve_board(board_spec, host=host, port=port, tracker=tracker, key=key,
+                                     on_start=lambda line: click.echo(line, err=True)))
 
 
 @board.command("list")
@@ -69,9 +60,9 @@ def serve_cmd(board_spec, host, port, tracker, key):
 @json_option
 def list_cmd(tracker, as_json):
     """List the boards registered with TVM's RPC tracker: per key free/pending counts, and each server."""
-    from ..runtime.remote import tracker_summary
+    from .. import api
 
-    emit(tracker_summary(tracker), as_json, _render_list)
+    emit(api.tracker_boards(tracker), as_json, _render_list)
 
 
 def _render_list(d):
@@ -97,19 +88,9 @@ def rack_cmd(names, host, port):
     tvmedge run out/ --tracker 127.0.0.1:9190 --key rk3588
     tvmedge tune model.onnx --target visionfive2 --tracker 127.0.0.1:9190
     """
-    import time
-
-    from ..devices.emulator.rack import emulated_rack
+    from .. import api
 
     _terminate_like_ctrl_c()
-    with emulated_rack(names, host=host, tracker_port=port,
-                       progress=lambda message: click.echo(f"  {message}", err=True)) as rack:
-        click.echo(f"tracker {rack.tracker}: " + ", ".join(f"{n} x {k}" for k, n in rack.keys().items())
-                   + " (Ctrl-C stops the rack)")
-        try:
-            while all(board.process.poll() is None for board in rack.boards):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            return
-        gone = [board.name for board in rack.boards if board.process.poll() is not None]
-        raise click.ClickException(f"emulated board {gone[0]} stopped; stopping the rack")
+    api.rack(names, host=host, port=port, progress=lambda message: click.echo(f"  {message}", err=True),
+             on_ready=lambda rack: click.echo(f"tracker {rack.tracker}: " + ", ".join(
+                 f"{n} x {k}" for k, n in rack.keys().items()) + " (Ctrl-C stops the rack)"))

@@ -16,13 +16,10 @@ from ._output import emit
 @json_option
 def bundle_cmd(board_name, output, loader, as_json):
     """Write the runtime bundle for BOARD: TVM's runtime library, tvm-ffi and tvmedge's loader."""
-    from ..deploy.bundle import build_bundle
-    from ..devices.board import load_board
+    from .. import api
 
-    board = load_board(board_name)
     progress = None if as_json else (lambda message: click.echo(f"  {message}", err=True))
-    bundle = build_bundle(board, output or f"tvmedge-runtime-{board.name}.tar.xz", loader=loader, progress=progress)
-    emit(bundle.info, as_json, _render)
+    emit(api.bundle(board_name, output, loader=loader, progress=progress).info, as_json, _render)
 
 
 def _render(info):

@@ -20,9 +20,9 @@ def certify_cmd(artifact, board, duration, sysfs_root, as_json):
     Verdicts: PASS, FAIL (exit 1), INCOMPLETE (something not measurable here, or a run < 60 s),
     NOT CERTIFIABLE (emulated board: its timings are the emulator's).
     """
-    from ..certify import certify
+    from .. import api
 
-    report = certify(artifact, board=board, duration=duration, sysfs_root=sysfs_root)
+    report = api.certify(artifact, board=board, duration=duration, sysfs_root=sysfs_root)
     emit(report, as_json, lambda r: click.echo(render(r)))
     if report["verdict"] == "FAIL":
         raise click.ClickException(f"{artifact} failed certification: {report['reason']}")

@@ -8,28 +8,33 @@ from ._output import emit
 
 @click.command("deploy")
 @click.argument("artifact", type=click.Path(file_okay=False))
-@click.option("--board", "destination", metavar="emu:NAME", default=None,
-              help="Deploy to an emulated board's disk, e.g. emu:rk3588.")
-@click.option("--to", "to", metavar="DIR|USER@HOST:PATH", default=None,
-              help="Deploy to a directory or, over SSH (rsync/scp), to a real board.")
-@click.option("--as-board", "board", default=None, help="Board whose runtime to ship (default: the artifact's).")
+@click.option("--to", "to", metavar="emu:NAME|DIR|USER@HOST:PATH", default=None,
+              help="Where to: an emulated board's disk (emu:rk3588), a directory, or a real board over SSH "
+                   "(rsync/scp).")
+@click.option("--for-board", "board", metavar="NAME", default=None,
+              help="Board whose runtime to ship (default: the artifact's).")
 @click.option("--no-runtime", is_flag=True, help="Ship the artifact only (the runtime is already there).")
 @click.option("--loader", type=click.Choice(["python", "cpp"]), default=None, help="Runtime kind (see `bundle`).")
 @click.option("--check", is_flag=True, help="Run the artifact once at the destination with the shipped runtime.")
+@click.option("--board", "old_to", metavar="emu:NAME", default=None, hidden=True, help="Deprecated: --to emu:NAME.")
+@click.option("--as-board", "old_board", default=None, hidden=True, help="Deprecated: --for-board.")
 @json_option
-def deploy_cmd(artifact, destination, to, board, no_runtime, loader, check, as_json):
+def deploy_cmd(artifact, to, board, no_runtime, loader, check, old_to, old_board, as_json):
     """Copy ARTIFACT and its runtime bundle to a board and verify every file's sha256 on arrival."""
-    from ..deploy.ship import deploy
+    from .. import api
     from ..devices.board import emulated_board_name
     from ..errors import ConfigError
 
-    if bool(destination) == bool(to):
-        raise ConfigError("give one destination: --board emu:NAME or --to DIR|USER@HOST:PATH")
-    if destination:
-        emulated_board_name(destination, hint="; use --to for directories and SSH")
+    if old_to is not None:  # `--board emu:NAME` read as "a board" next to --as-board; --to says where
+        emulated_board_name(old_to, hint="; use --to for directories and SSH")
+        click.echo("Warning: deploy --board is deprecated; use --to emu:NAME", err=True)
+    if old_board is not None:
+        click.echo("Warning: deploy --as-board is deprecated; use --for-board", err=True)
+    if bool(old_to) == bool(to):
+        raise ConfigError("give one destination: --to emu:NAME|DIR|USER@HOST:PATH")
     progress = None if as_json else (lambda message: click.echo(f"  {message}", err=True))
-    result = deploy(artifact, destination or to, board=board, runtime=not no_runtime, loader=loader, check=check,
-                    progress=progress)
+    result = api.deploy(artifact, to or old_to, board=board or old_board, runtime=not no_runtime, loader=loader,
+                        check=check, progress=progress)
     emit(result.to_json(), as_json, _render)
 
 

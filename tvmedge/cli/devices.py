@@ -17,9 +17,9 @@ def devices():
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also draw the graph into a PNG.")
 def show_cmd(board, as_json, plot_path):
     """Show a board's device graph (a name in targets/ or a YAML path)."""
-    from ..devices.graph import device_graph
+    from .. import api
 
-    graph = device_graph(board)
+    graph = api.device_graph(board)
     data = graph.summary()
     if plot_path:
         data["plot"] = graph.plot(plot_path)

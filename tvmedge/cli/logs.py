@@ -20,9 +20,10 @@ def list_cmd(root, as_json):
 
 
 def show_databases(as_json: bool, root=None) -> None:
-    from ..tune.database import default_log_root, list_databases
+    from .. import api
+    from ..tune.database import default_log_root
 
-    data = list_databases(root)
+    data = api.tuning_logs(root)
     emit(data, as_json, lambda d: click.echo(
         table([[x["key"], x["workloads"], x["tuned_workloads"], x["records"], f"{x['bytes'] / 1024:.0f} KiB"] for x in d],
               ["target key", "workloads", "tuned", "records", "size"]) if d

@@ -23,11 +23,11 @@ from ._output import emit, table
 @click.option("--explain", is_flag=True, help="Per-op costs on every unit and why each placement won.")
 def partition_cmd(model, board, objective, algorithm, correction, input_shapes, as_json, plot_path, explain):
     """Partition an ONNX model over a board's units; show the plan next to the baselines."""
+    from .. import api
     from ..frontend.onnx import parse_input_shapes
-    from ..partition.report import partition_model
 
-    report = partition_model(model, board, objective=objective, input_shapes=parse_input_shapes(input_shapes),
-                             correction=correction, algorithm=algorithm)
+    report = api.partition(model, board, objective=objective, input_shapes=parse_input_shapes(input_shapes),
+                           costs=correction, algorithm=algorithm)
     data = report.summary()
     if explain:
         data["explain"] = report.explain()

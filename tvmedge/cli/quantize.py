@@ -3,6 +3,7 @@
 import click
 
 from ._options import json_option
+from ._output import Steps, emit
 
 
 @click.command("quantize")
@@ -22,19 +23,12 @@ def quantize_cmd(model, config_path, output, report_path, evaluate, as_json):
     `tvmedge compile` (weights stay quantized in the artifact); `tvmedge compile --quant QUANT.yaml`
     does both steps at once.
     """
-    from ..quant import load_config, quantize
-    from ._output import Steps
+    from .. import api
 
-    config = load_config(config_path)  # a bad config fails before the model is read
-    result = quantize(model, config, evaluate=evaluate, progress=Steps(total=4, quiet=as_json))
-    result.save(output)
-    result.report.output = output
-    if report_path:
-        result.report.write(report_path)
+    result = api.quantize(model, config_path, out=output, evaluate=evaluate, report=report_path,
+                          progress=Steps(total=4, quiet=as_json))
     if as_json:
-        import json
-
-        click.echo(json.dumps(result.report.to_dict(), indent=2, default=str))
-    else:
-        click.echo(result.report.table())
-        click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
+        emit(result.report.to_dict(), as_json, None)
+        return
+    click.echo(result.report.table())
+    click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))

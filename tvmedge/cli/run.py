@@ -25,25 +25,17 @@ from ._output import emit, table
 def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, rpc, tracker, key, reference, as_json):
     """Run a compiled artifact and print outputs and latency (first inference separately)."""
     from .. import api
-    from ..runtime.inputs import random_inputs as make_random, read_inputs, write_outputs
-    from ..runtime.manifest import Manifest
 
-    manifest = Manifest.read(artifact)
-    feed = read_inputs(input_files, manifest.inputs) if input_files and not random_inputs \
-        else make_random(manifest.inputs, seed)
-    outputs, stats = api.run(artifact, feed, board=board, repeat=repeat, rpc=rpc, tracker=tracker, key=key)
-    data = {"artifact": artifact, "where": stats.pop("where"), "emulated": stats.pop("emulated"),
-            "latency_ms": stats, "outputs": {k: _describe(v) for k, v in outputs.items()}}
-    if output:
-        write_outputs(output, outputs)
-        data["written"] = output
-    if reference:
-        from ..peer import compare_outputs, onnxruntime_outputs
-
-        data["comparison"] = compare_outputs(outputs, onnxruntime_outputs(reference, feed))
-        data["reference"] = reference
+    result = api.run(artifact, input_files=input_files, random=random_inputs, seed=seed, repeat=repeat, board=board,
+                     rpc=rpc, tracker=tracker, key=key, reference=reference, output=output)
+    data = {"artifact": artifact, "where": result.where, "emulated": result.emulated,
+            "latency_ms": result.stats.to_json(), "outputs": {k: _describe(v) for k, v in result.outputs.items()}}
+    if result.written:
+        data["written"] = result.written
+    if result.comparison is not None:
+        data.update(comparison=result.comparison, reference=result.reference)
     emit(data, as_json, _render)
-    if reference and not all(row["match"] for row in data["comparison"]):
+    if result.matches_reference is False:
         raise click.ClickException("outputs differ from ONNX Runtime's beyond 1e-4")
 
 

@@ -17,10 +17,11 @@ from ._output import emit
 @json_option
 def serve_cmd(models_dir, host, port, token, offline, profile, max_body, as_json):
     """Serve the artifacts under MODELS over HTTP until Ctrl-C (load/unload/infer, /metrics, /docs)."""
-    from ..serve import ServeOptions, serve
+    from .. import api
+    from ..serve import ServeOptions
 
     options = ServeOptions(models_dir, host=host, port=port, token=token, offline=offline, profile=profile, max_body=max_body)
-    serve(options, on_ready=lambda summary: emit(summary, as_json, _render))
+    api.serve(options, on_ready=lambda summary: emit(summary, as_json, _render))
 
 
 def _render(s):

@@ -15,9 +15,9 @@ def targets():
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(as_json):
     """List the known boards."""
-    from ..devices.board import list_boards, load_board
+    from .. import api
 
-    boards = [load_board(name) for name in list_boards()]
+    boards = api.list_boards()
     data = [{"name": b.name, "arch": b.arch, "triple": b.triple, "mcpu": b.target.get("mcpu"),
              "units": [u.name for u in b.compute_units], "description": b.description} for b in boards]
     emit(data, as_json, lambda d: click.echo(table(
@@ -30,9 +30,9 @@ def list_cmd(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show_cmd(board, as_json):
     """Show one board (a name, a YAML path or a TVM target JSON)."""
-    from ..devices.board import load_board
+    from .. import api
 
-    b = load_board(board)
+    b = api.load_board(board)
     data = b.summary()
     data["resolved_target"] = b.tvm_target()
     emit(data, as_json, _render)
@@ -64,10 +64,10 @@ def _render(d):
 @json_option
 def rank_cmd(model, objective, input_shapes, as_json):
     """Rank every board in targets/ for MODEL by the cost model's prediction (with the reasons)."""
-    from ..devices.rank import rank_boards
+    from .. import api
     from ..frontend.onnx import parse_input_shapes
 
-    data = rank_boards(model, objective=objective, input_shapes=parse_input_shapes(input_shapes))
+    data = api.rank(model, objective=objective, input_shapes=parse_input_shapes(input_shapes))
     emit(data, as_json, _render_rank)
 
 

@@ -24,16 +24,13 @@ def thermal():
 @json_option
 def run_cmd(sysfs_root, limit, kind, period, duration, dry_run, simulate, as_json):
     """Govern this machine's CPU frequency from its thermal zones (PID by default)."""
-    from ..thermal import compare, govern
+    from .. import api
 
     if simulate:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="tvmedge-thermal-") as root:
-            emit(compare(limit, simulate, root=root), as_json, _render_comparison)
+        emit(api.compare_governors(limit, simulate), as_json, _render_comparison)
         return
     tick = None if as_json else (lambda t, temp, cap: click.echo(f"t={t:7.1f} s  {temp:5.1f} degC  cap {cap / 1000:.0f} MHz"))
-    emit(govern(sysfs_root, kind, limit_c=limit, period=period, duration=duration, dry_run=dry_run, on_tick=tick),
+    emit(api.govern(sysfs_root, kind, limit_c=limit, period=period, duration=duration, dry_run=dry_run, on_tick=tick),
          as_json, lambda s: click.echo(f"{s['periods']} periods, max {s['max_c']} degC, {s['cap_changes']} cap changes; "
                                        f"cap restored to {s['restored_cap_khz']} kHz" if not s["dry_run"] else "dry run: nothing written"))
 

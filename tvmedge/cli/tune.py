@@ -28,25 +28,18 @@ def tune_cmd(model, board, input_shapes, trials, minutes, per_task, log_dir, tra
         return show_databases(as_json)
     if not model or not board:
         raise click.UsageError("tune needs MODEL and --target (or --show)")
-    from pathlib import Path
-
     from .. import api
     from ..frontend.onnx import parse_input_shapes
-    from ..tune.plot import plot_tuning_curve
     from ..tune.tuner import Budget
 
     progress = TuneProgress(quiet=as_json)
     try:
         report = api.tune(model, board, input_shapes=parse_input_shapes(input_shapes),
                           budget=Budget(per_task=per_task, total=trials, minutes=minutes), log_dir=log_dir,
-                          tracker=tracker, key=key, progress=progress)
+                          tracker=tracker, key=key, progress=progress, plot=plot or True)
     finally:
         progress.close()
-    data = report.summary()
-    if report.history:
-        data["plot"] = str(plot_tuning_curve(report, plot or Path(report.database) / "tuning_curve.png",
-                                             title=f"{Path(model).name} on {board}"))
-    emit(data, as_json, _render)
+    emit(report.summary(), as_json, _render)
     if report.interrupted:
         raise click.exceptions.Exit(130)
 

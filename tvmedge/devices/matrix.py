@@ -193,7 +193,7 @@ def _model(artifact, budget_s: float, energy: Optional[Callable[[], float]]) -> 
     name = os.path.basename(os.path.normpath(str(artifact)))
     rows = [
         _row("model_load", "measured", round(load_ms, 3), f"tvmedge.runtime.load({name})"),
-        _row("first_inference", "measured", round(stats["first_ms"], 3), f"first run of {name}"),
+        _row("first_inference", "measured", round(stats.first_ms, 3), f"first run of {name}"),
         _row("latency_p50_p99", "measured", round(float(np.percentile(ms, 50)), 4), f"{len(times)} runs of {name}",
              p99=round(float(np.percentile(ms, 99)), 4)),
         _row("throughput", "measured", round(len(times) / elapsed, 1), f"{len(times)} back-to-back runs of {name}"),

@@ -16,7 +16,7 @@ From a shell (no click needed on the board)::
     python -m tvmedge.runtime out/ --inputs in.npz --output out.npz --repeat 10 --json
 """
 
-from .loader import Model, load
+from .loader import LatencyStats, Model, RunResult, load
 from .manifest import Manifest, TensorSpec
 
-__all__ = ["Model", "load", "Manifest", "TensorSpec"]
+__all__ = ["Model", "load", "Manifest", "TensorSpec", "LatencyStats", "RunResult"]

@@ -39,14 +39,14 @@ def main(argv=None) -> int:
         print(f"Error: ToolchainError: cannot start TVM's runtime ({type(err).__name__}): {first_line(err)}",
               file=sys.stderr)
         return 1
-    report = {"stats": stats, "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
+    report = {"stats": stats.to_json(), "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
     if args.json:
         print(json.dumps(report))
     else:
         for name, value in outputs.items():
             print(f"{name}: shape {tuple(value.shape)} {value.dtype}")
-        if stats["repeat"]:
-            print(f"latency: first {stats['first_ms']:.3f} ms, median {stats.get('median_ms', float('nan')):.3f} ms over {stats['repeat']} runs")
+        if stats.repeat:
+            print(f"latency: first {stats.first_ms:.3f} ms, median {stats.median_ms:.3f} ms over {stats.repeat} runs")
     return 0
 
 

@@ -88,7 +88,7 @@ def measure(artifact, duration: float = 60.0, read_temp: Optional[Callable[[], f
             next_sample = t1 + sample_every
     end = time.perf_counter()
     sample(end)
-    return {"load_s": load_s, "first_inference_ms": stats["first_ms"], "runs": len(latencies),
+    return {"load_s": load_s, "first_inference_ms": stats.first_ms, "runs": len(latencies),
             "duration_s": end - begin, "latency_ms": summarize_latencies(latencies), "temperatures": temperatures}
 
 

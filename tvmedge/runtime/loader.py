@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import ArtifactError, InputError, ToolchainError, first_line
 from .manifest import Manifest
 
-__all__ = ["Model", "load", "check_inputs"]
+__all__ = ["Model", "LatencyStats", "RunResult", "load", "check_inputs"]
 
 ArrayLike = Union[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -139,7 +140,7 @@ class Model:
     def timed_run(self, inputs: ArrayLike, repeat: int = 10) -> tuple:
         """Run once (timed alone: the first inference pays for lazy set-up), then ``repeat`` more.
 
-        Returns ``(outputs of the first run, latency statistics in ms)``.
+        Returns ``(outputs of the first run, LatencyStats)``.
         """
         arrays = self._arrays(inputs)
 
@@ -150,18 +151,68 @@ class Model:
 
         values, first = once()
         times = [once()[1] for _ in range(max(0, repeat))]
-        stats = {"first_ms": first, "repeat": len(times)}
-        if times:
-            ordered = sorted(times)
-            stats.update(
-                mean_ms=statistics.fmean(times),
-                median_ms=statistics.median(times),
-                p90_ms=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
-                min_ms=ordered[0],
-                max_ms=ordered[-1],
-                std_ms=statistics.pstdev(times),
-            )
-        return self._named(values), stats
+        return self._named(values), LatencyStats.from_times(first, times)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of a run in ms: the first inference (it pays for lazy set-up) alone, then ``repeat`` more.
+
+    The same object whoever ran the model: :meth:`Model.timed_run`, ``python -m tvmedge.runtime --json`` and
+    ``tvmedge-run --json`` on a board (their ``"stats"``, read back with :meth:`from_json`). What a board-side
+    loader adds (``load_s``, ``loader``, ``times_ms``) is kept in ``extra``.
+    """
+
+    first_ms: float
+    repeat: int = 0
+    mean_ms: Optional[float] = None
+    median_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    min_ms: Optional[float] = None
+    max_ms: Optional[float] = None
+    std_ms: Optional[float] = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_times(cls, first_ms: float, times: list) -> "LatencyStats":
+        if not times:
+            return cls(first_ms, 0)
+        ordered = sorted(times)
+        return cls(first_ms, len(times), mean_ms=statistics.fmean(times), median_ms=statistics.median(times),
+                   p90_ms=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], min_ms=ordered[0],
+                   max_ms=ordered[-1], std_ms=statistics.pstdev(times))
+
+    def to_json(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        data = {k: v for k, v in data.items() if v is not None}
+        data.update(self.extra)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LatencyStats":
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in known},
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass
+class RunResult:
+    """One run of an artifact: outputs by name, latency, where it ran. ``emulated`` runs (qemu) time the
+    emulator, not the board. ``comparison`` (with a reference model) has one row per output: ``name``,
+    ``max_abs_diff``, ``match``."""
+
+    outputs: dict
+    stats: LatencyStats
+    where: str
+    emulated: bool = False
+    comparison: Optional[list] = None
+    reference: Optional[str] = None
+    written: Optional[str] = None  # where the outputs were saved
+
+    @property
+    def matches_reference(self) -> Optional[bool]:
+        """True when every output matches the reference's; None without a reference."""
+        return None if self.comparison is None else all(row["match"] for row in self.comparison)
 
 
 def check_inputs(specs, inputs: Optional[ArrayLike]) -> list:

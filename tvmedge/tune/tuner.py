@@ -76,6 +76,7 @@ class TuneReport:
     interrupted: bool = False
     # one entry per measured batch: {"trials": so far, "task": name, "best_us": task's best, "estimated_us": model}
     history: list = field(default_factory=list)
+    plot: Optional[str] = None  # the tuning curve's PNG, when one was drawn
 
     @property
     def estimated_us(self) -> Optional[float]:
@@ -94,6 +95,7 @@ class TuneReport:
             "tuned_tasks": sum(t.best_us is not None for t in self.tasks),
             "interrupted": self.interrupted,
             "history": self.history,
+            **({"plot": self.plot} if self.plot else {}),
         }
 
 

@@ -13,12 +13,12 @@ mean nothing for the real board, so every result carries ``"emulated": True``.
 >>> from tvmedge.devices.board import load_board
 >>> from tvmedge.devices.emulator import setup_board
 >>> emu = setup_board(load_board("rk3588"), progress=print)   # ~1 min the first time, then instant
->>> outputs, stats = emu.run_artifact("out/", {"input": x})   # doctest: +SKIP
+>>> outputs, stats = emu.run_artifact("out/", {"input": x})   # stats: LatencyStats  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from ...cache import cache_dir
 from ...errors import ConfigError
@@ -27,7 +27,7 @@ from .native_board import NATIVE_ARCHS, NativeBoard, load_native_board, setup_na
 from .python_board import LAYOUT_VERSION, EmulatedBoard, board_root, load_python_board, setup_python_board
 
 __all__ = ["EmulatedBoard", "NativeBoard", "AnyEmulatedBoard", "setup_board", "load_emulated_board", "board_root",
-           "cache_dir", "LAYOUT_VERSION"]
+           "cache_dir", "LAYOUT_VERSION", "serve_until_stopped"]
 
 AnyEmulatedBoard = Union[EmulatedBoard, NativeBoard]
 
@@ -59,3 +59,19 @@ def load_emulated_board(board: Board) -> Optional[AnyEmulatedBoard]:
     if board.arch in NATIVE_ARCHS:
         return load_native_board(board)
     return load_python_board(board)
+
+
+def serve_until_stopped(emulated: AnyEmulatedBoard, *, host: str = "127.0.0.1", port: int = 9090,
+                        tracker: Optional[str] = None, key: str = "",
+                        on_start: Optional[Callable[[str], None]] = None) -> int:
+    """Run TVM's RPC server on ``emulated`` until it exits (its exit code is returned) or Ctrl-C (the server is
+    stopped, 0 is returned). Point ``host`` at loopback: the server runs whatever modules its clients upload."""
+    process = emulated.serve_rpc(host=host, port=port, tracker=tracker, key=key)
+    if on_start:
+        on_start(f"RPC server for emulated {emulated.board.name} starting on {host}:{port} (Ctrl-C stops it)")
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0

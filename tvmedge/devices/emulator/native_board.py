@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 from ...deploy.native import NativeRuntime, load_native_runtime, native_runtime
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
+from ...runtime.loader import LatencyStats
 from ..board import Board
 from .common import host_environ, json_report, qemu_prefix
 
@@ -90,9 +91,9 @@ class NativeBoard:
         return json_report(self.board.name, proc, "tvmedge-run")
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
-                     timeout: float = 600) -> tuple[dict, dict]:
-        """Run an artifact on the board; ``(outputs by name, stats with "emulated": True)`` as
-        :meth:`EmulatedBoard.run_artifact` returns them."""
+                     timeout: float = 600) -> tuple[dict, LatencyStats]:
+        """Run an artifact on the board; ``(outputs by name, LatencyStats)`` as
+        :meth:`EmulatedBoard.run_artifact` returns them (emulated timings)."""
         import numpy as np
 
         artifact = Path(artifact_dir).resolve()
@@ -112,9 +113,9 @@ class NativeBoard:
                 if not path.is_file():
                     raise ArtifactError(f"emulated board {self.board.name}: tvmedge-run wrote no file for output {name}")
                 outputs[name] = np.load(path, allow_pickle=False)
-        stats = dict(report.get("stats") or {})
-        stats["emulated"] = True
-        return outputs, stats
+        if not isinstance(report.get("stats"), dict) or "first_ms" not in report["stats"]:
+            raise ArtifactError(f"emulated board {self.board.name}: the runtime printed no latency statistics")
+        return outputs, LatencyStats.from_json(report["stats"])
 
     def devices(self) -> dict:
         """The board's devices as ``HardwareAdapter("auto").summary()`` reports them (``tvmedge-run --devices``)."""

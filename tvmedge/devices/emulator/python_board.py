@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 from ...cache import build_once, cache_path, read_stamp
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
+from ...runtime.loader import LatencyStats
 from ...versions import TVM_FFI_VERSION, TVM_VERSION
 from ..board import Board
 from .common import host_environ, json_report, qemu_prefix
@@ -176,12 +177,12 @@ class EmulatedBoard:
         return json_report(self.board.name, proc, f"python {' '.join(map(str, args))[:60]}")
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
-                     timeout: float = 600) -> tuple[dict, dict]:
+                     timeout: float = 600) -> tuple[dict, LatencyStats]:
         """Run an artifact on the emulated board: ``python3.11 -m tvmedge.runtime ARTIFACT --json ...``.
 
         Returns ``(outputs, stats)``: the outputs by name (arrays) and the latency statistics the board printed
-        (the ``"stats"`` of its JSON line: ``first_ms``, ``repeat``, ``median_ms``, ...) with ``"emulated": True``
-        — emulated timings mean nothing for the real board.
+        (the ``"stats"`` of its JSON line) as :class:`~tvmedge.runtime.loader.LatencyStats` — emulated timings,
+        which mean nothing for the real board.
 
         Raises
         ------
@@ -207,13 +208,10 @@ class EmulatedBoard:
             with np.load(out_path, allow_pickle=False) as data:
                 outputs = {name: data[name] for name in data.files}
         # The runtime prints {"stats": {latency...}, "outputs": {name: shape/dtype}}: the outputs are returned
-        # as arrays, the latency statistics as the stats (as a run on the host returns them).
-        if isinstance(report.get("stats"), dict):
-            stats = dict(report["stats"])
-        else:
-            stats = report
-        stats["emulated"] = True
-        return outputs, stats
+        # as arrays, the latency statistics as LatencyStats (as a run on the host returns them).
+        if not isinstance(report.get("stats"), dict) or "first_ms" not in report["stats"]:
+            raise ArtifactError(f"emulated board {self.board.name}: the runtime printed no latency statistics")
+        return outputs, LatencyStats.from_json(report["stats"])
 
     def measure(self, artifact, duration: float) -> dict:
         """Certification measurements on the board (``python -m tvmedge.runtime.certify``; no temperatures:

@@ -49,6 +49,17 @@ class Rack:
         """{key: number of boards}."""
         return dict(Counter(board.key for board in self.boards))
 
+    def wait(self, poll_s: float = 1.0) -> None:
+        """Block while every board runs: return at Ctrl-C (KeyboardInterrupt), raise TvmedgeError naming the
+        first board whose server stopped. :func:`emulated_rack` stops the rest on the way out."""
+        try:
+            while all(board.process.poll() is None for board in self.boards):
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            return
+        gone = next(board for board in self.boards if board.process.poll() is not None)
+        raise TvmedgeError(f"emulated board {gone.name} stopped ({_last_line(gone.log)}); stopping the rack")
+
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list:
     """``count`` distinct free ports on ``host`` (all sockets held open together, so none is returned twice)."""
