@@ -116,8 +116,8 @@ def partition(model, board: Union[str, Board], *, objective: str = "latency", in
 
 def rank(model, *, objective: str = "latency", input_shapes: Shapes = None, boards=None, costs: str = "learned") -> dict:
     """Rank boards (default: every board in ``targets/``) for a model by the cost model's prediction, with the
-    reasons; boards that cannot be predicted are listed with why (:func:`tvmedge.devices.rank.rank_boards`)."""
-    from .devices.rank import rank_boards
+    reasons; boards that cannot be predicted are listed with why (:func:`tvmedge.partition.rank.rank_boards`)."""
+    from .partition.rank import rank_boards
 
     return rank_boards(model, objective=objective, input_shapes=input_shapes, boards=boards, correction=costs)
 
@@ -223,8 +223,8 @@ def deploy(artifact, to: str, *, board: Optional[str] = None, runtime: bool = Tr
 
 def certify(artifact, *, board: Optional[str] = None, duration: float = 60.0, sysfs_root="/") -> dict:
     """Measure and judge an artifact here or on an emulated board (``board="emu:NAME"``) -> the report
-    (:func:`tvmedge.certify.certify`)."""
-    from .certify import certify as _certify
+    (:func:`tvmedge.bench.certify.certify`)."""
+    from .bench.certify import certify as _certify
 
     return _certify(artifact, board=board, duration=duration, sysfs_root=sysfs_root)
 
@@ -233,11 +233,11 @@ def bench(*, board: Union[str, Board, None] = None, artifact=None, budget: float
     """The 12-metric evaluation matrix: measured on this machine (``board=None``; ``artifact`` adds the model
     metrics), or as ``board`` declares it in ``targets/`` -> ``{"where", "metrics": [rows]}``."""
     if board is not None:
-        from .devices.matrix import declared_board
+        from .bench.matrix import declared_board
 
         board = board if isinstance(board, Board) else load_board(board)
         return {"where": board.name, "metrics": declared_board(board)}
-    from .devices.matrix import measure_host
+    from .bench.matrix import measure_host
 
     return {"where": "host", "metrics": measure_host(artifact, budget_s=budget, storage_dir=storage_dir)}
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tvmedge.certify import certify
+from tvmedge.bench.certify import certify
 from tvmedge.cli.main import cli
 from tvmedge.runtime.manifest import Manifest
 from tvmedge.thermal.sysfs import Sysfs

@@ -290,7 +290,7 @@ def test_cli_run_on_the_riscv64_board_with_a_reference(riscv_artifact, tiny_cnn)
 @pytest.mark.emulated
 def test_certify_on_the_riscv64_board(riscv_artifact):
     """`tvmedge certify --board emu:visionfive2` measures with the C++ loader; emulated runs never certify."""
-    from tvmedge.certify import certify
+    from tvmedge.bench.certify import certify
 
     report = certify(riscv_artifact, board="emu:visionfive2", duration=1.0, min_duration=1.0)
     checks = {check["name"]: check for check in report["checks"]}

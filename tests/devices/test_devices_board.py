@@ -283,7 +283,7 @@ def test_invalid_target_json(text, expected):
 
 
 def test_shipped_declared_metrics_cite_a_source():
-    from tvmedge.devices.matrix import METRICS
+    from tvmedge.devices.metrics import METRICS
 
     keys = {m.key for m in METRICS}
     declared = 0
@@ -337,7 +337,7 @@ def test_declared_capacity_must_match_memory_gb(tmp_path):
 
 
 def test_declared_board_matrix_labels():
-    from tvmedge.devices.matrix import METRICS, declared_board
+    from tvmedge.bench.matrix import METRICS, declared_board
 
     rows = declared_board("rpi4")
     assert [r["metric"] for r in rows] == [m.key for m in METRICS]

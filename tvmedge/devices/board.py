@@ -98,7 +98,7 @@ class Link(_Strict):
 
 
 class DeclaredMetric(_Strict):
-    """One data-sheet figure of the evaluation matrix (:data:`tvmedge.devices.matrix.METRICS`), with its citation.
+    """One data-sheet figure of the evaluation matrix (:data:`tvmedge.devices.metrics.METRICS`), with its citation.
 
     In YAML either a bare number or ``{value: 6000, source: "[1] RK3588 datasheet: NPU 6 TOPS INT8"}``.
     """
@@ -136,7 +136,7 @@ class Board(_Strict):
     memory_gb: Optional[float] = Field(None, gt=0)
     compute_units: list[ComputeUnit] = Field(default_factory=list)
     links: list[Link] = Field(default_factory=list)
-    # Declared (data-sheet) values of the 12-metric matrix, keyed by metric name (tvmedge.devices.matrix.METRICS),
+    # Declared (data-sheet) values of the 12-metric matrix, keyed by metric name (tvmedge.devices.metrics.METRICS),
     # each with its source. Only what a vendor publishes: the rest stays unavailable until measured on the board.
     metrics: dict[str, DeclaredMetric] = Field(default_factory=dict)
     emulation: Emulation = Field(default_factory=Emulation)
@@ -145,7 +145,7 @@ class Board(_Strict):
     @field_validator("metrics", mode="before")
     @classmethod
     def _known_metrics(cls, value):
-        from .matrix import METRICS
+        from .metrics import METRICS
 
         if isinstance(value, dict):
             known = [m.key for m in METRICS]

@@ -2,7 +2,7 @@
 
 ``measure(artifact, duration)`` loads the artifact (manifest checked first), times the load and the first
 inference, then runs it back to back for ``duration`` seconds, sampling the temperature about once a second when
-a reader is given. ``tvmedge.certify`` turns these numbers into a pass/fail report.
+a reader is given. ``tvmedge.bench.certify`` turns these numbers into a pass/fail report.
 
 >>> from tvmedge.runtime.certify import measure
 >>> m = measure("out/", duration=1.0)

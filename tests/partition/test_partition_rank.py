@@ -1,4 +1,4 @@
-"""``tvmedge targets rank`` and :func:`tvmedge.devices.rank.rank_boards` (issue 7 §3)."""
+"""``tvmedge targets rank`` and :func:`tvmedge.partition.rank.rank_boards` (issue 7 §3)."""
 
 import json
 from pathlib import Path
@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tvmedge.cli.main import cli
 from tvmedge.devices.board import list_boards, targets_dir
-from tvmedge.devices.rank import rank_boards
+from tvmedge.partition.rank import rank_boards
 from tvmedge.errors import ConfigError
 
 

@@ -1,6 +1,6 @@
 """The 12-metric evaluation matrix measured on this machine (issue 7 §3): every value labelled, nothing invented."""
 
-from tvmedge.devices.matrix import METRICS, STATUSES, measure_host, read_energy_uj
+from tvmedge.bench.matrix import METRICS, STATUSES, measure_host, read_energy_uj
 
 
 def test_twelve_metrics_with_units():

@@ -7,7 +7,7 @@ the model's memory (weights + the largest op's activations) must fit in the boar
 ``metrics.memory_capacity`` (or ``memory_gb``). A board that cannot be predicted (no compute units, an op no unit
 runs, no capacity to check) is listed as not ranked with the reason, never dropped silently.
 
->>> from tvmedge.devices.rank import rank_boards
+>>> from tvmedge.partition.rank import rank_boards
 >>> result = rank_boards("examples/models/tiny_cnn.onnx", objective="latency")
 >>> result["ranked"][0]["board"], result["ranked"][0]["reasons"][0]
 ('jetson-orin-nano', 'mincut plan on a78ae')
@@ -53,12 +53,12 @@ def rank_boards(model, *, objective: str = "latency", input_shapes: Optional[Map
     ConfigError
         Unknown objective or correction, or an unreadable model (the same errors as ``tvmedge partition``).
     """
+    from ..devices.board import list_boards, load_board
+    from ..devices.graph import DeviceGraph
     from ..frontend.onnx import import_model
-    from ..partition.cost import CostModel
-    from ..partition.opgraph import extract_ops
-    from ..partition.report import DEFAULT_ALGORITHM, OBJECTIVES, partition_ops
-    from .board import list_boards, load_board
-    from .graph import DeviceGraph
+    from .cost import CostModel
+    from .opgraph import extract_ops
+    from .report import DEFAULT_ALGORITHM, OBJECTIVES, partition_ops
 
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective '{objective}' is not valid; choose from: {', '.join(OBJECTIVES)}")

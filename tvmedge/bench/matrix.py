@@ -1,10 +1,11 @@
-"""The 12-metric hardware evaluation matrix (issue 7 §3), and ``measure_host``: what this machine can measure.
+"""``tvmedge bench``: the 12-metric evaluation matrix (:data:`tvmedge.devices.metrics.METRICS`) measured on this
+machine (``measure_host``) or as a board declares it (``declared_board``).
 
 Every value carries a status: ``measured`` (taken here, with the method named), ``declared`` (a board's data sheet,
 with its source) or ``unavailable`` (with the reason, e.g. no readable RAPL counter for energy). Nothing is
 estimated silently.
 
->>> from tvmedge.devices.matrix import METRICS, measure_host
+>>> from tvmedge.bench.matrix import METRICS, measure_host
 >>> len(METRICS)
 12
 >>> rows = measure_host(artifact="out/", budget_s=0.5)
@@ -20,40 +21,15 @@ import glob
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["Metric", "METRICS", "STATUSES", "measure_host", "declared_board", "read_energy_uj"]
+from ..devices.metrics import METRICS
+
+__all__ = ["METRICS", "STATUSES", "measure_host", "declared_board", "read_energy_uj"]
 
 STATUSES = ("measured", "declared", "unavailable")
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One row of the matrix: a key, its unit, and what it means."""
-
-    key: str
-    unit: str
-    description: str
-    higher_is_better: bool
-
-
-METRICS = (
-    Metric("peak_gflops_fp32", "GFLOP/s", "fp32 dense matmul throughput (all cores)", True),
-    Metric("peak_int8_gops", "GOP/s", "int8 dense matmul throughput (dot-product / VNNI / NPU)", True),
-    Metric("gflops_per_watt", "GFLOP/s/W", "fp32 matmul throughput per watt of package power", True),
-    Metric("memory_bandwidth", "GB/s", "DRAM copy bandwidth (bytes read + written)", True),
-    Metric("memory_capacity", "GB", "RAM visible to the OS", True),
-    Metric("storage_read_latency", "ms", "4 KiB random read from a file not in the page cache", False),
-    Metric("storage_read_throughput", "MB/s", "sequential read of a file not in the page cache", True),
-    Metric("model_load", "ms", "tvmedge.runtime.load of an artifact, manifest verification included", False),
-    Metric("first_inference", "ms", "first run after load (lazy set-up included)", False),
-    Metric("latency_p50_p99", "ms", "steady-state latency, median (value) and 99th percentile (p99)", False),
-    Metric("throughput", "inferences/s", "back-to-back inferences on one stream", True),
-    Metric("energy_per_query", "mJ", "package energy per inference (RAPL / powercap)", False),
-)
 
 
 def _row(metric: str, status: str, value=None, method: str = "", **extra) -> dict:
@@ -225,7 +201,7 @@ def declared_board(board) -> list:
     ``board`` is a :class:`~tvmedge.devices.board.Board` or anything ``load_board`` takes. A metric the YAML does
     not declare is ``unavailable``: nothing is derived or estimated here.
     """
-    from .board import Board, load_board
+    from ..devices.board import Board, load_board
 
     board = board if isinstance(board, Board) else load_board(board)
     rows = []

@@ -16,7 +16,7 @@ Verdicts: ``PASS`` (every check passed), ``FAIL`` (one failed), ``INCOMPLETE`` (
 not measurable here or the run was shorter than 60 s), ``NOT CERTIFIABLE`` (an emulated board: its timings are the
 emulator's, so it reports but never passes).
 
->>> from tvmedge.certify import certify
+>>> from tvmedge.bench.certify import certify
 >>> report = certify("out/", duration=60)
 >>> report["verdict"], [c["status"] for c in report["checks"]]
 ('INCOMPLETE', ['pass', 'pass', 'pass', 'pass', 'not measurable'])
@@ -31,8 +31,8 @@ import platform
 from pathlib import Path
 from typing import Optional
 
-from . import __version__
-from .errors import ArtifactError, ConfigError, HardwareError
+from .. import __version__
+from ..errors import ArtifactError, ConfigError, HardwareError
 
 __all__ = ["certify", "LOAD_LIMIT_S", "FIRST_INFERENCE_LIMIT_MS", "CERTIFIED_DURATION_S", "TEMP_DRIFT_LIMIT_C",
            "THROTTLE_RATIO"]
@@ -58,7 +58,7 @@ def certify(artifact, *, board: Optional[str] = None, duration: float = CERTIFIE
     ConfigError
         Bad ``--board`` or a duration <= 0.
     """
-    from .runtime.manifest import Manifest
+    from ..runtime.manifest import Manifest
 
     if not duration > 0:
         raise ConfigError(f"--duration must be > 0 seconds (got {duration:g}); certification uses {CERTIFIED_DURATION_S:g}")
@@ -102,7 +102,7 @@ def certify(artifact, *, board: Optional[str] = None, duration: float = CERTIFIE
             "emulated board: the sensors qemu-user sees are the host's, not the board's"
     else:
         reader, thermal_note = _thermal_reader(sysfs_root)
-        from .runtime.certify import measure
+        from ..runtime.certify import measure
 
         measured = measure(artifact, duration, reader)
     report["measurements"] = measured
@@ -172,16 +172,16 @@ def _verdict(report: dict) -> dict:
 def _emulated_board(board: Optional[str]):
     if board is None:
         return None
-    from .devices.board import emulated_board_name, load_board
-    from .devices.emulator import setup_board
+    from ..devices.board import emulated_board_name, load_board
+    from ..devices.emulator import setup_board
 
     return setup_board(load_board(emulated_board_name(board, hint="; omit it to certify this machine")))
 
 
 def _thermal_reader(root) -> tuple:
     """(reader or None, why not): tvmedge.thermal's Sysfs when it opens, else the zones alone (no cpufreq needed)."""
-    from .runtime.certify import read_thermal_zones
-    from .thermal.sysfs import THERMAL_DIR, Sysfs
+    from ..runtime.certify import read_thermal_zones
+    from ..thermal.sysfs import THERMAL_DIR, Sysfs
 
     try:
         return Sysfs(root).read_temp, ""
