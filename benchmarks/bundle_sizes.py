@@ -25,7 +25,7 @@ MODEL = REPO / "examples" / "models" / "tiny_cnn.onnx"
 def _installed_mb() -> float:
     """Installed size of the host's apache-tvm + apache-tvm-ffi + numpy wheels (what `pip install` puts on a board)."""
     from tvmedge.cache import tree_size
-    from tvmedge.deploy.native import host_site
+    from tvmedge.native.builder import host_site
 
     site = host_site()
     return sum(tree_size(site / name) for name in ("tvm", "tvm_ffi", "numpy", "numpy.libs", "ml_dtypes")) / 1e6

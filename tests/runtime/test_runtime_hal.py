@@ -89,7 +89,7 @@ def test_same_code_path_on_the_emulated_rk3588():
     assert report == {"arch": "aarch64", "chosen": "cpu", "shape": [2, 3], "device": "cpu:0", "present": ["cpu"]}
 
 
-# --- the C++ twin for boards without Python (tvmedge/runtime/native/devices.h) --------------------------------
+# --- the C++ twin for boards without Python (tvmedge/native/src/devices.h) --------------------------------
 
 
 def _node_for(pattern: str) -> str:
@@ -103,7 +103,7 @@ def test_cpp_probe_reports_what_hal_py_reports(tmp_path, pattern):
 
     if shutil.which("g++") is None:
         pytest.skip("g++ not installed")
-    from tvmedge.deploy.native import native_runtime
+    from tvmedge.native.builder import native_runtime
 
     if pattern:
         node = tmp_path / _node_for(pattern)

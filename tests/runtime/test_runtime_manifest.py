@@ -93,7 +93,7 @@ def test_a_malformed_stage_is_an_artifact_error(golden):
 def cpp_loader():
     if shutil.which("g++") is None:
         pytest.skip("g++ not installed")
-    from tvmedge.deploy.native import native_runtime
+    from tvmedge.native.builder import native_runtime
 
     return native_runtime("x86_64").loader
 

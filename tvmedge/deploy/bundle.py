@@ -38,7 +38,7 @@ from ..devices.board import Board
 from ..errors import ConfigError, ToolchainError
 from ..runtime.manifest import sha256_file
 from ..versions import TVM_FFI_VERSION, TVM_VERSION
-from .native import host_site, native_runtime
+from ..native.builder import host_site, native_runtime
 
 __all__ = ["Bundle", "BundleContents", "bundle_contents", "bundle_top", "build_bundle", "bundle_kind", "BUNDLE_JSON", "SUMS", "sha256_sums", "KINDS"]
 
@@ -162,7 +162,7 @@ def bundle_contents(board: Board, *, loader: Optional[str] = None, progress: Pro
         python = _site_python(site)
         script = _RUN_PYTHON.format(major=python[0], minor=python[1])
     else:
-        runtime = native_runtime(board.arch, progress=say)
+        runtime = native_runtime(board.arch, progress=say, wheel_site=lambda: _python_site(board, say))
         files["bin/tvmedge-run"] = runtime.loader
         files["bin/tvmedge-rpc-server"] = runtime.rpc_server
         for library in ("libtvm_runtime.so", "libtvm_ffi.so"):

@@ -1,6 +1,6 @@
 """The artifact contract: ``Manifest`` and the types it holds, read and verified on the board before anything is
 loaded. The runtime owns the format (the board reads it alone); the compiler imports these types to write it.
-Stdlib only. ``tvmedge/runtime/native/manifest.h`` is the C++ reader of the same types.
+Stdlib only. ``tvmedge/native/src/manifest.h`` is the C++ reader of the same types.
 
 An artifact directory holds ``manifest.json`` and the files it lists with their sha256, e.g.::
 

@@ -1,7 +1,7 @@
 """Emulated boards without Python: TVM's runtime + tvmedge's C++ loader under qemu-user (riscv64).
 
 There is no riscv64 TVM wheel, so a RISC-V board runs artifacts the way a small Linux image would: the
-cross-built ``libtvm_runtime.so`` / ``libtvm_ffi.so`` and ``tvmedge-run`` (:mod:`tvmedge.deploy.native`), with
+cross-built ``libtvm_runtime.so`` / ``libtvm_ffi.so`` and ``tvmedge-run`` (:mod:`tvmedge.native.builder`), with
 the cross toolchain's libc and libstdc++ as the board's userland::
 
     qemu-riscv64 -L /usr/riscv64-linux-gnu <cache>/runtime/riscv64/bin/tvmedge-run ARTIFACT --json ...
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Optional, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-from ...deploy.native import NativeRuntime, load_native_runtime, native_runtime
+from ...native.builder import NativeRuntime, load_native_runtime, native_runtime
 from ...errors import ArtifactError, ToolchainError, TvmedgeError
 from ...runtime.loader import LatencyStats
 from ..board import Board

@@ -1,5 +1,5 @@
-"""The C++ loader (tvmedge/runtime/native/tvmedge_run.cc) and TVM's runtime built per architecture
-(:mod:`tvmedge.deploy.native`).
+"""The C++ loader (tvmedge/native/src/tvmedge_run.cc) and TVM's runtime built per architecture
+(:mod:`tvmedge.native.builder`).
 
 On this host the loader is built against the installed wheels (a few seconds) and held to the Python loader:
 same outputs, same refusals, same manifest digest. The ``emulated`` tests build the riscv64 runtime from
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tvmedge import api, runtime
-from tvmedge.deploy import native
+from tvmedge.native import builder as native
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError
 from tvmedge.runtime.manifest import Manifest
 from tvmedge.versions import TVM_VERSION

@@ -4,8 +4,8 @@
 
     lib/libtvm_runtime.so   TVM's runtime (the Relax VM, CPU device, thread pool, RPC endpoint)
     lib/libtvm_ffi.so       tvm-ffi, which the runtime and every compiled model link against
-    bin/tvmedge-run         tvmedge/runtime/native/tvmedge_run.cc: reads the artifact manifest, checks it, runs
-    bin/tvmedge-rpc-server  tvmedge/runtime/native/tvmedge_rpc_server.cc: TVM's RPC server (+ tracker) in C++
+    bin/tvmedge-run         tvmedge/native/src/tvmedge_run.cc: reads the artifact manifest, checks it, runs
+    bin/tvmedge-rpc-server  tvmedge/native/src/tvmedge_rpc_server.cc: TVM's RPC server (+ tracker) in C++
     ready.json              versions, sizes and timings of the build
 
 Where the libraries come from:
@@ -13,10 +13,11 @@ Where the libraries come from:
 * **riscv64**: there is no riscv64 TVM wheel, so they are cross-built (design.md section 3, route A):
   ``libtvm_ffi.so`` from the ``apache-tvm-ffi`` sdist with its own CMake build (pip's ``cmake``: the sdist
   needs CMake >= 3.26), ``libtvm_runtime.so`` from the runtime sources the ``apache-tvm`` wheel itself ships
-  (``tvm/src/runtime``, ``tvm/include``) plus the support headers it lacks (``tvm_support/``). Using the wheel's
+  (``tvm/src/runtime``, ``tvm/include``) plus the support headers it lacks (``third_party/tvm_support/``). Using the wheel's
   sources, not another TVM checkout, keeps the runtime in step with the compiler that built the model. The
   build reaches nothing but PyPI: ~1.5 min on 2 cores, once per machine.
-* **aarch64**: the aarch64 wheels' own libraries, taken from the emulated board root (its ``site/``).
+* **aarch64**: the aarch64 wheels' own libraries, from the folder the caller names (``wheel_site``: the emulated
+  board root's ``site/``, which holds those wheels unpacked).
 * **x86_64**: the host's installed wheels.
 
 The loader is compiled for every architecture with that architecture's g++ against the host wheels' headers
@@ -48,10 +49,11 @@ LAYOUT_VERSION = 1
 PROGRAMS_VERSION = 2  # 2: --no-as-needed
 MIN_CMAKE = (3, 26)
 
-_NATIVE = Path(__file__).resolve().parent.parent / "runtime" / "native"
-# The board-side programs, compiled per arch against TVM's runtime: bin/<name> from runtime/native/<source>.
+_NATIVE = Path(__file__).resolve().parent / "src"
+# The board-side programs, compiled per arch against TVM's runtime: bin/<name> from src/<source>.
 PROGRAMS = {"tvmedge-run": _NATIVE / "tvmedge_run.cc", "tvmedge-rpc-server": _NATIVE / "tvmedge_rpc_server.cc"}
-_SUPPORT = Path(__file__).resolve().parent / "tvm_support"
+# TVM's support headers the wheel lacks, vendored unchanged (third_party/tvm_support/README.md says from where)
+_SUPPORT = Path(__file__).resolve().parent / "third_party" / "tvm_support"
 
 # arch -> (C++ compiler, strip, Debian package of the cross toolchain, sysroot of its libraries for qemu -L)
 TOOLCHAINS = {
@@ -129,13 +131,18 @@ def load_native_runtime(arch: str) -> Optional[NativeRuntime]:
     return NativeRuntime(arch, runtime_root(arch), info) if info is not None else None
 
 
-def native_runtime(arch: str, *, progress: Progress = None, force: bool = False) -> NativeRuntime:
+def native_runtime(arch: str, *, progress: Progress = None, force: bool = False,
+                   wheel_site: Optional[Callable[[], Path]] = None) -> NativeRuntime:
     """Build (once per machine) and return TVM's runtime + the C++ loader for ``arch``.
+
+    ``wheel_site`` returns the folder holding ``arch``'s TVM wheels unpacked (``tvm/``, ``tvm_ffi/``): their
+    libraries are the aarch64 runtime (x86_64 takes this host's, riscv64 is cross-built from sources). It is
+    called only when those libraries are not built yet.
 
     Raises
     ------
     ConfigError
-        No recipe for ``arch``.
+        No recipe for ``arch``, or no ``wheel_site`` for an arch that needs one.
     ToolchainError
         A compiler, CMake >= 3.26 or qemu is missing, or a build step failed (one line naming the step).
     """
@@ -148,7 +155,7 @@ def native_runtime(arch: str, *, progress: Progress = None, force: bool = False)
     root = runtime_root(arch)
 
     def build(tmp: Path) -> dict:
-        return _build(tmp, arch, say)
+        return _build(tmp, arch, say, wheel_site)
 
     info = build_once(root, _valid(arch), build, force=force)
     if not _programs_current(root, info):
@@ -180,7 +187,7 @@ def _refresh_programs(root: Path, arch: str, say: Callable[[str], None]) -> dict
 # the build
 
 
-def _build(tmp: Path, arch: str, say: Callable[[str], None]) -> dict:
+def _build(tmp: Path, arch: str, say: Callable[[str], None], wheel_site) -> dict:
     started = time.perf_counter()
     lib, bin_dir, work = tmp / "lib", tmp / "bin", tmp / "work"
     for path in (lib, bin_dir, work):
@@ -195,7 +202,7 @@ def _build(tmp: Path, arch: str, say: Callable[[str], None]) -> dict:
         timings["tvm_runtime_s"] = round(time.perf_counter() - t0, 1)
         source = "cross-built from the apache-tvm-ffi sdist and the apache-tvm wheel's runtime sources"
     else:
-        _copy_wheel_libraries(arch, lib, say)
+        _copy_wheel_libraries(arch, lib, say, wheel_site)
         source = "the apache-tvm / apache-tvm-ffi wheels' libraries"
     t0 = time.perf_counter()
     _build_programs(arch, lib, bin_dir, say)
@@ -322,16 +329,15 @@ def _build_tvm_runtime(work: Path, arch: str, lib: Path, say: Callable[[str], No
     run_step(_what(arch), "strip libtvm_runtime.so", [strip, out])
 
 
-def _copy_wheel_libraries(arch: str, lib: Path, say: Callable[[str], None]) -> None:
+def _copy_wheel_libraries(arch: str, lib: Path, say: Callable[[str], None], wheel_site) -> None:
     if arch == "x86_64":
         site = host_site()
+    elif wheel_site is None:
+        raise ConfigError(f"{_what(arch)}: its libraries are the {arch} TVM wheels'; say where they are unpacked "
+                          f"(wheel_site, e.g. the emulated {arch} board root's site/)")
     else:
-        from ..devices.board import load_board
-        from ..devices.emulator import setup_board
-
-        boards = {"aarch64": "rk3588"}
-        say(f"taking the {arch} wheels' libraries from the emulated board root")
-        site = setup_board(load_board(boards[arch]), progress=say).site
+        say(f"taking the {arch} wheels' libraries (libtvm_runtime.so, libtvm_ffi.so)")
+        site = wheel_site()
     for rel in ("tvm/lib/libtvm_runtime.so", "tvm_ffi/lib/libtvm_ffi.so"):
         source = site / rel
         if not source.is_file():
