@@ -181,7 +181,7 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         result = RunResult(outputs, stats, where, emulated=False)
     else:
         from .devices.board import emulated_board_name
-        from .devices.emulator import setup_board
+        from .emulator import setup_board
 
         name = emulated_board_name(board)
         target_board = load_board(name)
@@ -244,7 +244,7 @@ def bench(*, board: Union[str, Board, None] = None, artifact=None, budget: float
 
 def setup_board(board: Union[str, Board], *, progress=None, force: bool = False):
     """Build (once, cached per architecture) the emulated board for ``board`` -> the emulated board."""
-    from .devices.emulator import setup_board as _setup
+    from .emulator import setup_board as _setup
 
     return _setup(board if isinstance(board, Board) else load_board(board), progress=progress, force=force)
 
@@ -255,7 +255,7 @@ def serve_board(board: str, *, host: str = "127.0.0.1", port: int = 9090, tracke
     then stopped); returns its exit code. ``key`` (default: the board's name) is what it registers under with
     ``tracker``. ``on_start`` receives a line saying where it listens."""
     from .devices.board import emulated_board_name
-    from .devices.emulator import serve_until_stopped
+    from .emulator import serve_until_stopped
 
     name = emulated_board_name(board, what="board")
     return serve_until_stopped(setup_board(name), host=host, port=port, tracker=tracker, key=key or name,
@@ -266,7 +266,7 @@ def rack(boards, *, host: str = "127.0.0.1", port: int = 9190, progress=None,
          on_ready: Optional[Callable[[object], None]] = None) -> None:
     """Start TVM's RPC tracker on ``host:port`` and one emulated board per name in ``boards``; block until Ctrl-C
     (then stop them all). ``on_ready`` receives the running ``Rack``. TvmedgeError when a board stops."""
-    from .devices.emulator.rack import emulated_rack
+    from .emulator.rack import emulated_rack
 
     with emulated_rack(boards, host=host, tracker_port=port, progress=progress) as running:
         if on_ready:

@@ -35,7 +35,7 @@ BOARDS = ("x86-host", "rk3588", "visionfive2", "bananapi-f3")
 
 def evaluate(limit: int | None = None, progress=print) -> dict:
     from tvmedge import api, runtime
-    from tvmedge.devices.emulator.rack import emulated_rack
+    from tvmedge.emulator.rack import emulated_rack
     from tvmedge.peer import onnxruntime_outputs
     from tvmedge.runtime.remote import connect
     from tvmedge.tune.auto import TuningOptions

@@ -238,7 +238,7 @@ def test_deploy_over_ssh_uses_scp_when_the_board_has_no_rsync(x86_artifact, tmp_
 def test_python_bundle_runs_with_nothing_but_the_boards_python(arm_artifact, x86_artifact, tiny_input, tmp_path):
     if shutil.which("qemu-aarch64") is None:
         pytest.skip("qemu-aarch64 not installed")
-    from tvmedge.devices.emulator import setup_board
+    from tvmedge.emulator import setup_board
 
     board = load_board("rk3588")
     bundle = build_bundle(board, tmp_path / "runtime.tar.gz")
@@ -320,8 +320,8 @@ def test_python_bundle_serves_tvm_rpc(arm_artifact, x86_artifact, tiny_input, tm
 
     if shutil.which("qemu-aarch64") is None:
         pytest.skip("qemu-aarch64 not installed")
-    from tvmedge.devices.emulator import setup_board
-    from tvmedge.devices.emulator.rack import free_ports
+    from tvmedge.emulator import setup_board
+    from tvmedge.emulator.rack import free_ports
 
     emu = setup_board(load_board("rk3588"))
     top = _unpack(build_bundle(load_board("rk3588"), tmp_path / "runtime.tar.gz").path, tmp_path / "unpacked")

@@ -254,10 +254,10 @@ def test_riscv64_and_aarch64_artifacts_give_the_hosts_outputs(riscv_artifact, ar
 @pytest.mark.emulated
 def test_riscv64_board_refuses_what_the_host_refuses(riscv_artifact, arm_artifact, tiny_input, tmp_path):
     from tvmedge.devices.board import load_board
-    from tvmedge.devices.emulator import NativeBoard, setup_board
+    from tvmedge.emulator import CppEmulatedBoard, setup_board
 
     board = setup_board(load_board("visionfive2"))
-    assert isinstance(board, NativeBoard)
+    assert isinstance(board, CppEmulatedBoard)
     assert board.runtime.info["bytes"]["lib/libtvm_runtime.so"] < 4e6  # CPU runtime only: no GPU, no compiler
     # an aarch64 artifact on the RISC-V board
     with pytest.raises(ArtifactError, match="is built for aarch64 .*this machine is riscv64"):
@@ -313,7 +313,7 @@ def test_cpp_loader_duration_and_times(host_runtime, x86_artifact):
 
 @pytest.fixture
 def cpp_rpc_server(host_runtime):
-    from tvmedge.devices.emulator.rack import free_ports
+    from tvmedge.emulator.rack import free_ports
 
     (port,) = free_ports(1)
     server = subprocess.Popen([str(host_runtime.rpc_server), "--port", str(port), "--port-end", str(port + 1)],

@@ -81,7 +81,7 @@ print(json.dumps({"arch": platform.machine(), "chosen": hal.backend, "shape": li
 def test_same_code_path_on_the_emulated_rk3588():
     # Issue 7 §2: the HAL must work with only the staged runtime side on an aarch64 board.
     from tvmedge.devices.board import load_board
-    from tvmedge.devices.emulator import setup_board
+    from tvmedge.emulator import setup_board
 
     proc = setup_board(load_board("rk3588")).run_python(["-P", "-c", BOARD_SCRIPT], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -120,7 +120,7 @@ def test_cpp_probe_reports_what_hal_py_reports(tmp_path, pattern):
 def test_riscv64_board_reports_its_devices():
     """Issue 7's HAL check on the riscv64 board, through the C++ twin (the board has no Python)."""
     from tvmedge.devices.board import load_board
-    from tvmedge.devices.emulator import setup_board
+    from tvmedge.emulator import setup_board
 
     summary = setup_board(load_board("visionfive2")).devices()
     assert summary["arch"] == "riscv64" and summary["chosen"] == {"kind": "cpu", "backend": "cpu"}

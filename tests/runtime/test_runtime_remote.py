@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from tvmedge import api
 from tvmedge.cli.main import cli
 from tvmedge.devices.board import load_board
-from tvmedge.devices.emulator import setup_board
-from tvmedge.devices.emulator.rack import free_ports
+from tvmedge.emulator import setup_board
+from tvmedge.emulator.rack import free_ports
 from tvmedge.errors import ConfigError, TvmedgeError
 from tvmedge.runtime.remote import connect
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from tvmedge import api
 from tvmedge.cli.main import cli
-from tvmedge.devices.emulator.rack import emulated_rack, free_ports
+from tvmedge.emulator.rack import emulated_rack, free_ports
 from tvmedge.errors import ConfigError, TvmedgeError
 from tvmedge.runtime import remote
 from tvmedge.runtime.remote import tracker_summary

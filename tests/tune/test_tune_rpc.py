@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tvmedge import api
-from tvmedge.devices.emulator.rack import emulated_rack
+from tvmedge.emulator.rack import emulated_rack
 from tvmedge.tune.auto import TuningOptions
 from tvmedge.tune.tuner import Budget
 

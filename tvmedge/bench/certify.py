@@ -173,7 +173,7 @@ def _emulated_board(board: Optional[str]):
     if board is None:
         return None
     from ..devices.board import emulated_board_name, load_board
-    from ..devices.emulator import setup_board
+    from ..emulator import setup_board
 
     return setup_board(load_board(emulated_board_name(board, hint="; omit it to certify this machine")))
 

@@ -253,7 +253,7 @@ def _python_site(board: Board, say) -> Path:
     """The site folder holding the board arch's TVM wheels minus the compiler."""
     if board.arch == "x86_64":
         return host_site()  # the host's installed wheels are x86_64's
-    from ..devices.emulator import setup_board
+    from ..emulator import setup_board
 
     return setup_board(board, progress=say).site  # an aarch64 (Python) board: bundle_kind allows no other
 

@@ -237,7 +237,7 @@ def _smoke_run(dest: Destination, board: Board, top: str, name: str, kind: str) 
         root = Path(dest.path)
         env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
         if board.arch != machine_arch():
-            from ..devices.emulator import setup_board
+            from ..emulator import setup_board
 
             emulated = setup_board(board)
             if kind == "python":  # the board's own python3, under qemu: nothing but the bundle on its path

@@ -1,6 +1,6 @@
 /*
  * Errors of the native programs: the class name travels to the host in "Error: <Class>: message" lines
- * (tvmedge/devices/emulator/common.py maps it back to the Python class).
+ * (tvmedge/emulator/common.py maps it back to the Python class).
  */
 #ifndef TVMEDGE_NATIVE_ERRORS_H
 #define TVMEDGE_NATIVE_ERRORS_H

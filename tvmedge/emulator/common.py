@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from ... import errors as _errors
-from ...cache import last_json, last_line
-from ...errors import ArtifactError, TvmedgeError
+from .. import errors as _errors
+from ..cache import last_json, last_line
+from ..errors import ArtifactError, TvmedgeError
 
 __all__ = ["GUEST_UNSET", "host_environ", "qemu_prefix", "board_error", "json_report"]
 

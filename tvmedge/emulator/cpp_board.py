@@ -26,21 +26,21 @@ from typing import TYPE_CHECKING, ClassVar, Mapping, Optional, Sequence
 if TYPE_CHECKING:
     import numpy as np
 
-from ...native.builder import NativeRuntime, load_native_runtime, native_runtime
-from ...errors import ArtifactError, ToolchainError, TvmedgeError
-from ...runtime.loader import LatencyStats
-from ..board import Board
+from ..devices.board import Board
+from ..errors import ArtifactError, ToolchainError, TvmedgeError
+from ..native.builder import NativeRuntime, load_native_runtime, native_runtime
+from ..runtime.loader import LatencyStats
 from .common import host_environ, json_report, qemu_prefix
 
-__all__ = ["NativeBoard", "setup_native_board", "load_native_board", "NATIVE_ARCHS"]
+__all__ = ["CppEmulatedBoard", "setup_cpp_board", "load_cpp_board", "CPP_ARCHS"]
 
 # Architectures whose emulated boards use the C++ loader (no Python wheels of TVM exist for them).
-NATIVE_ARCHS = ("riscv64",)
+CPP_ARCHS = ("riscv64",)
 
 
 @dataclass(frozen=True)
-class NativeBoard:
-    """An emulated board that runs artifacts with ``tvmedge-run``. Build one with :func:`setup_native_board`."""
+class CppEmulatedBoard:
+    """An emulated board that runs artifacts with ``tvmedge-run``. Build one with :func:`setup_cpp_board`."""
 
     board: Board
     runtime: NativeRuntime
@@ -93,7 +93,7 @@ class NativeBoard:
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
                      timeout: float = 600) -> tuple[dict, LatencyStats]:
         """Run an artifact on the board; ``(outputs by name, LatencyStats)`` as
-        :meth:`EmulatedBoard.run_artifact` returns them (emulated timings)."""
+        :meth:`PythonEmulatedBoard.run_artifact` returns them (emulated timings)."""
         import numpy as np
 
         artifact = Path(artifact_dir).resolve()
@@ -124,7 +124,7 @@ class NativeBoard:
     def measure(self, artifact, duration: float) -> dict:
         """Certification measurements with the C++ loader, in the form :func:`tvmedge.runtime.certify.measure`
         returns them (load time, first inference, ``duration`` seconds back to back; no temperatures)."""
-        from ...runtime.certify import summarize_latencies
+        from ..runtime.certify import summarize_latencies
 
         stats = self.run_json([str(artifact), "--duration", str(duration), "--times"], timeout=duration + 300)["stats"]
         times = [float(t) for t in stats.get("times_ms", [])]
@@ -146,14 +146,14 @@ class NativeBoard:
             raise ToolchainError(f"cannot start {self.qemu}: {err.strerror}; install the Debian package qemu-user") from err
 
 
-def load_native_board(board: Board) -> Optional[NativeBoard]:
+def load_cpp_board(board: Board) -> Optional[CppEmulatedBoard]:
     runtime = load_native_runtime(board.arch)
-    return None if runtime is None else NativeBoard(board, runtime)
+    return None if runtime is None else CppEmulatedBoard(board, runtime)
 
 
-def setup_native_board(board: Board, *, progress=None, force: bool = False) -> NativeBoard:
+def setup_cpp_board(board: Board, *, progress=None, force: bool = False) -> CppEmulatedBoard:
     """Build (once per machine) TVM's runtime + the loader for the board's arch and return the board."""
     qemu = f"qemu-{board.arch}"
     if shutil.which(qemu) is None:
         raise ToolchainError(f"{qemu} not found; install the Debian package qemu-user")
-    return NativeBoard(board, native_runtime(board.arch, progress=progress, force=force))
+    return CppEmulatedBoard(board, native_runtime(board.arch, progress=progress, force=force))

@@ -1,4 +1,4 @@
-"""Emulated boards (:mod:`tvmedge.devices.emulator`): fast unit tests that need no board root, and ``emulated``
+"""Emulated boards (:mod:`tvmedge.emulator`): fast unit tests that need no board root, and ``emulated``
 tests that build (once, cached) and use the aarch64 root.
 
 The basename is unique on purpose: ``tests/`` has no ``__init__.py`` files (rootdir-based discovery).
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvmedge.devices.emulator import python_board as emulator
-from tvmedge.devices.emulator.common import board_error
+from tvmedge.emulator import python_board as emulator
+from tvmedge.emulator.common import board_error
 from tvmedge.devices.board import Board, load_board
-from tvmedge.devices.emulator import EmulatedBoard, board_root, load_emulated_board, setup_board
+from tvmedge.emulator import PythonEmulatedBoard, board_root, load_emulated_board, setup_board
 from tvmedge.errors import ArtifactError, ConfigError, InputError, ToolchainError, TvmedgeError
 from tvmedge.versions import TVM_FFI_VERSION, TVM_VERSION
 
@@ -87,9 +87,9 @@ def test_all_aarch64_boards_share_one_root(cache):
 
 def test_riscv64_board_uses_the_cpp_loader_route(cache, monkeypatch):
     """riscv64 has no TVM wheel: its emulated board is the cross-built runtime + C++ loader, not a Python root."""
-    from tvmedge.devices.emulator import native_board
+    from tvmedge.emulator import cpp_board
 
-    monkeypatch.setattr(native_board.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(cpp_board.shutil, "which", lambda name, *a, **k: None)
     with pytest.raises(ToolchainError, match="qemu-riscv64 not found"):
         setup_board(_board("riscv64", name="visionfive2"))
     assert load_emulated_board(load_board("visionfive2")) is None  # nothing built, nothing cached
@@ -119,7 +119,7 @@ def test_valid_stamp_returns_at_once_without_running_anything(cache, qemu_presen
 
     monkeypatch.setattr(emulator.subprocess, "run", no_subprocess)
     emu = setup_board(load_board("rk3588"))
-    assert isinstance(emu, EmulatedBoard)
+    assert isinstance(emu, PythonEmulatedBoard)
     assert emu.root == board_root("aarch64") and emu.arch == "aarch64" and emu.board.name == "rk3588"
     assert emu.cpu == "cortex-a76"  # the board's mcpu, as qemu knows it
     assert load_emulated_board(load_board("rk3588")) == emu
@@ -164,7 +164,7 @@ def test_failed_setup_step_names_the_step(cache, qemu_present, monkeypatch):
 
 
 def test_python_command(tmp_path):
-    emu = EmulatedBoard(board=load_board("rk3588"), root=tmp_path, arch="aarch64", cpu="cortex-a76")
+    emu = PythonEmulatedBoard(board=load_board("rk3588"), root=tmp_path, arch="aarch64", cpu="cortex-a76")
     command = emu.python_command(["-c", "print(1)"], {"FOO": "bar"})
     assert command[:3] == ["qemu-aarch64", "-L", str(tmp_path / "sysroot")]
     assert command[-3:] == [str(tmp_path / "sysroot/usr/bin/python3.11"), "-c", "print(1)"]
@@ -178,7 +178,7 @@ def test_python_command(tmp_path):
 def test_stage_holds_only_the_board_side_of_tvmedge(tmp_path):
     import tvmedge
 
-    emu = EmulatedBoard(board=load_board("rk3588"), root=tmp_path, arch="aarch64")
+    emu = PythonEmulatedBoard(board=load_board("rk3588"), root=tmp_path, arch="aarch64")
     emu.refresh_stage()
     staged = tmp_path / "stage" / "tvmedge"
     assert (staged / "errors.py").read_bytes() == (Path(tvmedge.__file__).parent / "errors.py").read_bytes()
@@ -213,7 +213,7 @@ def test_board_side_crash_is_an_artifact_error():
 
 
 def test_run_artifact_needs_an_artifact_dir(tmp_path):
-    emu = EmulatedBoard(board=load_board("rk3588"), root=tmp_path, arch="aarch64")
+    emu = PythonEmulatedBoard(board=load_board("rk3588"), root=tmp_path, arch="aarch64")
     with pytest.raises(ArtifactError, match="does not exist"):
         emu.run_artifact(tmp_path / "nope", {"x": np.zeros(1)})
 

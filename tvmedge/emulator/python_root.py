@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ...cache import last_json, run_step, tree_size
-from ...errors import ConfigError, ToolchainError
-from ..board import Board
-from ...versions import TVM_FFI_VERSION, TVM_VERSION
+from ..cache import last_json, run_step, tree_size
+from ..devices.board import Board
+from ..errors import ConfigError, ToolchainError
+from ..versions import TVM_FFI_VERSION, TVM_VERSION
 from .common import host_environ
-from .python_board import LAYOUT_VERSION, PYTHON_VERSION, EmulatedBoard
+from .python_board import LAYOUT_VERSION, PYTHON_VERSION, PythonEmulatedBoard
 
 __all__ = ["build_root", "recipe_for", "ArchRecipe"]
 
@@ -141,7 +141,7 @@ def build_root(tmp: Path, board: Board, recipe: ArchRecipe, say: Callable[[str],
     # also writes the bytecode of what it imports, which makes later imports ~2x faster.
     say("checking python, numpy and tvm's runtime in the emulator")
     cpus = _qemu_cpus(recipe.qemu)
-    probe = EmulatedBoard(board=board, root=tmp, arch=board.arch)
+    probe = PythonEmulatedBoard(board=board, root=tmp, arch=board.arch)
     command = probe.python_command(["-c", _VERIFY_SCRIPT])
     proc = _run("verify import tvm (runtime only) in the emulator", command, timeout=600, cwd=tmp,
                 env=host_environ())

@@ -5,7 +5,7 @@ emulated boards: the Python one on aarch64, ``tvmedge-rpc-server`` on riscv64), 
 name as key. Clients use TVM's protocol unchanged: ``tvmedge run --tracker``, ``tvmedge tune --tracker``,
 ``tvm.rpc.connect_tracker(...).request(key)``.
 
->>> from tvmedge.devices.emulator.rack import emulated_rack
+>>> from tvmedge.emulator.rack import emulated_rack
 >>> with emulated_rack(["rk3588", "rk3588", "visionfive2"]) as rack:       # doctest: +SKIP
 ...     api.run("out/", tracker=rack.tracker, key="rk3588")
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from ...errors import ConfigError, TvmedgeError, first_line
-from ..board import load_board
+from ..devices.board import load_board
+from ..errors import ConfigError, TvmedgeError, first_line
 
 __all__ = ["Rack", "RackBoard", "emulated_rack", "free_ports"]
 
@@ -88,7 +88,7 @@ def emulated_rack(boards: Sequence[str], *, host: str = "127.0.0.1", tracker_por
     """
     from tvm.rpc.tracker import Tracker
 
-    from ...runtime.remote import tracker_summary
+    from ..runtime.remote import tracker_summary
     from . import setup_board
 
     if not boards:

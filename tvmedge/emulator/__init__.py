@@ -4,14 +4,17 @@ Nothing here needs a real board. Two kinds of emulated board, chosen by the boar
 
 * aarch64 (:mod:`.python_board`): the board's Debian Python with TVM's aarch64 wheels minus the compiler, running
   ``python -m tvmedge.runtime`` — the same loader as on the host — and TVM's RPC server for remote tuning.
-* riscv64 (:mod:`.native_board`): no TVM wheel exists, so TVM's runtime is cross-built from the wheel's own
+* riscv64 (:mod:`.cpp_board`): no TVM wheel exists, so TVM's runtime is cross-built from the wheel's own
   sources and artifacts run with tvmedge's C++ loader, ``tvmedge-run``, which reads the same manifest.
 
 Both are built once per machine and cached (``$TVMEDGE_CACHE``, default ``~/.cache/tvmedge``). Emulated timings
-mean nothing for the real board, so every result carries ``"emulated": True``.
+mean nothing for the real board: a run on one is marked so (``RunResult.emulated``).
+
+The two kinds are named by what runs the artifact: :class:`PythonEmulatedBoard` (the board's Python) and
+:class:`CppEmulatedBoard` (the C++ loader); :data:`EmulatedBoard` is either.
 
 >>> from tvmedge.devices.board import load_board
->>> from tvmedge.devices.emulator import setup_board
+>>> from tvmedge.emulator import setup_board
 >>> emu = setup_board(load_board("rk3588"), progress=print)   # ~1 min the first time, then instant
 >>> outputs, stats = emu.run_artifact("out/", {"input": x})   # stats: LatencyStats  # doctest: +SKIP
 """
@@ -20,16 +23,16 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Union
 
-from ...cache import cache_dir
-from ...errors import ConfigError
-from ..board import Board
-from .native_board import NATIVE_ARCHS, NativeBoard, load_native_board, setup_native_board
-from .python_board import LAYOUT_VERSION, EmulatedBoard, board_root, load_python_board, setup_python_board
+from ..cache import cache_dir
+from ..devices.board import Board
+from ..errors import ConfigError
+from .cpp_board import CPP_ARCHS, CppEmulatedBoard, load_cpp_board, setup_cpp_board
+from .python_board import LAYOUT_VERSION, PythonEmulatedBoard, board_root, load_python_board, setup_python_board
 
-__all__ = ["EmulatedBoard", "NativeBoard", "AnyEmulatedBoard", "setup_board", "load_emulated_board", "board_root",
-           "cache_dir", "LAYOUT_VERSION", "serve_until_stopped"]
+__all__ = ["PythonEmulatedBoard", "CppEmulatedBoard", "EmulatedBoard", "setup_board", "load_emulated_board",
+           "board_root", "cache_dir", "LAYOUT_VERSION", "serve_until_stopped"]
 
-AnyEmulatedBoard = Union[EmulatedBoard, NativeBoard]
+EmulatedBoard = Union[PythonEmulatedBoard, CppEmulatedBoard]
 
 
 def _check(board: Board) -> None:
@@ -37,7 +40,7 @@ def _check(board: Board) -> None:
         raise ConfigError(f"board {board.name} is x86_64: it runs natively on this host, no emulated board needed")
 
 
-def setup_board(board: Board, *, progress=None, force: bool = False) -> AnyEmulatedBoard:
+def setup_board(board: Board, *, progress=None, force: bool = False) -> EmulatedBoard:
     """Build (once per machine and architecture) and return the emulated board for ``board``.
 
     Raises
@@ -48,20 +51,20 @@ def setup_board(board: Board, *, progress=None, force: bool = False) -> AnyEmula
         qemu or a compiler is missing, or a set-up step failed (one line naming the step).
     """
     _check(board)
-    if board.arch in NATIVE_ARCHS:
-        return setup_native_board(board, progress=progress, force=force)
+    if board.arch in CPP_ARCHS:
+        return setup_cpp_board(board, progress=progress, force=force)
     return setup_python_board(board, progress=progress, force=force)
 
 
-def load_emulated_board(board: Board) -> Optional[AnyEmulatedBoard]:
+def load_emulated_board(board: Board) -> Optional[EmulatedBoard]:
     """The board's emulated board if it is set up and current, else None (never builds anything)."""
     _check(board)
-    if board.arch in NATIVE_ARCHS:
-        return load_native_board(board)
+    if board.arch in CPP_ARCHS:
+        return load_cpp_board(board)
     return load_python_board(board)
 
 
-def serve_until_stopped(emulated: AnyEmulatedBoard, *, host: str = "127.0.0.1", port: int = 9090,
+def serve_until_stopped(emulated: EmulatedBoard, *, host: str = "127.0.0.1", port: int = 9090,
                         tracker: Optional[str] = None, key: str = "",
                         on_start: Optional[Callable[[str], None]] = None) -> int:
     """Run TVM's RPC server on ``emulated`` until it exits (its exit code is returned) or Ctrl-C (the server is

@@ -10,7 +10,7 @@ A board root (one per architecture, cached, shared by every board of that archit
         ready.json   written last: versions, sizes, timings; its presence marks a complete root
 
 and ``qemu-aarch64 -L sysroot python3.11 -m tvmedge.runtime ARTIFACT ...`` runs an artifact exactly as a board
-would, minus the timings: emulated timings mean nothing, so every result carries ``"emulated": True``.
+would, minus the timings: emulated timings mean nothing, and a run on it is marked emulated.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Mapping, Optional, Sequenc
 if TYPE_CHECKING:
     import numpy as np
 
-from ...cache import build_once, cache_path, read_stamp
-from ...errors import ArtifactError, ToolchainError, TvmedgeError
-from ...runtime.loader import LatencyStats
-from ...versions import TVM_FFI_VERSION, TVM_VERSION
-from ..board import Board
+from ..cache import build_once, cache_path, read_stamp
+from ..devices.board import Board
+from ..errors import ArtifactError, ToolchainError, TvmedgeError
+from ..runtime.loader import LatencyStats
+from ..versions import TVM_FFI_VERSION, TVM_VERSION
 from .common import host_environ, json_report, qemu_prefix
 
-__all__ = ["EmulatedBoard", "board_root", "setup_python_board", "load_python_board", "LAYOUT_VERSION"]
+__all__ = ["PythonEmulatedBoard", "board_root", "setup_python_board", "load_python_board", "LAYOUT_VERSION"]
 
 # Bump when the recipe below changes in a way that makes old roots unusable: they are then rebuilt.
 LAYOUT_VERSION = 2  # 2: cloudpickle for TVM's RPC server
@@ -64,8 +64,9 @@ def board_root(arch: str) -> Path:
 
 
 @dataclass(frozen=True)
-class EmulatedBoard:
-    """A board root plus the board it stands for. Build one with :func:`setup_board`."""
+class PythonEmulatedBoard:
+    """An emulated board that runs artifacts with the board's own Python (``python -m tvmedge.runtime`` under qemu):
+    a board root plus the board it stands for. Build one with :func:`setup_board`."""
 
     board: Board
     root: Path
@@ -240,7 +241,7 @@ class EmulatedBoard:
 # set-up
 
 
-def load_python_board(board: Board) -> Optional[EmulatedBoard]:
+def load_python_board(board: Board) -> Optional[PythonEmulatedBoard]:
     """The board's emulated board if its root is set up and valid, else None (never builds anything)."""
     from .python_root import recipe_for
 
@@ -250,7 +251,7 @@ def load_python_board(board: Board) -> Optional[EmulatedBoard]:
     return None if info is None else _emulated(board, root, info)
 
 
-def setup_python_board(board: Board, *, progress: Progress = None, force: bool = False) -> EmulatedBoard:
+def setup_python_board(board: Board, *, progress: Progress = None, force: bool = False) -> PythonEmulatedBoard:
     """Build (once per machine and architecture) and return the emulated board for ``board``.
 
     Idempotent: when ``<root>/ready.json`` is present and valid the root is returned at once. Otherwise the
@@ -282,10 +283,10 @@ def setup_python_board(board: Board, *, progress: Progress = None, force: bool =
     return _emulated(board, root, info)
 
 
-def _emulated(board: Board, root: Path, info: dict) -> EmulatedBoard:
+def _emulated(board: Board, root: Path, info: dict) -> PythonEmulatedBoard:
     mcpu = str(board.target.get("mcpu") or "")
     cpu = board.emulation.qemu_cpu or (mcpu if mcpu in info.get("qemu_cpus", ()) else None)
-    return EmulatedBoard(board=board, root=root, arch=board.arch, cpu=cpu, info=info)
+    return PythonEmulatedBoard(board=board, root=root, arch=board.arch, cpu=cpu, info=info)
 
 
 def _valid(root: Path, arch: str):
