@@ -10,7 +10,7 @@ Sources (all shipped inside the ``onnx`` package, nothing is downloaded):
   shipped ``light_*_output_0.pb``.
 
 Every case goes through tvmedge's own pipeline: ``tvmedge.frontend.onnx.import_model`` (input shapes fixed
-from the test inputs where the model leaves them symbolic), ``tvmedge.build.artifact.build_artifact`` into
+from the test inputs where the model leaves them symbolic), ``tvmedge.compiler.artifact.build_artifact`` into
 a temporary folder, ``tvmedge.runtime.load(...).run(...)``; outputs are compared with ``np.allclose`` at the
 case's own tolerance (onnx's runner uses rtol=1e-3, atol=1e-7 for all of these; densenet121 rtol=2e-3).
 
@@ -399,8 +399,8 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
     """
     import onnx
 
-    from tvmedge.build.artifact import build_artifact
-    from tvmedge.build.stages import single_stage
+    from tvmedge.compiler.artifact import build_artifact
+    from tvmedge.compiler.stages import single_stage
     from tvmedge.tune.auto import TuningOptions
     from tvmedge.errors import ModelError, UnsupportedOpError
     from tvmedge.frontend.onnx import import_model

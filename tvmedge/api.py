@@ -39,14 +39,14 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
             partition_algorithm: Optional[str] = None):
     """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
-    One pass (:mod:`tvmedge.build.pipeline`): the board is resolved once, the model read, checked and folded
+    One pass (:mod:`tvmedge.compiler.pipeline`): the board is resolved once, the model read, checked and folded
     once, imported, cut into stages and built; the manifest is written once.
 
     ``plan`` (``"latency"`` or ``"throughput"``, default None = one library for the board's main CPU)
     partitions the model over the board's compute units first and writes a multi-partition artifact: one
     library per plan stage (``stage0.so`` ...), the plan in the manifest, stages on units TVM cannot build for
     or the runtime cannot drive (NPU, OpenCL GPU) built for the host CPU and marked ``"fallback": "cpu"``
-    (see :mod:`tvmedge.build.stages`). ``algorithm`` picks another partitioner than the objective's default
+    (see :mod:`tvmedge.compiler.stages`). ``algorithm`` picks another partitioner than the objective's default
     (e.g. ``"fixed-rule"``). Not combinable with ``quant`` yet.
 
     ``quant`` (a :class:`tvmedge.quant.QuantConfig` or its YAML path) quantizes the model first; quantized
@@ -60,7 +60,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
 
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
-    from .build.pipeline import compile_model
+    from .compiler.pipeline import compile_model
     from .tune.auto import TuningOptions
 
     if search is not None:

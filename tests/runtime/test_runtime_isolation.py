@@ -21,7 +21,7 @@ print(json.dumps({"shape": list(out["probabilities"].shape), "added": sorted(set
 
 # `import tvm` itself (runtime-only mode) loads some Python packages such as tvm.te and tvm.driver; the
 # native compiler library is what a board must not need, and the /proc/self/maps check proves it is absent.
-COMPILER_SIDE = ("tvm.relax", "tvm.s_tir", "tvm.topi", "tvmedge.frontend", "tvmedge.build",
+COMPILER_SIDE = ("tvm.relax", "tvm.s_tir", "tvm.topi", "tvmedge.frontend", "tvmedge.compiler",
                  "tvmedge.devices", "tvmedge.cli", "tvmedge.api", "onnx", "onnxslim", "click", "yaml", "pydantic")
 
 

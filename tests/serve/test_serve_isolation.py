@@ -30,7 +30,7 @@ print(json.dumps({"modules": sorted(sys.modules), "compiler_lib": "libtvm_compil
 """
 
 # pydantic and click are allowed here: FastAPI is built on pydantic and uvicorn on click.
-COMPILER_SIDE = ("tvm.relax", "tvm.s_tir", "tvm.topi", "tvmedge.frontend", "tvmedge.build", "tvmedge.tune",
+COMPILER_SIDE = ("tvm.relax", "tvm.s_tir", "tvm.topi", "tvmedge.frontend", "tvmedge.compiler", "tvmedge.tune",
                  "tvmedge.devices", "tvmedge.partition", "tvmedge.api", "tvmedge.peer", "onnx", "onnxslim", "yaml")
 
 

@@ -1,4 +1,4 @@
-"""tvmedge.build: artifact directory, manifest contents and reproducibility (issue 3)."""
+"""tvmedge.compiler: artifact directory, manifest contents and reproducibility (issue 3)."""
 
 import json
 

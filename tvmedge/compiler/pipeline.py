@@ -6,9 +6,9 @@
    ``quant`` the folded model is quantized (:func:`tvmedge.quant.quantize`); then it is imported into Relax,
    quantized weights kept quantized (:func:`tvmedge.frontend.onnx.import_model`);
 3. the module becomes stages: one for the board's main CPU, or the partitioner's plan
-   (:mod:`tvmedge.build.stages`);
+   (:mod:`tvmedge.compiler.stages`);
 4. every stage is scheduled, lowered and linked the same way and the manifest is written once, with the
-   quantization record in it (:func:`tvmedge.build.artifact.build_artifact`).
+   quantization record in it (:func:`tvmedge.compiler.artifact.build_artifact`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
                   costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
                   progress: Optional[Callable[[str], None]] = None, tune_progress=None):
     """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
-    -> :class:`~tvmedge.build.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
+    -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
     from ..devices.target import CompileTarget
     from .artifact import build_artifact, check_destination
     from .stages import partition_setup, plan_stages, single_stage

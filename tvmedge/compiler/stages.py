@@ -4,7 +4,7 @@ Without a plan the imported module is one stage for the board's main CPU (``mode
 ``compile --partition latency|throughput`` partitions the imported module
 (:func:`tvmedge.partition.report.partition_ops`) and cuts it at the plan's stage boundaries, each stage for its
 unit's TVM target (``stage0.so``, ``stage1.so`` ..., the plan in ``manifest.json``). Either way
-:func:`tvmedge.build.artifact.build_artifact` builds the stages the same way, and the runtime
+:func:`tvmedge.compiler.artifact.build_artifact` builds the stages the same way, and the runtime
 (:class:`tvmedge.runtime.loader.Model`) runs them in order, handing tensors over by name.
 
 Why the cut is made in Relax, not in ONNX

@@ -77,7 +77,7 @@ def test_stage_library_missing_is_refused(partitioned, tmp_path):
 
 
 def test_fallbacks_for_units_tvm_cannot_build_or_run():
-    from tvmedge.build.stages import stage_targets
+    from tvmedge.compiler.stages import stage_targets
     from tvmedge.devices.graph import DeviceGraph
     from tvmedge.devices.target import CompileTarget
 

@@ -1,7 +1,7 @@
 """``Artifact``: an artifact directory written by the compiler (libraries + ``manifest.json``).
 
 The manifest format belongs to the runtime (:mod:`tvmedge.runtime.manifest`); :func:`build_artifact` builds
-every stage of a :class:`~tvmedge.build.stages.StagePlan` the same way (schedule, lower, link) and writes the
+every stage of a :class:`~tvmedge.compiler.stages.StagePlan` the same way (schedule, lower, link) and writes the
 manifest once. Identical inputs give a byte-identical manifest except for ``created``.
 """
 
@@ -59,7 +59,7 @@ class Artifact:
 
 def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, quantization: Optional[dict] = None,
                    progress: Optional[Callable[[str], None]] = None, tune_progress=None) -> Artifact:
-    """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.build.stages.StagePlan` of
+    """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.compiler.stages.StagePlan` of
     ``imported``, an ``ImportedModel``) and write the artifact directory ``out`` with its manifest -> ``Artifact``.
 
     ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions`; ``quantization`` the record of what quantization
