@@ -114,7 +114,8 @@ def partition(model, board: Union[str, Board], *, objective: str = "latency", in
                            algorithm=algorithm)
 
 
-def rank(model, *, objective: str = "latency", input_shapes: Shapes = None, boards=None, costs: str = "learned") -> dict:
+def rank(model, *, objective: str = "latency", input_shapes: Shapes = None, boards=None,
+         costs: str = "learned") -> dict:
     """Rank boards (default: every board in ``targets/``) for a model by the cost model's prediction, with the
     reasons; boards that cannot be predicted are listed with why (:func:`tvmedge.partition.rank.rank_boards`)."""
     from .partition.rank import rank_boards

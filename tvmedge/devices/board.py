@@ -22,8 +22,8 @@ from ..errors import ConfigError, ToolchainError
 from ..runtime.manifest import machine_arch
 from ..yamlfile import read_yaml
 
-__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target", "targets_dir",
-           "emulated_board_name"]
+__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target",
+           "targets_dir", "emulated_board_name"]
 
 Arch = Literal["x86_64", "aarch64", "riscv64"]
 

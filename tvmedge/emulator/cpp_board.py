@@ -6,7 +6,7 @@ the cross toolchain's libc and libstdc++ as the board's userland::
 
     qemu-riscv64 -L /usr/riscv64-linux-gnu <cache>/runtime/riscv64/bin/tvmedge-run ARTIFACT --json ...
 
-The route was chosen over a riscv64 Python (design.md section 3, route B) because it needs nothing but the
+The route was chosen over a riscv64 Python (measured: both routes work) because it needs nothing but the
 toolchain Debian already packages: the Python route needs Debian sid's moving riscv64 userland (332 MB, 7.7 s
 to import numpy + tvm emulated) and a cross-built tvm-ffi Cython extension. The C++ board is ~5 MB and starts
 in a fraction of a second. TVM's RPC server, which TVM implements in Python around a C++ server loop, runs as

@@ -10,11 +10,12 @@
 
 Where the libraries come from:
 
-* **riscv64**: there is no riscv64 TVM wheel, so they are cross-built (design.md section 3, route A):
+* **riscv64**: there is no riscv64 TVM wheel, so they are cross-built:
   ``libtvm_ffi.so`` from the ``apache-tvm-ffi`` sdist with its own CMake build (pip's ``cmake``: the sdist
   needs CMake >= 3.26), ``libtvm_runtime.so`` from the runtime sources the ``apache-tvm`` wheel itself ships
-  (``tvm/src/runtime``, ``tvm/include``) plus the support headers it lacks (``third_party/tvm_support/``). Using the wheel's
-  sources, not another TVM checkout, keeps the runtime in step with the compiler that built the model. The
+  (``tvm/src/runtime``, ``tvm/include``) plus the support headers it lacks (``third_party/tvm_support/``).
+  Using the wheel's sources, not another TVM checkout, keeps the runtime in step with the compiler that built
+  the model. The
   build reaches nothing but PyPI: ~1.5 min on 2 cores, once per machine.
 * **aarch64**: the aarch64 wheels' own libraries, from the folder the caller names (``wheel_site``: the emulated
   board root's ``site/``, which holds those wheels unpacked).
