@@ -67,15 +67,12 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
     when all are complete, so a failed build leaves an existing artifact untouched; a non-empty folder that is
     not an artifact is never overwritten.
     """
-    import tvm
-
     from ..tune.auto import TuningOptions, auto_schedule
 
     progress = progress or (lambda message: None)
     tuning = tuning or TuningOptions()
     out = Path(out)
     check_destination(out)
-    main = stages.target  # the board's own target: the manifest's (a plan's stages may be built for other units)
     built, files = [], {}
     with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
         for stage in stages.stages:
@@ -94,22 +91,7 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
                 library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
                 unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
                 reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
-        plan = StoredPlan(stages=tuple(built), outputs=tuple(stages.outputs), **stages.partition) \
-            if stages.partitioned else None
-        manifest = Manifest(
-            board=main.name, arch=main.arch, triple=main.triple, target=main.spec,
-            inputs=list(imported.inputs), outputs=list(imported.outputs),
-            library=built[0].library, files=files,
-            source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
-            build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
-                            cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
-                            partitions=len(built) if plan is not None else None, quantization=quantization),
-            # the schedule provenance of every library, when they share it
-            tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
-            plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,
-            tvm_version=tvm.__version__, tvmedge_version=__version__,
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        )
+        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization)
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.so"):  # a previous artifact's libraries (check_destination allowed replacing it)
@@ -118,6 +100,30 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
             shutil.move(str(Path(tmp) / name), out / name)
         manifest.write(out)
     return Artifact(out, manifest)
+
+
+def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization) -> Manifest:
+    """The manifest of the built stages: a single library is format version 1 (no plan), a plan's stages
+    version 2 with the plan stored."""
+    import tvm
+
+    main = stages.target  # the board's own target: the manifest's (a plan's stages may be built for other units)
+    plan = StoredPlan(stages=tuple(built), outputs=tuple(stages.outputs), **stages.partition) \
+        if stages.partitioned else None
+    return Manifest(
+        board=main.name, arch=main.arch, triple=main.triple, target=main.spec,
+        inputs=list(imported.inputs), outputs=list(imported.outputs),
+        library=built[0].library, files=files,
+        source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
+        build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
+                        cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
+                        partitions=len(built) if plan is not None else None, quantization=quantization),
+        # the schedule provenance of every library, when they share it
+        tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
+        plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,
+        tvm_version=tvm.__version__, tvmedge_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def check_destination(out: Path) -> None:
