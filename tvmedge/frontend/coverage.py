@@ -35,9 +35,12 @@ def op_histogram(model: onnx.ModelProto) -> Counter:
 
 @lru_cache(maxsize=1)
 def supported_ops() -> frozenset:
-    """Op types TVM 0.27's ONNX importer has a converter for."""
+    """Op types the importer converts: TVM 0.27's own converters and tvmedge's (``frontend.converters``)."""
     from tvm.relax.frontend.onnx import onnx_frontend
 
+    from .converters import register
+
+    register()
     return frozenset(onnx_frontend._get_convert_map())
 
 

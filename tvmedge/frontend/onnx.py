@@ -293,6 +293,9 @@ def _raise_unsupported(path, missing) -> None:
 def _to_relax(model: onnx.ModelProto, path):
     from tvm.relax.frontend.onnx import from_onnx
 
+    from .converters import register
+
+    register()
     try:
         return from_onnx(model, keep_params_in_input=False)
     except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...

@@ -1,0 +1,50 @@
+"""Shared by the converter tests: build an ONNX model with tvmedge for x86 and compare it with ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset=22, domains=()) -> onnx.ModelProto:
+    """A checked model; ``inputs``/``outputs`` are ``(name, elem_type, shape)`` triples."""
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        list(initializers))
+    imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
+    model = helper.make_model(graph, opset_imports=imports)
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return model
+
+
+def run_both(model: onnx.ModelProto, feeds: dict, tmp_path: Path, *, board: str = "x86-host", ort: bool = True,
+             **compile_args):
+    """(tvmedge outputs, ONNX Runtime outputs or None), both by output name; the artifact is in ``tmp_path/out``."""
+    from tvmedge import api
+    from tvmedge.peer import onnxruntime_outputs
+    from tvmedge.tune.auto import TuningOptions
+
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    api.compile(path, board, out=tmp_path / "out", tuning=TuningOptions(search="naive"), **compile_args)
+    ours = api.load(tmp_path / "out").run(feeds) if board == "x86-host" else None
+    return ours, (onnxruntime_outputs(path, feeds, threads=1) if ort else None)
+
+
+def assert_close(ours: dict, theirs: dict, atol: float = 1e-5, rtol: float = 1e-5) -> float:
+    """Every ORT output matches ours; returns the largest absolute difference."""
+    worst = 0.0
+    assert set(theirs) <= set(ours), f"outputs {sorted(ours)} lack {sorted(set(theirs) - set(ours))}"
+    for name, ref in theirs.items():
+        got = np.asarray(ours[name])
+        assert got.shape == ref.shape, f"{name}: shape {got.shape}, ONNX Runtime {ref.shape}"
+        np.testing.assert_allclose(got, ref, atol=atol, rtol=rtol, err_msg=name)
+        if ref.size:
+            worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - ref))))
+    return worst

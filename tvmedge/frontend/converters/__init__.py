@@ -1,0 +1,43 @@
+"""ONNX op converters that TVM 0.27's Relax importer lacks, written in its own shape.
+
+Each converter is an ``OnnxOpConverter`` subclass with ``_impl_vN`` class methods (N = the opset version
+the implementation follows), exactly like the converters in ``tvm.relax.frontend.onnx.onnx_frontend``,
+so each one can be moved upstream as it is. :func:`register` adds them to the importer's op map, the one
+table its ``_convert_operator`` and ``_check_for_unsupported_ops`` read. TVM keeps that map inside a
+function (``_get_convert_map``) with no registration hook, so we wrap the function once; our entries
+win where TVM has a converter of the same name that cannot handle the op (e.g. ONNX ``Attention``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+__all__ = ["converters", "register"]
+
+
+@lru_cache(maxsize=1)
+def converters() -> dict:
+    """Op type -> converter class, for every op tvmedge converts itself."""
+    from . import attention, losses, misc, recurrent
+
+    table = {}
+    for module in (recurrent, attention, losses, misc):
+        table.update(module.CONVERTERS)
+    return table
+
+
+def register() -> None:
+    """Make TVM's ONNX importer use our converters too (idempotent)."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    original = onnx_frontend._get_convert_map
+    if getattr(original, "_tvmedge", False):
+        return
+
+    def _get_convert_map():
+        table = original()
+        table.update(converters())
+        return table
+
+    _get_convert_map._tvmedge = True
+    onnx_frontend._get_convert_map = _get_convert_map
