@@ -293,11 +293,11 @@ def _raise_unsupported(path, missing) -> None:
 def _to_relax(model: onnx.ModelProto, path):
     from tvm.relax.frontend.onnx import from_onnx
 
-    from .converters import register
+    from .converters import qualify_domains, register
 
     register()
     try:
-        return from_onnx(model, keep_params_in_input=False)
+        return from_onnx(qualify_domains(model), keep_params_in_input=False)
     except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...
         raise ModelError(f"{path}: TVM's ONNX importer failed: {first_line(err)}") from err
 

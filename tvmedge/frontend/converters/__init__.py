@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-__all__ = ["converters", "register"]
+__all__ = ["converters", "qualify_domains", "register"]
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+# TVM converters written for contrib ops, reached under their qualified name like ours.
+_TVM_CONTRIB = ("EmbedLayerNormalization",)
 
 
 @lru_cache(maxsize=1)
@@ -36,8 +40,40 @@ def register() -> None:
 
     def _get_convert_map():
         table = original()
+        table.update({f"com.microsoft.{op}": table[op] for op in _TVM_CONTRIB if op in table})
         table.update(converters())
         return table
 
     _get_convert_map._tvmedge = True
     onnx_frontend._get_convert_map = _get_convert_map
+
+
+def qualify_domains(model):
+    """A copy of ``model`` whose nodes outside the default domain are named ``domain.Op``.
+
+    TVM's importer looks converters up by op type alone (its own TODO), so ONNX ``Attention`` and
+    ``com.microsoft.Attention`` — different ops — would share one converter; qualified names keep them apart
+    and let an op of an unknown domain be reported as such instead of being converted as another op.
+    """
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in _all_nodes(copy.graph):
+        if node.domain not in _DEFAULT_DOMAINS:
+            node.op_type = f"{node.domain}.{node.op_type}"
+            node.domain = ""
+    return copy
+
+
+def _all_nodes(graph):
+    import onnx
+
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _all_nodes(sub)
