@@ -9,18 +9,43 @@ import onnx
 from onnx import helper
 
 
-def make_model(nodes, inputs, outputs, initializers=(), opset=22, domains=()) -> onnx.ModelProto:
-    """A checked model; ``inputs``/``outputs`` are ``(name, elem_type, shape)`` triples."""
+def make_model(nodes, inputs, outputs, initializers=(), opset=22, domains=(), infer_outputs=False,
+               feeds=None) -> onnx.ModelProto:
+    """A checked model; ``inputs``/``outputs`` are ``(name, elem_type, shape)`` triples (with ``infer_outputs``,
+    output names only: their types come from ONNX's shape inference, or ORT run on ``feeds``)."""
     graph = helper.make_graph(
         nodes, "test",
         [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+        [] if infer_outputs else [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
         list(initializers))
     imports = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
     model = helper.make_model(graph, opset_imports=imports)
     model.ir_version = 10
+    if infer_outputs:
+        model.graph.output.extend(_output_infos(model, outputs, feeds))
     onnx.checker.check_model(model)
     return model
+
+
+def _output_infos(model, names, feeds) -> list:
+    """Output types from ONNX's shape inference, or for ops it does not know (contrib), from one ONNX Runtime
+    session on ``feeds`` (ORT does not need output shapes declared)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    known = {v.name: v for v in inferred.graph.value_info}
+    if all(n in known and known[n].type.tensor_type.HasField("shape") for n in names):
+        return [known[n] for n in names]
+    return _ort_output_infos(model, names, feeds)
+
+
+def _ort_output_infos(model, names, feeds) -> list:
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(out.dtype), list(out.shape))
+            for name, out in zip(names, session.run(names, feeds))]
 
 
 def run_both(model: onnx.ModelProto, feeds: dict, tmp_path: Path, *, board: str = "x86-host", ort: bool = True,
