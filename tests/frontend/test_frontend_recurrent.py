@@ -118,23 +118,23 @@ def _ort_batchwise(op, options, feeds, tmp_path):
 def test_long_sequence_uses_the_loop_kernel(tmp_path):
     # Past UNROLL_MAX_STEPS the recurrence is one kernel with a loop over time, not one kernel per step.
     from tvmedge.frontend.converters.recurrent import UNROLL_MAX_STEPS
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
     import onnx
 
     for seq, looped in ((UNROLL_MAX_STEPS + 1, True), (4, False)):
         model, _ = recurrent_model("LSTM", seq=seq)
         onnx.save(model, tmp_path / f"m{seq}.onnx")
-        names = [gv.name_hint for gv in import_onnx(tmp_path / f"m{seq}.onnx").mod.get_global_vars()]
+        names = [gv.name_hint for gv in import_model(tmp_path / f"m{seq}.onnx").mod.get_global_vars()]
         assert ("lstm_loop" in names) is looped
         assert (sum(n.startswith("lstm_step") for n in names) == seq) is not looped
 
 
 def test_unknown_activation_is_refused_with_the_allowed_list(tmp_path):
     from tvmedge.errors import ModelError
-    from tvmedge.frontend.onnx import import_onnx
+    from tvmedge.frontend.onnx import import_model
     import onnx
 
     model, _ = recurrent_model("RNN", activations=["Gelu"])
     onnx.save(model, tmp_path / "m.onnx")
     with pytest.raises(ModelError, match=r"activation 'Gelu' is not one the ONNX spec allows \(affine, elu, "):
-        import_onnx(tmp_path / "m.onnx")
+        import_model(tmp_path / "m.onnx")
