@@ -25,19 +25,20 @@ __all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load"
 Shapes = Optional[Mapping[str, tuple]]
 
 
-def inspect(model, *, input_shapes: Shapes = None):
+def inspect(model, *, input_shapes: Shapes = None, frozen_inputs: Optional[Mapping[str, list]] = None):
     """IO specs, op histogram and unsupported ops of an ONNX model -> ``ModelReport``."""
     from .frontend.onnx import inspect_onnx
 
-    return inspect_onnx(model, input_shapes)
+    return inspect_onnx(model, input_shapes, frozen_inputs)
 
 
 def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quant=None,
             search: Optional[str] = None, tuning=None, input_shapes: Shapes = None, out="out", opt_level: int = 3,
             algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
             tune_progress: Optional[Callable[[dict], None]] = None, partition: Optional[str] = None,
-            partition_algorithm: Optional[str] = None):
-    """Compile an ONNX model for a board (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
+            partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None):
+    """Compile an ONNX model (or a ``torch.export`` program saved as ``.pt2``, when torch is installed) for a board
+    (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
     One pass (:mod:`tvmedge.compiler.pipeline`): the board is resolved once, the model read, checked and folded
     once, imported, cut into stages and built; the manifest is written once.
@@ -58,6 +59,10 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
     (records folder, tracker; default: records from ``tuning_logs/`` plus the quick search, measured on a native
     board). ``progress`` receives a message as each step starts; ``tune_progress`` the quick search's events.
 
+    ``frozen_inputs`` (``{name: values}``, see :mod:`tvmedge.frontend.freeze`) makes those inputs constants:
+    they leave the artifact's inputs, what they select is folded away, the manifest's ``build.frozen_inputs``
+    records them.
+
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
     from .compiler.pipeline import compile_model
@@ -71,7 +76,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
         plan, algorithm = partition, partition_algorithm
     return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
-                         tune_progress=tune_progress)
+                         tune_progress=tune_progress, frozen_inputs=frozen_inputs)
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,

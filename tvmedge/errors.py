@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "ModelError",
     "UnsupportedOpError",
+    "ShapeInputError",
     "PartitionError",
     "TuningError",
     "ToolchainError",
@@ -52,6 +53,15 @@ class UnsupportedOpError(ModelError, NotImplementedError):
     def __init__(self, message, ops=None):
         super().__init__(message)
         self.ops = dict(ops or {})
+
+
+class ShapeInputError(ModelError):
+    """Inputs whose values set shapes, all listed, e.g. ``input 'axes' sets shapes (ReduceSum 'r' operand 1):
+    freeze it with --freeze-input axes=VALUE``; ``inputs`` maps each name to where it is used."""
+
+    def __init__(self, message, inputs=None):
+        super().__init__(message)
+        self.inputs = dict(inputs or {})
 
 
 class PartitionError(TvmedgeError):

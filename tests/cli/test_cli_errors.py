@@ -45,7 +45,7 @@ def test_unsupported_ops_listed_at_once(tmp_path, unsupported_model):
                           r"cannot convert 2 op type\(s\): Det \(x1\), QLinearMatMul \(x1\)")
     result = run("inspect", unsupported_model)
     assert result.exit_code == 0
-    assert "unsupported by TVM's importer (2): Det (x1), QLinearMatMul (x1)" in result.stdout
+    assert "ops the importer lacks (2): Det (x1), QLinearMatMul (x1)" in result.stdout
 
 
 def test_unknown_board(tmp_path, tiny_cnn):

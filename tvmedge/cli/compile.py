@@ -1,8 +1,8 @@
-"""``tvmedge compile``: ONNX model -> artifact directory for a board."""
+"""``tvmedge compile``: ONNX model (or torch.export program) -> artifact directory for a board."""
 
 import click
 
-from ._options import input_shape_option, json_option
+from ._options import freeze_input_option, input_shape_option, json_option
 from ._output import Steps, TuneProgress, emit
 
 
@@ -11,6 +11,7 @@ from ._output import Steps, TuneProgress, emit
 @click.option("--target", "board", required=True,
               help="Board name (a file in targets/), a board YAML path, or a TVM target JSON.")
 @input_shape_option
+@freeze_input_option
 @click.option("-o", "--output", default="out", show_default=True, help="Artifact directory to write.")
 @click.option("--search", default="quick", show_default=True, metavar="none|quick|naive|N",
               help="Tasks without tuning records: quick = measure 8 candidates each (native boards), N = N each, "
@@ -26,10 +27,11 @@ from ._output import Steps, TuneProgress, emit
               help="Partition over the board's compute units first (see `tvmedge partition`) and write one "
                    "library per stage; off by default.")
 @json_option
-def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_tuning, tracker, key, opt_level,
+def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tuning_records, no_tuning, tracker, key, opt_level,
                 quant, partition, as_json):
-    """Compile an ONNX model into a deployable artifact for a board."""
+    """Compile an ONNX model (or a torch.export .pt2 program) into a deployable artifact for a board."""
     from .. import api
+    from ..frontend.freeze import parse_frozen_inputs
     from ..frontend.onnx import parse_input_shapes
     from ..tune.auto import TuningOptions
 
@@ -39,7 +41,7 @@ def compile_cmd(model, board, input_shapes, output, search, tuning_records, no_t
         artifact = api.compile(model, board, plan=partition, quant=quant, tuning=tuning,
                                input_shapes=parse_input_shapes(input_shapes), out=output, opt_level=opt_level,
                                progress=Steps(total=4 if partition is None else None, quiet=as_json),
-                               tune_progress=progress)
+                               tune_progress=progress, frozen_inputs=parse_frozen_inputs(frozen_inputs))
     finally:
         progress.close()
     emit(artifact.summary(), as_json, _render)
@@ -71,6 +73,8 @@ def _render(d):
             click.echo(f"    {s['library']}: {len(s['ops'])} ops on {where}, predicted {s['predicted']['total_ms']:.3f} ms")
             if s.get("reason"):
                 click.echo(f"      {s['reason']}")
+    if d.get("frozen_inputs"):
+        click.echo("  frozen: " + ", ".join(f"{k}={v}" for k, v in d["frozen_inputs"].items()))
     q = d.get("quantization")
     if q:
         bits = ", ".join(f"{name} {b}" for name, b in (q.get("layers") or {}).items())

@@ -54,6 +54,8 @@ class Artifact:
             data["plan"] = m.plan.to_json()
         if m.build.quantization:
             data["quantization"] = m.build.quantization
+        if m.build.frozen_inputs:
+            data["frozen_inputs"] = m.build.frozen_inputs
         return data
 
 
@@ -116,6 +118,7 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
         library=built[0].library, files=files,
         source_model={"file": Path(imported.source_path).name, "sha256": imported.source_sha256},
         build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
+                        frozen_inputs=dict(sorted(imported.frozen_inputs.items())) or None,
                         cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
                         partitions=len(built) if plan is not None else None, quantization=quantization),
         # the schedule provenance of every library, when they share it

@@ -1,4 +1,5 @@
-"""The compile pipeline: an ONNX file in, an artifact directory out, in one pass.
+"""The compile pipeline: an ONNX file (or a ``torch.export`` ``.pt2`` program) in, an artifact directory out, in
+one pass.
 
 1. the board is resolved once (:class:`~tvmedge.devices.target.CompileTarget`: TVM target, cross compiler) and
    handed down: nothing below re-resolves or re-parses it;
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError
+from ..frontend.pytorch import is_exported_program
 
 __all__ = ["compile_model", "import_for_compile"]
 
 
 def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: Optional[str] = None,
                   costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
-                  progress: Optional[Callable[[str], None]] = None, tune_progress=None):
+                  progress: Optional[Callable[[str], None]] = None, tune_progress=None, frozen_inputs=None):
     """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
     -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
     from ..devices.target import CompileTarget
@@ -37,10 +39,12 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
         raise ConfigError("partition_algorithm needs partition='latency' or 'throughput'")
     target = CompileTarget.resolve(board)  # a missing cross compiler fails here, before the (slow) import
     check_destination(Path(out))
+    if plan is not None and is_exported_program(model):
+        raise ConfigError("--partition takes ONNX models; export the model to ONNX to partition it")
     devices, cost_model = partition_setup(target, plan, costs) if plan is not None else (None, None)
     progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
              f"convert to Relax)")
-    imported, quantization = import_for_compile(model, quant, input_shapes, progress=None)
+    imported, quantization = import_for_compile(model, quant, input_shapes, progress=None, frozen_inputs=frozen_inputs)
     stages = single_stage(imported, target) if plan is None else \
         plan_stages(imported, target, devices, cost_model, objective=plan, algorithm=algorithm, progress=progress)
     return build_artifact(imported, stages, out, tuning=tuning, opt_level=opt_level, quantization=quantization,
@@ -48,15 +52,22 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
 
 
 def import_for_compile(model, quant=None, input_shapes=None,
-                       progress: Optional[Callable[[str], None]] = None) -> tuple:
+                       progress: Optional[Callable[[str], None]] = None, frozen_inputs=None) -> tuple:
     """Read, fold, (quantize,) import -> ``(ImportedModel, quantization record for the manifest or None)``.
 
     ``quant``: a ``QuantConfig`` or the path of its YAML. A model that already holds quantized weights (e.g.
-    ``tvmedge quantize``'s output) is recorded as such.
+    ``tvmedge quantize``'s output) is recorded as such. ``frozen_inputs``: ``--freeze-input`` values by name.
+    A ``.pt2`` file is a ``torch.export`` program, imported by TVM's own importer for those.
     """
     from ..frontend.onnx import import_model, load_onnx
 
-    source = load_onnx(model, input_shapes)
+    if is_exported_program(model):
+        if quant is not None:
+            raise ConfigError("--quant takes ONNX models; export the model to ONNX to quantize it")
+        from ..frontend.pytorch import import_exported_program
+
+        return import_exported_program(model, input_shapes, frozen_inputs), None
+    source = load_onnx(model, input_shapes, frozen_inputs)
     result = None
     if quant is not None:
         from ..quant.quantize import quantize

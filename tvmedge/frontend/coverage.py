@@ -41,7 +41,8 @@ def supported_ops() -> frozenset:
     from .converters import register
 
     register()
-    return frozenset(onnx_frontend._get_convert_map())
+    # If is converted by the importer itself (a Relax If), not through the map.
+    return frozenset(onnx_frontend._get_convert_map()) | {"If"}
 
 
 def unsupported_ops(model: onnx.ModelProto) -> Counter:

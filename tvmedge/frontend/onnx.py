@@ -14,6 +14,7 @@ of every verb (compile, tune, partition, rank).
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
@@ -21,9 +22,10 @@ from typing import Iterable, Mapping, Optional
 import onnx
 from onnx import helper
 
-from ..errors import ConfigError, ModelError, UnsupportedOpError, first_line
+from ..errors import ConfigError, ModelError, ShapeInputError, UnsupportedOpError, first_line
 from ..runtime.manifest import TensorSpec
 from .coverage import op_histogram, unsupported_ops
+from .opset import check_opsets
 
 __all__ = [
     "ImportedModel",
@@ -52,6 +54,9 @@ class ModelReport:
     ops: dict
     unsupported: dict
     needs_shape: list = field(default_factory=list)  # inputs whose shape is still symbolic
+    needs_freeze: dict = field(default_factory=dict)  # inputs whose values set shapes -> where
+    frozen: dict = field(default_factory=dict)  # inputs frozen with --freeze-input -> values
+    problems: list = field(default_factory=list)  # other reasons the import would stop (one line each)
 
     def summary(self) -> dict:
         return {
@@ -63,7 +68,10 @@ class ModelReport:
             "ops": dict(sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
             "unsupported_ops": dict(sorted(self.unsupported.items())),
             "needs_input_shape": self.needs_shape,
-            "importable": not self.unsupported and not self.needs_shape,
+            "needs_freeze_input": self.needs_freeze,
+            "frozen_inputs": self.frozen,
+            "problems": self.problems,
+            "importable": not (self.unsupported or self.needs_shape or self.needs_freeze or self.problems),
         }
 
 
@@ -75,6 +83,7 @@ class OnnxModel:
     path: str  # the file it was read from
     sha256: str  # of that file
     input_shapes: dict  # name -> dims, as the user fixed them
+    frozen_inputs: dict = field(default_factory=dict)  # name -> value, as the user froze them
 
     def with_proto(self, proto: onnx.ModelProto) -> "OnnxModel":
         """The same source with another graph (e.g. its quantized version): path and sha256 stay the file's."""
@@ -94,6 +103,7 @@ class ImportedModel:
     onnx_model: onnx.ModelProto  # after shape fixing and folding
     # quantized weights kept quantized (keep_weights_quantized's counts), None for a float model
     quantized_weights: Optional[dict] = None
+    frozen_inputs: dict = field(default_factory=dict)  # inputs made constants (--freeze-input) -> values
 
 
 def parse_input_shapes(items: Iterable[str]) -> dict:
@@ -139,7 +149,8 @@ def _graph_inputs(model: onnx.ModelProto) -> list:
 
 def _dims(value: onnx.ValueInfoProto) -> list:
     shape = value.type.tensor_type.shape
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+    # A negative dim_value (Paddle2ONNX writes -1) is a dynamic dim, like a named one.
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else (d.dim_param or "?") for d in shape.dim]
 
 
 def _dtype(value: onnx.ValueInfoProto) -> str:
@@ -174,7 +185,7 @@ def _fix_shapes(model: onnx.ModelProto, shapes: Mapping[str, tuple]) -> list:
         if dims and len(dims) != len(shape):
             raise ConfigError(f"--input-shape {name}: model input has rank {len(dims)}, got {len(shape)} dims {shape}")
         for i, size in enumerate(shape):
-            if i < len(dims) and dims[i].HasField("dim_value") and dims[i].dim_value != size:
+            if i < len(dims) and dims[i].HasField("dim_value") and dims[i].dim_value >= 0 and dims[i].dim_value != size:
                 raise ConfigError(f"--input-shape {name}: dim {i} is fixed to {dims[i].dim_value} in the model, got {size}")
         del dims[:]
         for size in shape:
@@ -193,12 +204,28 @@ def _needs_shape_message(model: onnx.ModelProto, names: list) -> str:
     return "input shape needed: " + "; ".join(described)
 
 
-def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> ModelReport:
-    """IO specs, op histogram and unsupported ops of an ONNX file (no import, no build)."""
+def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
+                 frozen_inputs: Optional[Mapping[str, list]] = None) -> ModelReport:
+    """IO specs, op histogram, and every reason the import would stop, all at once (no import, no build):
+    ops the importer lacks, symbolic input shapes, inputs that must be frozen, loops it cannot unroll."""
     model, sha = read_onnx(path)
+    problems = []
+    try:
+        check_opsets(model, path)
+    except ModelError as err:
+        problems.append(str(err))
+    frozen = _freeze(model, frozen_inputs)
     needs = _fix_shapes(model, dict(input_shapes or {}))
+    needs_freeze = {}
     if not needs:
         model = fold_onnx(model)
+        try:
+            model = _unroll(model, path)
+        except ModelError as err:
+            problems.append(str(err))
+        from .freeze import shape_inputs
+
+        needs_freeze = shape_inputs(model)
     return ModelReport(
         path=str(path),
         sha256=sha,
@@ -208,7 +235,34 @@ def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> Mo
         ops=dict(op_histogram(model)),
         unsupported=dict(unsupported_ops(model)),
         needs_shape=needs,
+        needs_freeze=needs_freeze,
+        frozen=frozen,
+        problems=problems,
     )
+
+
+def _freeze(model: onnx.ModelProto, frozen_inputs) -> dict:
+    from .freeze import freeze_inputs
+
+    return freeze_inputs(model, dict(frozen_inputs or {})) if frozen_inputs else {}
+
+
+def _unroll(model: onnx.ModelProto, path) -> onnx.ModelProto:
+    """Unroll static Loop/Scan (then fold again: the copies hold constants to fold)."""
+    from .control_flow import unroll_control_flow
+
+    return fold_onnx(model) if unroll_control_flow(model, path) else model
+
+
+def _check_shape_inputs(model: onnx.ModelProto, path) -> None:
+    from .freeze import shape_inputs
+
+    found = shape_inputs(model)
+    if found:
+        listed = "; ".join(f"input '{name}' sets shapes ({where})" for name, where in found.items())
+        example = " ".join(f"--freeze-input {name}=VALUE" for name in found)
+        raise ShapeInputError(f"{path}: {listed}: its value must be known at compile time; freeze it: {example}",
+                              found)
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -229,33 +283,46 @@ def fold_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
 
 
-def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None) -> OnnxModel:
-    """Read and check an ONNX file (once), fix its input shapes and fold its shape subgraphs (once).
+def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
+              frozen_inputs: Optional[Mapping[str, list]] = None) -> OnnxModel:
+    """Read and check an ONNX file (once), freeze the inputs the user fixed, fix its input shapes, fold its
+    shape subgraphs and constant conditions, unroll static loops (once).
 
     Raises
     ------
     ModelError
-        Unreadable file, or a symbolic input shape the user did not fix.
+        Unreadable file, an opset or domain outside what the importer knows, a symbolic input shape the user
+        did not fix, a loop whose trip count is known only at run time.
+    ShapeInputError
+        Inputs whose values set shapes and were not frozen (all of them).
     UnsupportedOpError
-        Ops TVM's importer lacks (all of them, with counts).
+        Ops the importer lacks (all of them, with counts).
+    ConfigError
+        A bad --input-shape or --freeze-input.
     """
     model, sha = read_onnx(path)
+    check_opsets(model, path)
+    frozen = _freeze(model, frozen_inputs)
     shapes = dict(input_shapes or {})
     needs = _fix_shapes(model, shapes)
     if needs:
         raise ModelError(_needs_shape_message(model, needs))
+    missing = Counter({op: n for op, n in unsupported_ops(model).items() if op not in _UNROLLED})
+    if missing:
+        _raise_unsupported(path, missing)
+    model = _unroll(fold_onnx(model), path)
+    _check_shape_inputs(model, path)
     missing = unsupported_ops(model)
     if missing:
         _raise_unsupported(path, missing)
-    model = fold_onnx(model)
-    missing = unsupported_ops(model)  # folding can introduce nothing new, but be sure
-    if missing:
-        _raise_unsupported(path, missing)
-    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()})
+    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()}, frozen)
+
+
+_UNROLLED = ("Loop", "Scan")  # unrolled by load_onnx when their iteration count is static
 
 
 def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
-                 keep_weights_quantized: bool = True) -> ImportedModel:
+                 frozen_inputs: Optional[Mapping[str, list]] = None, keep_weights_quantized: bool = True) -> ImportedModel:
     """Import an ONNX model into Relax: a path (read, checked, shapes fixed and folded by :func:`load_onnx`) or an
     :class:`OnnxModel` already loaded (``input_shapes`` are then its own).
 
@@ -272,7 +339,7 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     """
     from . import qdq
 
-    source = model if isinstance(model, OnnxModel) else load_onnx(model, input_shapes)
+    source = model if isinstance(model, OnnxModel) else load_onnx(model, input_shapes, frozen_inputs)
     proto, stats = source.proto, None
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
@@ -282,7 +349,8 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
         mod, stats = qdq.keep_weights_quantized(mod)
     outputs = _relax_output_specs(mod, [v.name for v in source.proto.graph.output], source.path)
     return ImportedModel(mod, input_specs(source.proto), outputs, source.path, source.sha256,
-                         dict(source.input_shapes), source.proto, quantized_weights=stats)
+                         dict(source.input_shapes), source.proto, quantized_weights=stats,
+                         frozen_inputs=dict(source.frozen_inputs))
 
 
 def _raise_unsupported(path, missing) -> None:

@@ -183,6 +183,7 @@ class BuildInfo:
     folding: str = ""
     partitions: Optional[int] = None  # number of stages of a partitioned artifact
     quantization: Optional[dict] = None  # how the weights were quantized and kept quantized
+    frozen_inputs: Optional[dict] = None  # model inputs made constants at compile time -> their values
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -192,6 +193,8 @@ class BuildInfo:
             data["partitions"] = self.partitions
         if self.quantization is not None:
             data["quantization"] = self.quantization
+        if self.frozen_inputs:
+            data["frozen_inputs"] = self.frozen_inputs
         data.update(self.extra)
         return data
 
