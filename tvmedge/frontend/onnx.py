@@ -218,14 +218,16 @@ def inspect_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
     needs = _fix_shapes(model, dict(input_shapes or {}))
     needs_freeze = {}
     if not needs:
-        model = fold_onnx(model)
-        try:
-            model = _unroll(model, path)
-        except ModelError as err:
-            problems.append(str(err))
         from .freeze import shape_inputs
 
+        model = fold_onnx(model)
         needs_freeze = shape_inputs(model)
+        if not needs_freeze:
+            try:
+                model = _unroll(model, path)
+            except ModelError as err:
+                problems.append(str(err))
+            needs_freeze = shape_inputs(model)
     return ModelReport(
         path=str(path),
         sha256=sha,
@@ -310,8 +312,10 @@ def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
     missing = Counter({op: n for op, n in unsupported_ops(model).items() if op not in _UNROLLED})
     if missing:
         _raise_unsupported(path, missing)
-    model = _unroll(fold_onnx(model), path)
-    _check_shape_inputs(model, path)
+    model = fold_onnx(model)
+    _check_shape_inputs(model, path)  # first: a loop's trip count may be such an input
+    model = _unroll(model, path)
+    _check_shape_inputs(model, path)  # a loop body may use one
     missing = unsupported_ops(model)
     if missing:
         _raise_unsupported(path, missing)
