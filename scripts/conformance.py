@@ -389,25 +389,28 @@ def _first_line(err) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
 
 
-def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, workdir=None,
+def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, freeze: bool = False, workdir=None,
              keep_outputs: bool = False) -> dict:
     """Import, build, run and compare one case in this process; returns a JSON-able result dict.
 
     ``status`` is one of ``STATUSES`` (except timeout/crash, which only the worker pool reports);
     ``reason`` is short and aggregates across cases; ``message`` keeps more of the error.
     With ``keep_outputs`` the result also holds ``outputs``: per data set, the outputs in manifest order.
+    With ``freeze``, inputs the importer names as setting shapes (``ShapeInputError``) are frozen with the
+    case's own values (``--freeze-input``, as a user gives them) when every data set holds the same values.
     """
     import onnx
 
     from tvmedge.compiler.artifact import build_artifact
     from tvmedge.compiler.stages import single_stage
     from tvmedge.tune.auto import TuningOptions
-    from tvmedge.errors import ModelError, UnsupportedOpError
+    from tvmedge.errors import ModelError, ShapeInputError, UnsupportedOpError
     from tvmedge.frontend.onnx import import_model
     from tvmedge.runtime import load
 
     result = {"source": case.source, "name": case.name, "kind": case.kind, "fold_const_inputs": fold,
-              "upgrade_opset": upgrade_opset, "folded": [], "upgraded_from": None, "note": "",
+              "upgrade_opset": upgrade_opset, "freeze": freeze, "frozen": [], "folded": [], "upgraded_from": None,
+              "note": "",
               "status": None, "stage": None, "reason": "", "message": "",
               "max_abs_diff": None, "loose_match": None, "times": {}}
     with tempfile.TemporaryDirectory(prefix="tvmedge-conf-", dir=workdir) as tmp:
@@ -425,7 +428,15 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
         result["stage"] = "import"
         start = time.perf_counter()
         try:
-            imported = import_model(model_path, shapes)
+            try:
+                imported = import_model(model_path, shapes)
+            except ShapeInputError as err:
+                if not freeze:
+                    raise
+                values = _frozen_values(err.inputs, prepared.feeds)
+                imported = import_model(model_path, {k: v for k, v in shapes.items() if k not in values},
+                                        frozen_inputs=values)
+                result["frozen"] = sorted(values)
         except UnsupportedOpError as err:
             ops = ", ".join(sorted(err.ops)) or "?"
             result.update(status="import_unsupported", reason=f"unsupported op: {ops}"[:80],
@@ -491,6 +502,19 @@ def run_case(case: Case, board, *, fold: bool = False, upgrade_opset: int = 0, w
     if keep_outputs:
         result["outputs"] = all_outputs
     return result
+
+
+def _frozen_values(names, feeds) -> dict:
+    """``--freeze-input`` values for ``names`` from the case's inputs; ModelError when data sets disagree."""
+    from tvmedge.errors import ModelError
+
+    values = {}
+    for name in names:
+        arrays = [feed[name] for feed in feeds if name in feed]
+        if not arrays or any(not np.array_equal(a, arrays[0]) for a in arrays):
+            raise ModelError(f"input '{name}' sets shapes and differs between data sets: cannot freeze it")
+        values[name] = arrays[0].reshape(-1).tolist()
+    return values
 
 
 def ort_outputs(case: Case, data_set: int = 0, *, fold: bool = False, upgrade_opset: int = 0) -> list:
@@ -672,9 +696,11 @@ def environment() -> dict:
             "onnx": onnx.__version__, "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def describe_mode(fold: bool, upgrade_opset: int) -> str:
+def describe_mode(fold: bool, upgrade_opset: int, freeze: bool = False) -> str:
     """How the figures were produced, printed next to every table."""
     parts = []
+    if freeze:
+        parts.append("--freeze-shape-inputs (inputs the importer names as setting shapes frozen to the case's values)")
     if fold:
         parts.append("--fold-const-inputs (small int64 shape/axes inputs folded to initializers)")
     if upgrade_opset:
@@ -690,6 +716,9 @@ def main(argv=None) -> int:
     parser.add_argument("--light", action="store_true", help="also run the light_* models (slow)")
     parser.add_argument("--fold-const-inputs", action="store_true",
                         help="MODE: fold small int64 shape/axes-named inputs into initializers before import")
+    parser.add_argument("--freeze-shape-inputs", action="store_true",
+                        help="MODE: freeze the inputs the importer names as setting shapes (tvmedge's --freeze-input) "
+                             "to the case's values")
     parser.add_argument("--upgrade-opset", type=int, default=0, metavar="N",
                         help="MODE: convert models with a default-domain opset below N with onnx.version_converter")
     parser.add_argument("--limit", type=int, default=0, help="at most N cases per source")
@@ -704,8 +733,8 @@ def main(argv=None) -> int:
     sources = args.source or ["node", "pytorch"] + (["light"] if args.light else [])
     if args.light and "light" not in sources:
         sources.append("light")
-    mode = describe_mode(args.fold_const_inputs, args.upgrade_opset)
-    options = {"fold": args.fold_const_inputs, "upgrade_opset": args.upgrade_opset}
+    mode = describe_mode(args.fold_const_inputs, args.upgrade_opset, args.freeze_shape_inputs)
+    options = {"fold": args.fold_const_inputs, "upgrade_opset": args.upgrade_opset, "freeze": args.freeze_shape_inputs}
     log_path = args.worker_log or tempfile.mktemp(prefix="tvmedge-conformance-", suffix=".log")
     env = environment()
     print(f"conformance: sources {', '.join(sources)}; mode {mode}; onnx {env['onnx']}, tvm {env['tvm']}, "

@@ -56,8 +56,8 @@ class UnsupportedOpError(ModelError, NotImplementedError):
 
 
 class ShapeInputError(ModelError):
-    """Inputs whose values set shapes, all listed, e.g. ``input 'axes' sets shapes (ReduceSum 'r' operand 1):
-    freeze it with --freeze-input axes=VALUE``; ``inputs`` maps each name to where it is used."""
+    """Inputs whose values must be known at compile time, all listed, e.g. ``input(s) 'axes' (ReduceSum 'r'
+    operand 1) set shapes ...; freeze them: --freeze-input axes=VALUE``; ``inputs``: name -> where it is used."""
 
     def __init__(self, message, inputs=None):
         super().__init__(message)

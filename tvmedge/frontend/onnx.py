@@ -261,10 +261,10 @@ def _check_shape_inputs(model: onnx.ModelProto, path) -> None:
 
     found = shape_inputs(model)
     if found:
-        listed = "; ".join(f"input '{name}' sets shapes ({where})" for name, where in found.items())
+        listed = ", ".join(f"'{name}' ({where})" for name, where in found.items())
         example = " ".join(f"--freeze-input {name}=VALUE" for name in found)
-        raise ShapeInputError(f"{path}: {listed}: its value must be known at compile time; freeze it: {example}",
-                              found)
+        raise ShapeInputError(f"{path}: input(s) {listed} set shapes or constants the compiled code needs: their "
+                              f"values must be known at compile time; freeze them: {example}", found)
 
 
 def _opset(model: onnx.ModelProto) -> int:
