@@ -31,6 +31,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     tail -n 20 "$log" >&2; echo "setup: pip install failed (full log: $log)" >&2; exit 1
   fi
   .venv/bin/python -c "import tvm, tvm_ffi, onnx, onnxslim, tvmedge" || { echo "setup: Python install failed (log: $log)" >&2; exit 1; }
+  # The optional torch extra (.pt2 programs), only as torch's CPU build: PyPI's Linux wheels are CUDA builds of
+  # several GB. pip finds the CPU build on PyTorch's CPU index or in a local wheel folder (find-links).
+  if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    if .venv/bin/python -m pip install --only-binary=:all: "torch==${TORCH_CPU_VERSION:-2.13.0+cpu}" >>"$log" 2>&1; then
+      echo "setup: installed torch (CPU build) for torch.export (.pt2) models" >&2
+    else
+      echo "setup: no CPU build of torch found; .pt2 support and its tests are skipped (add it with:" \
+           "pip install torch --index-url https://download.pytorch.org/whl/cpu)" >&2
+    fi
+  fi
   echo "$want" > "$stamp"
 fi
 echo "setup: ready (.venv/bin/tvmedge)" >&2
