@@ -517,9 +517,11 @@ def _frozen_values(names, feeds) -> dict:
     return values
 
 
-def ort_outputs(case: Case, data_set: int = 0, *, fold: bool = False, upgrade_opset: int = 0) -> list:
+def ort_outputs(case: Case, data_set: int = 0, *, fold: bool = False, upgrade_opset: int = 0,
+                freeze: bool = False) -> list:
     """The case's model (same preprocessing as ``run_case``) run by ONNX Runtime through ``tvmedge.peer``
-    on the same inputs -> outputs in graph-output order."""
+    on the same inputs -> outputs in graph-output order (``freeze`` changes nothing here: ORT gets the
+    frozen inputs' values as inputs)."""
     import onnx
 
     from tvmedge.peer import onnxruntime_outputs

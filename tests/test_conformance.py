@@ -10,7 +10,9 @@ All the machinery (case loaders, preprocessing modes, pipeline, comparison) live
 Modes, as in the script: cases marked ``fold`` have their small int64 shape/axes inputs folded into
 initializers first (``--fold-const-inputs``); pytorch-converted cases marked ``opset9`` are converted from
 opset 6 with ``onnx.version_converter`` first (``--upgrade-opset 9``); the shipped opset-6 files import as
-they are too (``test_pytorch_opset6_as_shipped``).
+they are refused (below the importer's opset range; ``test_pytorch_opset6_as_shipped_is_refused_with_the_range``).
+Cases marked ``freeze`` run with ``--freeze-shape-inputs``: inputs the importer names are frozen to the
+case's values, as a user gives them with ``--freeze-input``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,17 @@ NODE_CASES = [
     ("test_instancenorm_example", ""),
     ("test_gelu_default_1", ""),
     ("test_depthtospace_crd_mode_example", ""),
+    # tvmedge's own converters (issue 14)
+    ("test_lstm_with_peepholes", ""),
+    ("test_gru_bidirectional", ""),
+    ("test_simple_rnn_batchwise", ""),
+    ("test_attention_4d_gqa_with_past_and_present", ""),
+    ("test_attention_3d_causal", ""),
+    ("test_rotary_embedding_interleaved", ""),
+    ("test_sce_mean_weight_ii_3d", ""),
+    ("test_layer_normalization_4d_axis1", ""),
+    ("test_reduce_sum_keepdims_example", "freeze"),  # axes frozen as --freeze-input gives it
+    ("test_cumprod_2d_axis_0", "freeze"),
 ]
 
 PYTORCH_CASES = [
@@ -102,7 +115,7 @@ def _cases(source: str) -> dict:
 
 
 def _options(mode: str) -> dict:
-    return {"fold": mode == "fold", "upgrade_opset": 9 if mode == "opset9" else 0}
+    return {"fold": mode == "fold", "upgrade_opset": 9 if mode == "opset9" else 0, "freeze": mode == "freeze"}
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +148,19 @@ def test_pytorch_converted(name, mode, board):
         assert result["upgraded_from"] == 6
 
 
-def test_pytorch_opset6_as_shipped(board):
-    # onnxslim cannot fold opset < 7 models; import_model then hands the (static) model to TVM as it is.
+def test_pytorch_opset6_as_shipped_is_refused_with_the_range(board):
+    # Opset 6 is below the importer's range (7..newest onnx); converted to opset 9 the same model matches above.
     case = _cases("pytorch")["test_Conv2d"]
     result = conf.run_case(case, board)
-    assert result["status"] == "match", result["message"]
+    assert result["status"] == "import_error"
+    assert "ai.onnx opset 6 is outside the supported range 7.." in result["message"]
+
+
+def test_freeze_mode_freezes_what_the_importer_names(board):
+    case = _cases("node")["test_reduce_sum_keepdims_example"]
+    assert conf.run_case(case, board)["reason"].startswith("input(s) 'axes' (ReduceSum")
+    result = conf.run_case(case, board, freeze=True)
+    assert result["status"] == "match" and result["frozen"] == ["axes"]
 
 
 def test_light_default(board):
@@ -185,3 +206,4 @@ def test_fold_const_inputs_is_labelled_and_selective():
     assert untouched.folded == [] and list(untouched.feeds[0]) == ["data", "axes"]
     assert conf.describe_mode(False, 0).startswith("default")
     assert conf.describe_mode(True, 0).startswith("MODIFIED")
+    assert conf.describe_mode(False, 0, True).startswith("MODIFIED: --freeze-shape-inputs")
