@@ -30,7 +30,7 @@ SHAPE_OPERANDS = {
     "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
     "Loop": (0,), "AffineGrid": (1,), "DFT": (1, 2), "STFT": (1, 2, 3),
     # not shapes, but constants the lowering needs (an axis)
-    "CumSum": (1,), "CumProd": (1,),
+    "CumSum": (1,), "CumProd": (1,), "CenterCropPad": (1,),
 }
 
 

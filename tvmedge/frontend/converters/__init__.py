@@ -22,10 +22,10 @@ _TVM_CONTRIB = ("EmbedLayerNormalization",)
 @lru_cache(maxsize=1)
 def converters() -> dict:
     """Op type -> converter class, for every op tvmedge converts itself."""
-    from . import attention, losses, misc, recurrent
+    from . import attention, elementwise, losses, misc, recurrent
 
     table = {}
-    for module in (recurrent, attention, losses, misc):
+    for module in (recurrent, attention, losses, misc, elementwise):
         table.update(module.CONVERTERS)
     return table
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax, topi
-from tvm.relax.frontend.onnx.onnx_frontend import CumSum, OnnxOpConverter, get_constant
+from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter, get_constant
 
 __all__ = ["CONVERTERS"]
 
