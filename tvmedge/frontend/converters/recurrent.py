@@ -8,8 +8,8 @@ consumed in order by the activations that take them, as ONNX Runtime does. LSTM 
 ``input_forget``; GRU ``linear_before_reset``.
 
 The input projection ``X·Wᵀ + biases`` of all steps is one Relax matmul (tunable like any other). The
-recurrence is lowered one of two ways, chosen by the sequence length (``UNROLL_MAX_STEPS``; measured in
-``benchmarks/recurrent_lowering.py``):
+recurrence is lowered one of two ways, chosen by the sequence length and hidden size (``UNROLL_MAX_STEPS``,
+``UNROLL_MAX_HIDDEN``; measured in ``benchmarks/recurrent_lowering.py``):
 
 * unrolled: per step a Relax matmul ``H·Rᵀ`` and one fused elementwise cell kernel; compile time and
   library size grow with the sequence, and every step is tuned like any dense layer;
@@ -27,10 +27,13 @@ import tvm
 from tvm import relax, te, tirx
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
-__all__ = ["LSTM", "GRU", "RNN", "CONVERTERS", "UNROLL_MAX_STEPS"]
+__all__ = ["LSTM", "GRU", "RNN", "CONVERTERS", "UNROLL_MAX_HIDDEN", "UNROLL_MAX_STEPS"]
 
-# Sequences up to this many steps are unrolled; longer ones run in the loop kernel.
+# Unrolled only when short and narrow: in benchmarks/recurrent_lowering.md the unrolled steps beat the loop kernel
+# only at hidden 64 and up to 32 steps (by 10-50 %), and lose up to 3.6x at hidden 128, while their build time and
+# library grow with every step (45 s and 5-7 MB at 128 steps, against ~1 s and 0.2-0.5 MB for the loop).
 UNROLL_MAX_STEPS = 32
+UNROLL_MAX_HIDDEN = 64
 
 
 # ------------------------------------------------------------------------------------------ activations
@@ -188,7 +191,7 @@ class _Recurrent(OnnxOpConverter):
         if peep is None:
             peep = relax.op.zeros((num_dir, 3 * hidden), dtype)
         peep = bb.normalize(peep)
-        lowering = _unrolled if seq <= UNROLL_MAX_STEPS else _looped
+        lowering = _unrolled if seq <= UNROLL_MAX_STEPS and hidden <= UNROLL_MAX_HIDDEN else _looped
         y, y_h, y_c = lowering(cls, bb, xw, bb.normalize(r), rb_h, peep, h0, c0, lens, spec)
         if layout == 1:  # Y [seq, dir, batch, hidden] -> [batch, seq, dir, hidden]; states -> [batch, dir, hidden]
             y = relax.op.permute_dims(y, [2, 0, 1, 3])
