@@ -91,7 +91,7 @@ def test_streaming_lstm_on_emulated_rk3588_matches_onnxruntime(models, tmp_path)
     model = models / "streaming_lstm.onnx"
     out = _compile(model, "rk3588", tmp_path / "out")
     chunks = _chunks(2)
-    ours = _stream(lambda feeds: api.run(out, feeds, board="emu:rk3588")[0], chunks)
+    ours = _stream(lambda feeds: api.run(out, feeds, board="emu:rk3588").outputs, chunks)
     theirs = _stream(lambda feeds: onnxruntime_outputs(model, feeds, threads=1), chunks)
     assert _max_diff(ours, theirs) <= TOL
 
