@@ -1,10 +1,15 @@
 """tvmedge vs ONNX Runtime on this machine, as latency ratios measured in one run.
 
 For each model: ONNX Runtime (CPU provider, same thread count) and tvmedge artifacts built with
-  naive  — TVM's default build (no schedule),
-  none   — the no-search schedule (parallelise + vectorise, nothing measured),
-  quick  — the quick search into a fresh database (its tuning time is reported),
-  logs   — the shipped tuning_logs/ for this CPU, no search (absent when no logs match this CPU).
+  naive    — TVM's default build (no schedule),
+  fallback — the no-search schedule (parallelise + vectorise) for every task, nothing measured,
+  zero     — ``--search none`` with no tuning records at all (an empty TVMEDGE_TUNING_LOGS): every schedule is
+             predicted by the shipped cost model, nothing is measured — what a board we cannot run on gets,
+  quick    — the default compile with no records: the quick search measures the predicted candidates
+             (its tuning time is reported),
+  logs     — the shipped tuning_logs/ for this CPU, no search (absent when no logs match this CPU).
+Models marked held out (HELD_OUT) were not looked at while the zero-measurement scheduler was designed; the
+table reports them separately.
 Timings interleave the engines round by round (same process, same inputs) so that machine noise hits all
 of them alike; the ratio is tvmedge median / ORT median. Results go to benchmarks/results.{md,json}.
 
@@ -34,8 +39,14 @@ MODELS = {
     "light_shufflenet": LIGHT / "light_shufflenet.onnx",
     "light_inception_v1": LIGHT / "light_inception_v1.onnx",
     "light_resnet50": LIGHT / "light_resnet50.onnx",
+    "light_bvlc_alexnet": LIGHT / "light_bvlc_alexnet.onnx",
+    "light_vgg19": LIGHT / "light_vgg19.onnx",
+    "light_densenet121": LIGHT / "light_densenet121.onnx",
+    "light_inception_v2": LIGHT / "light_inception_v2.onnx",
+    "light_zfnet512": LIGHT / "light_zfnet512.onnx",
 }
-VARIANTS = ("naive", "none", "quick", "logs")
+HELD_OUT = ("light_densenet121", "light_inception_v2", "light_zfnet512")
+VARIANTS = ("naive", "fallback", "zero", "quick", "logs")
 
 
 def ort_session(path, threads):
@@ -51,21 +62,31 @@ def ort_session(path, threads):
 def build(name, path, variant, workdir, board):
     from tvmedge import api
     from tvmedge.tune.auto import TuningOptions
-    from tvmedge.tune.database import default_log_root
 
+    empty = workdir / f"no-records-{variant}"  # TVMEDGE_TUNING_LOGS=<empty folder>: no records, shipped included
+    empty.mkdir(exist_ok=True)
+    env = {"TVMEDGE_TUNING_LOGS": str(empty)}
     if variant == "naive":
         options = TuningOptions(search="naive")
-    elif variant == "none":
-        options = TuningOptions(search="none", use_records=False)
+    elif variant == "fallback":
+        options = TuningOptions(search="none", predict=False)
+    elif variant == "zero":
+        options = TuningOptions(search="none")
     elif variant == "quick":
-        options = TuningOptions(search="quick", log_root=str(workdir / "fresh-logs"))
+        options = TuningOptions(search="quick")
     else:
-        shipped = default_log_root() / _key(board)
+        shipped = REPO / "tuning_logs" / _key(board)
         if not shipped.is_dir():
             return None, {"error": f"no shipped logs for {shipped.name}"}
-        options = TuningOptions(search="none", records=str(shipped))
+        options, env = TuningOptions(search="none", records=str(shipped)), {}
     start = time.perf_counter()
-    artifact = api.compile(path, board, out=workdir / f"{name}-{variant}", tuning=options)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        artifact = api.compile(path, board, out=workdir / f"{name}-{variant}", tuning=options)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     info = {"build_s": round(time.perf_counter() - start, 1), "tuning": artifact.manifest.tuning}
     return api.load(artifact.path), info
 
@@ -129,7 +150,7 @@ def render(rows, variants, meta) -> str:
         "| model | ORT (ms) | " + " | ".join(f"{v} (x ORT)" for v in variants) + " |",
         "|---|---:|" + "---:|" * len(variants),
     ]
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r["model"] in HELD_OUT):
         cells = []
         for variant in variants:
             entry = row["variants"][variant]
@@ -137,10 +158,12 @@ def render(rows, variants, meta) -> str:
                 cells.append("—")
                 continue
             cell = f"{entry['ratio']:.2f}"
-            if variant == "quick":
-                cell += f" ({entry['tuning']['trials']} trials, {entry['build_s']:.0f} s)"
+            if variant in ("quick", "zero"):
+                cell += f" ({entry['build_s']:.0f} s" + (f", {entry['tuning']['trials']} trials)"
+                                                         if variant == "quick" else ")")
             cells.append(cell)
-        lines.append(f"| {row['model']} | {row['ort_ms']:.2f} | " + " | ".join(cells) + " |")
+        label = row["model"] + (" (held out)" if row["model"] in HELD_OUT else "")
+        lines.append(f"| {label} | {row['ort_ms']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -152,6 +175,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="path prefix for .md and .json")
+    parser.add_argument("--merge", action="store_true", help="keep the other models' rows of an earlier run")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS] + [m for m in args.models.split(",") if m not in MODELS]
@@ -165,10 +189,15 @@ def main(argv=None) -> int:
             "threads": threads, "onnxruntime": onnxruntime.__version__, "tvm": tvm.__version__,
             "python": platform.python_version()}
     rows = []
+    previous = {}
+    if args.merge and Path(args.out + ".json").exists():  # keep rows of models not re-run this time
+        previous = {r["model"]: r for r in json.loads(Path(args.out + ".json").read_text())["rows"]}
     for name in args.models.split(","):
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         rows.append(bench(name, MODELS[name], variants, args.rounds, args.per_round, args.board, threads))
         print(render(rows[-1:], variants, meta).splitlines()[-1], file=sys.stderr, flush=True)
+    done = {r["model"] for r in rows}
+    rows += [r for m, r in previous.items() if m not in done and set(r["variants"]) == set(variants)]
     text = render(rows, variants, meta)
     Path(args.out + ".md").write_text(text)
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))

@@ -302,7 +302,8 @@ def device_graph(board: Union[str, Board]):
 
 
 def tuning_logs(root=None) -> list:
-    """What the tuning databases under ``root`` (default ``tuning_logs/``) hold, one row per target key."""
+    """What the tuning databases under ``root`` hold, one row per target key (default: the user's records in
+    ``$TVMEDGE_CACHE/tuning_logs`` or ``$TVMEDGE_TUNING_LOGS``, and the shipped ones, marked ``shipped``)."""
     from .tune.database import list_databases
 
     return list_databases(root)

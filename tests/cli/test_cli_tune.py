@@ -23,7 +23,8 @@ def test_tune_json_plot_and_logs_list(tmp_path, tiny_cnn):
     text = invoke("compile", tiny_cnn, "--target", "x86-host", "--tuning-records", logs, "--search", "none",
                   "-o", tmp_path / "out")
     assert text.exit_code == 0, text.output
-    assert f"schedules: {len(report['tasks'])}/{len(report['tasks'])} tasks from tuning records (x86-tiny)" in text.stdout
+    n = len(report["tasks"])
+    assert f"schedules: {n} tasks: {n} from tuning records (x86-tiny), 0 predicted" in text.stdout
 
 
 def test_tune_errors_are_one_line(tmp_path, tiny_cnn):
@@ -40,9 +41,11 @@ def test_tune_errors_are_one_line(tmp_path, tiny_cnn):
     assert usage.exit_code == 2 and "tune needs MODEL and --target" in usage.stderr
 
 
-def test_cross_compile_uses_no_search_and_says_why(tmp_path, tiny_cnn):
+def test_cross_compile_predicts_schedules_and_says_why(tmp_path, tiny_cnn):
     result = invoke("compile", tiny_cnn, "--target", "rk3588", "-o", tmp_path / "arm", "--json")
     assert result.exit_code == 0, result.output
     tuning = json.loads(result.stdout)["tuning"]
     assert tuning["search"] == "quick" and tuning["measured_on"] is None and tuning["trials"] == 0
-    assert tuning["fallback"] == tuning["tasks"] and "no board attached" in tuning["note"]
+    assert tuning["predicted"] == tuning["tasks"] and tuning["cost_model"].startswith("schedule-v")
+    assert set(tuning["sources"].values()) == {"predicted"}
+    assert "no board attached" in tuning["note"] and "nothing was measured" in tuning["note"]

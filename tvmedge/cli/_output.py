@@ -60,6 +60,18 @@ class TuneProgress:
             return
         from tqdm import tqdm
 
+        if event["event"] in ("predict", "predicted"):  # the cost model's pass: a bar over tasks, nothing measured
+            if event["event"] == "predict":
+                if self.bar is None:
+                    self.bar = tqdm(total=event["total"], unit="task", desc="predicting schedules", file=sys.stderr,
+                                    dynamic_ncols=True, leave=True)
+                self.bar.update(event["index"] - self.bar.n)
+                self.bar.set_postfix_str(event["task"][:40], refresh=True)
+            else:
+                self.bar.update(event["tasks"] - self.bar.n)
+                self.bar.close()
+                self.bar = None
+            return
         if self.bar is None:
             self.bar = tqdm(total=event.get("total"), unit="trial", desc=self.label, file=sys.stderr,
                             dynamic_ncols=True, leave=True)

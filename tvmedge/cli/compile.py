@@ -58,8 +58,11 @@ def _render(d):
     if t.get("search") == "naive":
         click.echo("  schedules: TVM default build (naive loops)")
     elif t:
-        click.echo(f"  schedules: {t['tuned']}/{t['tasks']} tasks from tuning records ({t['records']}), "
-                   f"{t['fallback']} parallelised+vectorised without search"
+        click.echo(f"  schedules: {t['tasks']} tasks: {t['tuned']} from tuning records"
+                   + (f" ({t['records']})" if t.get("records") else "")
+                   + f", {t.get('predicted', 0)} predicted by the cost model"
+                   + (f" ({t['cost_model']}, nothing measured for them)" if t.get("cost_model") else "")
+                   + f", {t['fallback']} parallelised+vectorised without search"
                    + (f"; {t['trials']} trials measured on {_where(t['measured_on'])}" if t.get("trials") else ""))
         if t.get("note"):
             click.echo(f"  note: {t['note']}")

@@ -36,9 +36,10 @@ _TRIPLE_ARCH = {"aarch64": "aarch64", "arm64": "aarch64", "riscv64": "riscv64", 
 
 
 def targets_dir() -> Path:
-    """Where board YAMLs live: ``$TVMEDGE_TARGETS`` or the repository's ``targets/``."""
+    """Where board YAMLs live: ``$TVMEDGE_TARGETS`` or the shipped ones (package data ``shipped_targets``: the
+    repository's ``targets/`` in a checkout, a copy of it in an installed wheel)."""
     env = os.environ.get("TVMEDGE_TARGETS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "targets"
+    return Path(env) if env else Path(__file__).resolve().parent / "shipped_targets"
 
 
 def resolve_target(target: dict[str, Any]) -> dict[str, Any]:

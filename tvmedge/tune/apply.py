@@ -1,4 +1,4 @@
-"""Applying tuning records (and the no-search fallback) to a model before it is built."""
+"""Applying schedules to a model before it is built: measured records first, then predicted, then the fallback."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from .fallback import fallback_database
 __all__ = ["schedule_module"]
 
 
-def schedule_module(prepared, tasks, target, database=None, *, fallback: bool = True) -> tuple:
-    """Give every task its best record, else the parallel+vectorise schedule.
+def schedule_module(prepared, tasks, target, records=None, *, prediction=None, fallback: bool = True,
+                    cost_model: str = None) -> tuple:
+    """Give every task a schedule and say where each came from.
 
     Parameters
     ----------
@@ -17,37 +18,58 @@ def schedule_module(prepared, tasks, target, database=None, *, fallback: bool = 
     tasks : list of Task
         Its tasks (:func:`tvmedge.tune.tasks.extract_tasks`).
     target : tvm.target.Target
-    database : TuningDatabase, optional
-        Measured records; looked up first.
+    records : RecordSet or TuningDatabase, optional
+        Measured records; a task's best record wins over anything predicted.
+    prediction : Prediction, optional
+        Schedules picked by the shipped cost model without measuring (:mod:`tvmedge.tune.predict`).
     fallback : bool
-        Give tasks without a record the no-search schedule (False leaves TVM's naive loops).
+        Give the remaining tasks the no-search schedule (False leaves TVM's naive loops).
+    cost_model : str, optional
+        The cost model's label, recorded with the predicted tasks.
 
     Returns
     -------
-    (scheduled module, provenance dict for the manifest)
+    (scheduled module, provenance dict for the manifest's ``tuning`` block: counts per source and
+    ``sources``, task name -> ``record`` | ``predicted`` | ``fallback`` | ``naive``)
     """
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
 
-    tuned = [t for t in tasks if database is not None and database.best(t.mod, target) is not None]
-    tuned_names = {t.name for t in tuned}
-    untuned = [t for t in tasks if t.name not in tuned_names]
+    predicted_names = set(prediction.candidates) if prediction is not None else set()
+    sources = {}
+    for task in tasks:
+        if records is not None and records.best(task.mod, target) is not None:
+            sources[task.name] = "record"
+        elif task.name in predicted_names:
+            sources[task.name] = "predicted"
+        else:
+            sources[task.name] = "fallback" if fallback else "naive"
     layers = []
-    if tuned:
-        layers.append(database.ms_database)
-    if fallback and untuned:
-        layers.append(fallback_database(untuned, target))
+    if "record" in sources.values():
+        layers.append(records.ms_database)
+    if "predicted" in sources.values():
+        layers.append(prediction.database)
+    rest = [t for t in tasks if sources[t.name] == "fallback"]
+    if rest:
+        layers.append(fallback_database(rest, target))
     if layers:
         merged = layers[0] if len(layers) == 1 else ms.database.OrderedUnionDatabase(*layers)
         with target, merged, tvm.transform.PassContext(opt_level=3):
             prepared = relax.transform.MetaScheduleApplyDatabase()(prepared)
+    counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in ("record", "predicted", "fallback")}
     provenance = {
-        "records": database.path.name if database is not None else None,
+        "records": getattr(records, "label", None) if counts["record"] else None,
         "tasks": len(tasks),
-        "tuned": len(tuned),
-        "fallback": len(untuned),
-        "fallback_schedule": ("parallel-vectorize" if fallback else "naive") if untuned else None,
-        "untuned_tasks": sorted(t.name for t in untuned),
+        "tuned": counts["record"],
+        "predicted": counts["predicted"],
+        "fallback": counts["fallback"],
+        "fallback_schedule": ("parallel-vectorize" if fallback else "naive")
+        if counts["fallback"] or not fallback else None,
+        "cost_model": cost_model if counts["predicted"] else None,
+        "sources": dict(sorted(sources.items())),
+        "untuned_tasks": sorted(n for n, s in sources.items() if s != "record"),
     }
+    if prediction is not None and prediction.failed:
+        provenance["prediction_failed"] = dict(sorted(prediction.failed.items()))
     return prepared, provenance

@@ -1,11 +1,16 @@
-"""What ``compile`` does about schedules: look up records, run the quick search where it can measure, fall back.
+"""What ``compile`` does about schedules: records, then the shipped cost model's predictions, then the fallback.
 
 ``TuningOptions.search``:
-- ``quick`` (default) / ``N``: tasks without records get N (quick: 8) measured candidates each — on this host
-  for a native board; a cross board without an attached board cannot be measured here (emulated timings mean
-  nothing), so it uses the records for its target, else the no-search schedule, and the manifest says so.
-- ``none``: records if any, else the no-search schedule (parallel + vectorise); nothing is measured.
+- ``none``: measures nothing. Tasks with a tuning record use it; the others get the schedule the shipped cost
+  model predicts best (:mod:`tvmedge.tune.predict`); a task it cannot predict gets the no-search schedule
+  (parallel + vectorise). This is also what every cross target without an attached board gets.
+- ``quick`` (default) / ``N``: as ``none``, then — where it can measure (this host for a native board, or a
+  board behind TVM's RPC tracker) — measures the top N (quick: 8) predicted candidates of each task without a
+  record, heaviest tasks first, within :data:`~tvmedge.tune.tuner.QUICK_MINUTES` for quick, and keeps the
+  fastest as a record.
 - ``naive``: TVM's default build, no records, no schedule (what "untuned" means in benchmarks).
+
+The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Callable, Optional
 
 from ..errors import TuningError
 from .apply import schedule_module
-from .database import TuningDatabase, default_log_root, target_key
+from .database import RecordSet, TuningDatabase, default_log_root, record_set, target_key
 from .tasks import extract_tasks, prepare
 from .tuner import Budget, tune_tasks
 
@@ -28,11 +33,12 @@ SEARCH_CHOICES = "none, quick, naive or a number of candidates per task"
 @dataclass(frozen=True)
 class TuningOptions:
     search: str = "quick"
-    records: Optional[str] = None  # a tuning database folder; default: <log root>/<target key>/
+    records: Optional[str] = None  # a tuning database folder; default: user's + shipped records for the target
     use_records: bool = True
-    log_root: Optional[str] = None
+    log_root: Optional[str] = None  # an explicit root replaces both the user's and the shipped records
     tracker: Optional[str] = None  # measure on boards behind TVM's RPC tracker (HOST:PORT) ...
     key: Optional[str] = None  # ... registered under this key
+    predict: bool = True  # False: tasks without a record get the no-search schedule (benchmarks compare it)
 
     def __post_init__(self):
         text = str(self.search).lower()
@@ -49,27 +55,46 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
                      "note": "TVM's default build: no schedule applied"}
     budget = Budget.parse_search(search)
     will_measure = budget is not None and (target.is_native or bool(options.tracker))
-    database = None
+    key = target_key(target.spec)
     if options.records:
-        database = TuningDatabase(options.records, create=False)
+        records = RecordSet([TuningDatabase(options.records, create=False)])
     elif options.use_records:
-        folder = Path(options.log_root or default_log_root()) / target_key(target.spec)
-        if will_measure or folder.is_dir():  # a lookup alone must not leave empty databases behind
-            database = TuningDatabase(folder, create=will_measure)
+        records = record_set(key, options.log_root)
+    else:
+        records = RecordSet([])
     prepared = prepare(mod, target.tvm_target)
     tasks = extract_tasks(prepared, target.tvm_target)
+    unrecorded = [t for t in tasks if records.best(t.mod, target.tvm_target) is None]
+
+    prediction, model = None, None
+    if options.predict and unrecorded:
+        from .costmodel import load_schedule_model
+        from .predict import predict_schedules
+
+        model = load_schedule_model()
+        if model is not None:
+            prediction = predict_schedules(unrecorded, target.tvm_target, model, progress=progress)
+
     measured_on, trials, note = None, 0, None
-    if budget is not None and tasks and not will_measure:
-        note = (f"cross target {target.arch}: no board attached to measure on, so no search ran "
-                f"(records for this target were used where present; tune on a board with `tvmedge tune --tracker`)")
-    elif budget is not None and database is not None and tasks:
+    if budget is not None and unrecorded and not will_measure:
+        note = (f"cross target {target.arch}: no board attached, so nothing was measured; schedules without a "
+                f"record were predicted by the shipped cost model (tune on a board with `tvmedge tune --tracker`)")
+    elif budget is not None and unrecorded:
         from .measure import measurer_for
 
+        writable = TuningDatabase(options.records or Path(options.log_root or default_log_root()) / key,
+                                  create=True, label=f"user:{key}")
         builder, runner, measured_on = measurer_for(target, options.tracker, options.key)
-        report = tune_tasks(tasks, database, budget=budget, builder=builder, runner=runner, progress=progress)
+        report = tune_tasks(unrecorded, writable, budget=budget, builder=builder, runner=runner, progress=progress,
+                            candidates=prediction.candidates if prediction is not None else None)
         trials = report.trials
         if report.interrupted:
             raise KeyboardInterrupt
-    scheduled, provenance = schedule_module(prepared, tasks, target.tvm_target, database, fallback=True)
+        if all(d.path != writable.path for d in records.databases):
+            records = RecordSet([writable] + records.databases)
+    scheduled, provenance = schedule_module(prepared, tasks, target.tvm_target, records, prediction=prediction,
+                                            fallback=True, cost_model=model.label if model is not None else None)
     provenance.update(search=search, measured_on=measured_on, trials=trials, note=note)
+    if prediction is not None:
+        provenance["predict_seconds"] = round(prediction.seconds, 1)
     return scheduled, provenance

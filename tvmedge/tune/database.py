@@ -22,16 +22,32 @@ from typing import Optional
 from ..errors import TuningError, first_line
 from ..runtime.manifest import machine_arch
 
-__all__ = ["TuningDatabase", "target_key", "default_log_root", "list_databases"]
+__all__ = ["TuningDatabase", "RecordSet", "record_set", "target_key", "default_log_root", "shipped_log_root",
+           "list_databases"]
 
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
 
 
 def default_log_root() -> Path:
-    """``$TVMEDGE_TUNING_LOGS`` or the repository's ``tuning_logs/``."""
+    """Where records a user makes go: ``$TVMEDGE_TUNING_LOGS``, else ``$TVMEDGE_CACHE/tuning_logs`` (default
+    ``~/.cache/tvmedge/tuning_logs``) — never the source tree or site-packages."""
     env = os.environ.get("TVMEDGE_TUNING_LOGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "tuning_logs"
+    if env:
+        return Path(env).expanduser()
+    from ..cache import cache_dir
+
+    return cache_dir() / "tuning_logs"
+
+
+def shipped_log_root() -> Optional[Path]:
+    """The records shipped with tvmedge (package data: ``tvmedge/tune/shipped_logs``, the repository's
+    ``tuning_logs/``), or None when ``$TVMEDGE_TUNING_LOGS`` is set: that folder is then the only one, so an
+    empty folder means no records at all."""
+    if os.environ.get("TVMEDGE_TUNING_LOGS"):
+        return None
+    path = Path(__file__).resolve().parent / "shipped_logs"
+    return path if path.is_dir() else None
 
 
 def target_key(target: dict) -> str:
@@ -62,15 +78,17 @@ class RepairReport:
 class TuningDatabase:
     """A folder holding MetaSchedule's two JSON tables, opened as a ``JSONDatabase``."""
 
-    def __init__(self, path, *, create: bool = True):
+    def __init__(self, path, *, create: bool = True, read_only: bool = False, label: Optional[str] = None):
         self.path = Path(path)
+        self.read_only = read_only
+        self.label = label or self.path.name
         if self.path.exists() and not self.path.is_dir():
             raise TuningError(f"tuning records {self.path} must be a folder holding {WORKLOADS} and {RECORDS}")
         if not self.path.exists():
             if not create:
                 raise TuningError(f"tuning records folder {self.path} does not exist")
             self.path.mkdir(parents=True)
-        self.repair = self._repair()
+        self.repair = RepairReport() if read_only else self._repair()  # shipped records are not rewritten
         self._db = None
 
     @classmethod
@@ -161,13 +179,68 @@ class TuningDatabase:
                 "bytes": sum(p.stat().st_size for p in (self.path / WORKLOADS, self.path / RECORDS) if p.exists())}
 
 
+class RecordSet:
+    """The records a compile looks up: the user's folder for the target, then the shipped one (best run time
+    wins across them, through MetaSchedule's ``UnionDatabase``). Only the user's folder is ever written."""
+
+    def __init__(self, databases: list):
+        self.databases = [d for d in databases if d is not None]
+        self._union = None
+
+    def __bool__(self) -> bool:
+        return bool(self.databases)
+
+    @property
+    def label(self) -> Optional[str]:
+        return " + ".join(d.label for d in self.databases) or None
+
+    @property
+    def ms_database(self):
+        if self._union is None:
+            if len(self.databases) == 1:
+                self._union = self.databases[0].ms_database
+            else:
+                from tvm.s_tir.meta_schedule.database import UnionDatabase
+
+                self._union = UnionDatabase(*[d.ms_database for d in self.databases])
+        return self._union
+
+    def best(self, func_mod, target) -> Optional[float]:
+        found = [b for d in self.databases if (b := d.best(func_mod, target)) is not None]
+        return min(found) if found else None
+
+    def count(self, func_mod) -> int:
+        return sum(d.count(func_mod) for d in self.databases)
+
+
+def record_set(key: str, root=None) -> RecordSet:
+    """The user's records for target ``key`` under ``root`` (default :func:`default_log_root`) and, unless a
+    root is given or ``$TVMEDGE_TUNING_LOGS`` is set, the shipped ones. Folders that do not exist are skipped
+    (a lookup never creates one)."""
+    found = []
+    user = Path(root or default_log_root()) / key
+    if user.is_dir():
+        found.append(TuningDatabase(user, create=False, label=f"user:{key}"))
+    shipped = shipped_log_root()
+    if root is None and shipped is not None and (shipped / key).is_dir():
+        found.append(TuningDatabase(shipped / key, create=False, read_only=True, label=f"shipped:{key}"))
+    return RecordSet(found)
+
+
 def list_databases(root=None) -> list:
-    """Summaries of every target folder under the log root."""
-    root = Path(root or default_log_root())
-    if not root.is_dir():
-        return []
-    return [TuningDatabase(p, create=False).summary() for p in sorted(root.iterdir())
-            if p.is_dir() and ((p / WORKLOADS).exists() or (p / RECORDS).exists())]
+    """Summaries of every target folder under the log root (and, by default, the shipped ones)."""
+    roots = [Path(root or default_log_root())]
+    shipped = shipped_log_root()
+    if root is None and shipped is not None:
+        roots.append(shipped)
+    rows = []
+    for folder in roots:
+        if folder.is_dir():
+            rows += [dict(TuningDatabase(p, create=False, read_only=folder == shipped).summary(),
+                          shipped=folder == shipped)
+                     for p in sorted(folder.iterdir())
+                     if p.is_dir() and ((p / WORKLOADS).exists() or (p / RECORDS).exists())]
+    return rows
 
 
 def _read_lines(path: Path) -> list:

@@ -3,8 +3,10 @@
 Two phases, because every task needs a decent schedule before any task gets a second one (measured: with
 300 trials in MetaSchedule's default batches of 64, only 9 of shufflenet's 37 tasks got any trial):
 
-1. *sampling* — ``per_task`` candidates per task drawn from MetaSchedule's design space (its ``replay-trace``
-   strategy) and measured; the fastest is kept. This is ``compile``'s default quick search.
+1. *sampling* — ``per_task`` candidates per task, measured; the fastest is kept. The candidates are the
+   shipped cost model's best predictions when the caller has them (``compile``'s quick search: it measures
+   what :mod:`tvmedge.tune.predict` ranked highest), else random draws from MetaSchedule's design space (its
+   ``replay-trace`` strategy). Tasks go heaviest first (calls x FLOPs), so a wall-time limit cuts the light ones.
 2. *search* — what is left of the budget goes, a round at a time, to the task with the largest share of the
    model's estimated latency, using MetaSchedule's evolutionary search with its XGBoost cost model.
 
@@ -22,7 +24,9 @@ from typing import Callable, Optional
 from ..errors import TuningError, first_line
 from .tasks import Task
 
-__all__ = ["Budget", "TaskResult", "TuneReport", "tune_tasks"]
+__all__ = ["Budget", "TaskResult", "TuneReport", "tune_tasks", "QUICK_MINUTES"]
+
+QUICK_MINUTES = 2.0  # compile's quick search stops measuring after this long, whatever the number of tasks
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Budget:
     total: Optional[int] = None
     minutes: Optional[float] = None
     round_trials: int = 16
+    improve: bool = True  # False: stop after the sampling phase even when time is left
 
     @classmethod
     def parse_search(cls, value) -> Optional["Budget"]:
@@ -47,7 +52,7 @@ class Budget:
         if text == "none":
             return None
         if text == "quick":
-            return cls(per_task=8)
+            return cls(per_task=8, minutes=QUICK_MINUTES, improve=False)
         if text.isdigit() and int(text) > 0:
             return cls(per_task=int(text))
         raise TuningError(f"--search '{value}' must be none, quick or a positive number of candidates per task")
@@ -103,11 +108,15 @@ Progress = Optional[Callable[[dict], None]]
 
 
 def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progress: Progress = None,
-               seed: int = 0) -> TuneReport:
+               seed: int = 0, candidates: Optional[dict] = None) -> TuneReport:
     """Tune ``tasks`` (from :func:`tvmedge.tune.tasks.extract_tasks`) into ``database`` within ``budget``.
 
-    Ctrl-C stops the run cleanly: what was measured is kept, and the report says ``interrupted``.
+    ``candidates`` (task name -> schedules, best first) replaces the random samples of the first phase for
+    the tasks it names. Ctrl-C stops the run cleanly: what was measured is kept, and the report says
+    ``interrupted``.
     """
+    candidates = candidates or {}
+    tasks = sorted(tasks, key=_importance, reverse=True)
     start = time.monotonic()
     deadline = start + budget.minutes * 60 if budget.minutes else None
     results = [TaskResult(t.name, t.weight, database.count(t.mod)) for t in tasks]
@@ -127,7 +136,11 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
     def run(task: Task, result: TaskResult, trials: int, phase: str, **search) -> None:
         say({"event": "task", "phase": phase, "task": result.name, "trials": report.trials, "total": total})
         try:
-            _measure(task, database, trials, builder=builder, runner=runner, seed=seed, **search)
+            given = candidates.get(task.name) if phase == "sample" else None
+            if given:
+                trials = _measure_given(task, database, given[:trials], builder=builder, runner=runner)
+            else:
+                _measure(task, database, trials, builder=builder, runner=runner, seed=seed, **search)
         except Exception as err:  # a ScheduleError on one task must not cost the others their search
             result.error = first_line(err, 200)
         result.trials += trials
@@ -144,7 +157,7 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
             need = budget.per_task - result.records_before
             if need > 0 and not out_of_time():
                 run(task, result, min(need, left() or need), "sample", strategy="replay-trace", cost_model="random")
-        while not out_of_time() and (total is not None or deadline is not None):  # phase 2: evolutionary search
+        while budget.improve and not out_of_time() and (total is not None or deadline is not None):  # phase 2: evolutionary search
             ranked = sorted((r.share_us, i) for i, r in enumerate(results) if r.best_us is not None and not r.error)
             if not ranked:
                 break
@@ -167,17 +180,58 @@ def _measure(task: Task, database, trials: int, *, builder, runner, seed: int, s
 
     from tvm.s_tir import meta_schedule as ms
 
-    context = ms.TuneContext(
-        mod=task.mod, target=task.target, space_generator="post-order-apply", search_strategy=strategy,
-        task_name=task.name, rand_state=seed, num_threads=os.cpu_count() or 1,  # "physical" costs ~16 s (psutil)
-        logger=logging.getLogger("tvmedge.tune.metaschedule"),
-    )
+    with task.target:  # RVV's schedule rules ask for the current target when the context is made
+        context = ms.TuneContext(
+            mod=task.mod, target=task.target, space_generator="post-order-apply", search_strategy=strategy,
+            task_name=task.name, rand_state=seed, num_threads=os.cpu_count() or 1,  # "physical": ~16 s (psutil)
+            logger=logging.getLogger("tvmedge.tune.metaschedule"),
+        )
     ms.tune.tune_tasks(
         tasks=[context], task_weights=[float(task.weight)], work_dir=str(database.path),
         max_trials_global=trials, max_trials_per_task=trials, num_trials_per_iter=trials,
         builder=builder, runner=runner, database=database.ms_database, cost_model=cost_model,
         measure_callbacks="default", task_scheduler="round-robin",
     )
+
+
+def _measure_given(task: Task, database, schedules: list, *, builder, runner) -> int:
+    """Build and run the given schedules of one task, committing each measured one as a record.
+
+    Written here because MetaSchedule's tuning loop only measures what its search strategy draws; these
+    candidates were chosen beforehand (by the shipped cost model). Returns the number of candidates tried.
+    """
+    import os as _os
+
+    from tvm.s_tir import meta_schedule as ms
+
+    args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
+    built = builder.build([ms.builder.BuilderInput(s.mod, task.target) for s in schedules])
+    runnable = [(s, b) for s, b in zip(schedules, built) if b.error_msg is None]
+    futures = runner.run([ms.runner.RunnerInput(b.artifact_path, device_type=task.target.kind.name,
+                                                args_info=args_info) for _, b in runnable])
+    db = database.ms_database
+    workload = db.commit_workload(task.mod)
+    for (schedule, build), future in zip(runnable, futures):
+        result = future.result()
+        if result.error_msg is None and result.run_secs:
+            db.commit_tuning_record(ms.database.TuningRecord(
+                trace=schedule.trace, workload=workload, run_secs=result.run_secs, target=task.target,
+                args_info=args_info))
+        try:
+            _os.remove(build.artifact_path)
+        except OSError:
+            pass
+    return len(schedules)
+
+
+def _importance(task: Task) -> float:
+    """Calls x FLOPs of a task: the order in which a time-limited search serves tasks."""
+    try:
+        from tvm.s_tir.analysis import estimate_tir_flops
+
+        return float(task.weight) * float(estimate_tir_flops(task.mod))
+    except Exception:  # FLOPs cannot be estimated (e.g. opaque calls): count calls only
+        return float(task.weight)
 
 
 def _best_us(database, task: Task) -> Optional[float]:

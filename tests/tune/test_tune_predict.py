@@ -1,0 +1,116 @@
+"""The zero-measurement scheduler (issue 13): schedules predicted by the shipped cost model, nothing measured."""
+
+import numpy as np
+import pytest
+
+from tvmedge import api
+from tvmedge.errors import TuningError
+from tvmedge.peer import onnxruntime_outputs
+from tvmedge.tune.auto import TuningOptions
+
+
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Every way MetaSchedule or tvmedge could measure a candidate raises: building, running, timing."""
+    from tvm.s_tir.meta_schedule import builder, runner
+
+    import tvmedge.tune.measure as measure
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("something tried to measure")
+
+    monkeypatch.setattr(measure, "measurer_for", refuse)
+    monkeypatch.setattr(measure, "local_runner", refuse)
+    monkeypatch.setattr(measure, "in_process_builder", refuse)
+    for cls in (runner.LocalRunner, runner.RPCRunner, builder.LocalBuilder):
+        monkeypatch.setattr(cls, "__init__", refuse)
+    monkeypatch.setattr(runner.LocalRunner, "run", refuse)
+    import tvm.runtime
+
+    monkeypatch.setattr(tvm.runtime.Module, "time_evaluator", refuse)
+
+
+def test_search_none_predicts_every_task_and_measures_nothing(tmp_path, tiny_cnn, tiny_input, no_measuring):
+    artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "x86", tuning=TuningOptions(search="none"))
+    tuning = artifact.manifest.tuning
+    assert tuning["trials"] == 0 and tuning["measured_on"] is None
+    assert tuning["predicted"] == tuning["tasks"] > 0 and tuning["fallback"] == 0
+    assert tuning["cost_model"].startswith("schedule-v")
+    assert set(tuning["sources"]) == set(tuning["untuned_tasks"]) and set(tuning["sources"].values()) == {"predicted"}
+    outputs = api.load(artifact.path).run({"input": tiny_input})
+    expected = onnxruntime_outputs(tiny_cnn, {"input": tiny_input})
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("board", ["rk3588", "bananapi-f3"])
+def test_cross_compile_default_predicts_and_measures_nothing(tmp_path, tiny_cnn, board, no_measuring):
+    artifact = api.compile(tiny_cnn, board, out=tmp_path / board)  # default search: quick, but no board attached
+    tuning = artifact.manifest.tuning
+    assert tuning["search"] == "quick" and tuning["trials"] == 0
+    assert tuning["predicted"] == tuning["tasks"] and "nothing was measured" in tuning["note"]
+
+
+def test_predicted_schedule_is_not_the_fallback(tiny_cnn):
+    """The heaviest task's predicted schedule is tiled (the fallback never splits loops), so prediction did
+    something the no-search schedule does not."""
+    from tvmedge.devices.target import CompileTarget
+    from tvmedge.frontend.onnx import import_model
+    from tvmedge.tune.costmodel import load_schedule_model
+    from tvmedge.tune.fallback import fallback_database
+    from tvmedge.tune.predict import predict_schedules
+    from tvmedge.tune.tasks import extract_tasks, prepare
+    from tvmedge.tune.tuner import _importance
+
+    target = CompileTarget.resolve("x86-host").tvm_target
+    tasks = extract_tasks(prepare(import_model(tiny_cnn).mod, target), target)
+    heaviest = max(tasks, key=_importance)
+    prediction = predict_schedules([heaviest], target, load_schedule_model())
+    predicted = prediction.candidates[heaviest.name][0].trace
+    fallback = fallback_database([heaviest], target).get_all_tuning_records()[0].trace
+    kinds = lambda trace: [inst.kind.name for inst in trace.insts]  # noqa: E731
+    assert "SamplePerfectTile" in kinds(predicted) and "Split" in kinds(predicted)
+    assert "SamplePerfectTile" not in kinds(fallback)
+
+
+def test_records_win_over_predictions(tmp_path, tiny_cnn):
+    from tvmedge.tune.database import RECORDS
+    from tvmedge.tune.tuner import Budget
+
+    records = tmp_path / "logs"
+    api.tune(tiny_cnn, "x86-host", log_dir=records, budget=Budget(per_task=1))
+    lines = (records / RECORDS).read_text().splitlines()
+    (records / RECORDS).write_text(lines[0] + "\n")  # keep one task's record
+    artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "o",
+                           tuning=TuningOptions(search="none", records=str(records)))
+    tuning = artifact.manifest.tuning
+    assert tuning["tuned"] == 1 and tuning["predicted"] == tuning["tasks"] - 1, tuning
+    assert list(tuning["sources"].values()).count("record") == 1
+
+
+def test_vector_lanes_follow_the_board():
+    from tvmedge.devices.target import CompileTarget
+    from tvmedge.tune.predict import vector_lanes
+
+    lanes = {b: vector_lanes(CompileTarget.resolve(b).tvm_target) for b in ("rk3588", "visionfive2", "bananapi-f3")}
+    assert lanes == {"rk3588": 4, "visionfive2": 1, "bananapi-f3": 8}
+
+
+def test_shipped_model_meta_matches_the_file():
+    from tvmedge.tune.costmodel import load_schedule_model, model_files
+
+    files = model_files()
+    assert files, "a schedule cost model ships with the package"
+    model = load_schedule_model()
+    assert model.path == files[-1] and model.meta.members == len(model.boosters) >= 1
+    assert model.meta.workloads > 0 and model.meta.candidates > model.meta.workloads
+    assert model.meta.trained_on and model.meta.held_out.get("workloads", 0) > 0
+
+
+def test_corrupt_model_file_is_one_line(tmp_path):
+    from tvmedge.tune.costmodel import ScheduleModel
+
+    path = tmp_path / "schedule-v9.npz"
+    path.write_bytes(b"not a zip")
+    path.with_suffix(".meta.json").write_text('{"version": 9, "members": 1}')
+    with pytest.raises(TuningError, match=r"schedule cost model .*schedule-v9.npz cannot be read"):
+        ScheduleModel.load(path)
