@@ -114,3 +114,13 @@ def test_corrupt_model_file_is_one_line(tmp_path):
     path.with_suffix(".meta.json").write_text('{"version": 9, "members": 1}')
     with pytest.raises(TuningError, match=r"schedule cost model .*schedule-v9.npz cannot be read"):
         ScheduleModel.load(path)
+
+
+def test_quick_search_measures_the_predicted_candidates(tmp_path, tiny_cnn):
+    """Where it can measure, compile measures the cost model's top picks (not random samples) and keeps the
+    fastest as a record: every task ends up with a measured record."""
+    artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "o",
+                           tuning=TuningOptions(search="2", log_root=str(tmp_path / "logs")))
+    tuning = artifact.manifest.tuning
+    assert tuning["measured_on"] == "host" and 0 < tuning["trials"] <= 2 * tuning["tasks"]
+    assert tuning["tuned"] == tuning["tasks"] and tuning["predicted"] == 0, tuning

@@ -207,7 +207,8 @@ def _measure_given(task: Task, database, schedules: list, *, builder, runner) ->
     args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
     built = builder.build([ms.builder.BuilderInput(s.mod, task.target) for s in schedules])
     runnable = [(s, b) for s, b in zip(schedules, built) if b.error_msg is None]
-    futures = runner.run([ms.runner.RunnerInput(b.artifact_path, device_type=task.target.kind.name,
+    device = "cpu" if task.target.kind.name == "llvm" else task.target.kind.name  # as MetaSchedule names it
+    futures = runner.run([ms.runner.RunnerInput(b.artifact_path, device_type=device,
                                                 args_info=args_info) for _, b in runnable])
     db = database.ms_database
     workload = db.commit_workload(task.mod)
