@@ -69,3 +69,33 @@ def test_wheel_install_finds_records_boards_and_the_cost_model(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [f"shipped:{SHIPPED_KEY}", out.stdout.split()[1], "True"]
     assert out.stdout.split()[1].startswith("schedule-v")
+
+
+def test_records_of_a_sibling_cpu_are_transferred_never_across_architectures(monkeypatch, tmp_path):
+    from tvmedge.tune.database import transfer_source
+
+    keys = ["x86_64-znver5-2c", "x86_64-skylake-avx512-8c", "aarch64-cortex-a76-neon-4c"]
+    assert transfer_source("x86_64-znver4-2c", keys) == "x86_64-znver5-2c"  # same cores preferred
+    assert transfer_source("x86_64-znver4-8c", keys) == "x86_64-skylake-avx512-8c"
+    assert transfer_source("aarch64-cortex-a55-neon-4c", keys) == "aarch64-cortex-a76-neon-4c"
+    assert transfer_source("aarch64-cortex-a53-4c", keys) is None  # no NEON in the key: features must match
+    assert transfer_source("riscv64-generic-rv64-4c", keys) is None
+    monkeypatch.delenv("TVMEDGE_TUNING_LOGS", raising=False)
+    monkeypatch.setenv("TVMEDGE_CACHE", str(tmp_path))
+    found = record_set("x86_64-somecpu-2c")
+    assert [d.label for d in found.databases] == [f"transferred:{SHIPPED_KEY}"] and found.databases[0].transferred
+
+
+def test_compile_on_another_cpu_uses_transferred_records(monkeypatch, tmp_path, tiny_cnn):
+    """On a CPU with no records of its own, the shipped records of a sibling CPU are applied and the manifest
+    says so per task (tiny_cnn's layers are all in the shipped records)."""
+    import tvmedge.tune.auto as auto
+    from tvmedge.tune.auto import TuningOptions
+
+    monkeypatch.delenv("TVMEDGE_TUNING_LOGS", raising=False)
+    monkeypatch.setenv("TVMEDGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(auto, "target_key", lambda spec: "x86_64-somecpu-2c")
+    artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "o", tuning=TuningOptions(search="none"))
+    tuning = artifact.manifest.tuning
+    assert tuning["transferred"] == tuning["tasks"] and tuning["tuned"] == 0 and tuning["predicted"] == 0, tuning
+    assert tuning["records"] == f"transferred:{SHIPPED_KEY}"

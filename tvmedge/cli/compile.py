@@ -60,6 +60,7 @@ def _render(d):
     elif t:
         click.echo(f"  schedules: {t['tasks']} tasks: {t['tuned']} from tuning records"
                    + (f" ({t['records']})" if t.get("records") else "")
+                   + (f", {t['transferred']} from records of a sibling CPU" if t.get("transferred") else "")
                    + f", {t.get('predicted', 0)} predicted by the cost model"
                    + (f" ({t['cost_model']}, nothing measured for them)" if t.get("cost_model") else "")
                    + f", {t['fallback']} parallelised+vectorised without search"

@@ -30,7 +30,8 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     Returns
     -------
     (scheduled module, provenance dict for the manifest's ``tuning`` block: counts per source and
-    ``sources``, task name -> ``record`` | ``predicted`` | ``fallback`` | ``naive``)
+    ``sources``, task name -> ``record`` | ``transferred`` (a record measured on another CPU of the same
+    architecture) | ``predicted`` | ``fallback`` | ``naive``)
     """
     import tvm
     from tvm import relax
@@ -40,13 +41,14 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     sources = {}
     for task in tasks:
         if records is not None and records.best(task.mod, target) is not None:
-            sources[task.name] = "record"
+            here = getattr(records, "measured_here", None)
+            sources[task.name] = "record" if here is None or here(task.mod, target) else "transferred"
         elif task.name in predicted_names:
             sources[task.name] = "predicted"
         else:
             sources[task.name] = "fallback" if fallback else "naive"
     layers = []
-    if "record" in sources.values():
+    if "record" in sources.values() or "transferred" in sources.values():
         layers.append(records.ms_database)
     if "predicted" in sources.values():
         layers.append(prediction.database)
@@ -57,18 +59,20 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         merged = layers[0] if len(layers) == 1 else ms.database.OrderedUnionDatabase(*layers)
         with target, merged, tvm.transform.PassContext(opt_level=3):
             prepared = relax.transform.MetaScheduleApplyDatabase()(prepared)
-    counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in ("record", "predicted", "fallback")}
+    kinds = ("record", "transferred", "predicted", "fallback")
+    counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in kinds}
     provenance = {
-        "records": getattr(records, "label", None) if counts["record"] else None,
+        "records": getattr(records, "label", None) if counts["record"] or counts["transferred"] else None,
         "tasks": len(tasks),
         "tuned": counts["record"],
+        "transferred": counts["transferred"],
         "predicted": counts["predicted"],
         "fallback": counts["fallback"],
         "fallback_schedule": ("parallel-vectorize" if fallback else "naive")
         if counts["fallback"] or not fallback else None,
         "cost_model": cost_model if counts["predicted"] else None,
         "sources": dict(sorted(sources.items())),
-        "untuned_tasks": sorted(n for n, s in sources.items() if s != "record"),
+        "untuned_tasks": sorted(n for n, s in sources.items() if s not in ("record", "transferred")),
     }
     if prediction is not None and prediction.failed:
         provenance["prediction_failed"] = dict(sorted(prediction.failed.items()))

@@ -22,7 +22,7 @@ from typing import Optional
 from ..errors import TuningError, first_line
 from ..runtime.manifest import machine_arch
 
-__all__ = ["TuningDatabase", "RecordSet", "record_set", "target_key", "default_log_root", "shipped_log_root",
+__all__ = ["TuningDatabase", "RecordSet", "record_set", "transfer_source", "target_key", "default_log_root", "shipped_log_root",
            "list_databases"]
 
 WORKLOADS = "database_workload.json"
@@ -77,6 +77,8 @@ class RepairReport:
 
 class TuningDatabase:
     """A folder holding MetaSchedule's two JSON tables, opened as a ``JSONDatabase``."""
+
+    transferred = False  # records measured on another CPU of the same architecture (see transfer_source)
 
     def __init__(self, path, *, create: bool = True, read_only: bool = False, label: Optional[str] = None):
         self.path = Path(path)
@@ -212,6 +214,10 @@ class RecordSet:
     def count(self, func_mod) -> int:
         return sum(d.count(func_mod) for d in self.databases)
 
+    def measured_here(self, func_mod, target) -> bool:
+        """Whether a record of this CPU (not a transferred one) exists for the workload."""
+        return any(d.best(func_mod, target) is not None for d in self.databases if not d.transferred)
+
 
 def record_set(key: str, root=None) -> RecordSet:
     """The user's records for target ``key`` under ``root`` (default :func:`default_log_root`) and, unless a
@@ -222,9 +228,39 @@ def record_set(key: str, root=None) -> RecordSet:
     if user.is_dir():
         found.append(TuningDatabase(user, create=False, label=f"user:{key}"))
     shipped = shipped_log_root()
-    if root is None and shipped is not None and (shipped / key).is_dir():
-        found.append(TuningDatabase(shipped / key, create=False, read_only=True, label=f"shipped:{key}"))
+    if root is None and shipped is not None:
+        if (shipped / key).is_dir():
+            found.append(TuningDatabase(shipped / key, create=False, read_only=True, label=f"shipped:{key}"))
+        elif (nearest := transfer_source(key, [p.name for p in shipped.iterdir() if p.is_dir()])) is not None:
+            database = TuningDatabase(shipped / nearest, create=False, read_only=True, label=f"transferred:{nearest}")
+            database.transferred = True
+            found.append(database)
     return RecordSet(found)
+
+
+def transfer_source(key: str, keys: list) -> Optional[str]:
+    """The records folder to transfer to target ``key`` when it has none of its own: another CPU of the same
+    architecture and the same vector features, the same core count preferred (e.g. ``x86_64-znver5-2c`` records
+    for an ``x86_64-znver4-2c`` host). A schedule is a loop nest, valid on any CPU of the architecture; what
+    changes between CPUs is how fast it is, so measured records of a sibling CPU are a better start than none.
+    Never across architectures: vector width and intrinsics differ."""
+    def parts(k):
+        fields = k.split("-")
+        cores = fields[-1] if fields[-1].endswith("c") and fields[-1][:-1].isdigit() else ""
+        return fields[0], cores
+
+    arch, cores = parts(key)
+    same_arch = [k for k in keys if k != key and parts(k)[0] == arch]
+    if arch.startswith("aarch64") or arch.startswith("riscv"):
+        # ARM and RISC-V keys name their vector features (neon, v, zvl256b): they must match exactly
+        same_arch = [k for k in same_arch if _features(k) == _features(key)]
+    if not same_arch:
+        return None
+    return sorted(same_arch, key=lambda k: (parts(k)[1] != cores, k))[0]
+
+
+def _features(key: str) -> set:
+    return {f for f in key.split("-")[2:] if f in ("neon", "v", "zvl256b", "zvl128b", "sve", "dotprod", "i8mm")}
 
 
 def list_databases(root=None) -> list:
