@@ -8,11 +8,12 @@ from ._output import emit, table
 
 @click.group("logs")
 def logs():
-    """Tuning databases (tuning_logs/<target key>/)."""
+    """Tuning databases: yours ($TVMEDGE_CACHE/tuning_logs/<target key>/) and the shipped ones."""
 
 
 @logs.command("list")
-@click.option("--root", type=click.Path(file_okay=False), help="Log root (default: tuning_logs/).")
+@click.option("--root", type=click.Path(file_okay=False),
+              help="Log root (default: $TVMEDGE_TUNING_LOGS or $TVMEDGE_CACHE/tuning_logs, plus the shipped records).")
 @json_option
 def list_cmd(root, as_json):
     """Summarise every target's tuning database."""
@@ -25,6 +26,7 @@ def show_databases(as_json: bool, root=None) -> None:
 
     data = api.tuning_logs(root)
     emit(data, as_json, lambda d: click.echo(
-        table([[x["key"], x["workloads"], x["tuned_workloads"], x["records"], f"{x['bytes'] / 1024:.0f} KiB"] for x in d],
-              ["target key", "workloads", "tuned", "records", "size"]) if d
+        table([[x["key"], "shipped" if x.get("shipped") else "yours", x["workloads"], x["tuned_workloads"], x["records"],
+                f"{x['bytes'] / 1024:.0f} KiB"] for x in d],
+              ["target key", "source", "workloads", "tuned", "records", "size"]) if d
         else f"no tuning records under {root or default_log_root()}"))
