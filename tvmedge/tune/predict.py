@@ -14,6 +14,7 @@ layers it saw: a candidate whose innermost loops leave the vector unit idle (no 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -82,7 +83,6 @@ def predict_schedules(tasks: list, target, model, *, effort: Effort = Effort(),
     """Pick a schedule for each task with ``model`` (a :class:`~tvmedge.tune.costmodel.ScheduleModel`);
     nothing is built or run."""
     from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.utils import shash2hex
 
     from .tasks import load_tensor_intrinsics
 
@@ -99,7 +99,9 @@ def predict_schedules(tasks: list, target, model, *, effort: Effort = Effort(),
     for index, task in enumerate(tasks):
         say({"event": "predict", "task": task.name, "index": index, "total": len(tasks)})
         chosen = effort if task.name in heavy else light
-        key = (shash2hex(task.mod), str(target), model.label, chosen)
+        # keyed by the printed workload, not its structural hash: two workloads can be structurally equal with
+        # different block names, and a trace names the blocks it schedules
+        key = (hashlib.sha256(task.mod.script().encode()).hexdigest(), str(target), model.label, chosen)
         try:
             ranked = _SEEN.get(key)
             if ranked is None:  # same workload, target, model and effort: same answer (the search is seeded)
