@@ -9,11 +9,11 @@ host, per task: the current shipped model's top predictions (active learning: th
 own picks are wrong, which is what a zero-measurement compile depends on) plus a few random draws from the
 design space. Resumable: layers already in the folder are skipped. Held-out benchmark models must not be given.
 
-    .venv/bin/python scripts/costmodel_data.py tvmedge/tune/models/data/x86_64-znver5-2c-synthetic --layers 120
-    .venv/bin/python scripts/costmodel_data.py tvmedge/tune/models/data/x86_64-znver5-2c-synthetic \
+    .venv/bin/python scripts/costmodel_data.py tvmedge/tune/models/data/x86_64-znver4-2c --layers 120
+    .venv/bin/python scripts/costmodel_data.py tvmedge/tune/models/data/x86_64-znver4-2c \
         --model .venv/lib/python3.11/site-packages/onnx/backend/test/data/light/light_vgg19.onnx
     .venv/bin/python -m tvmedge.tune.costmodel train --logs tuning_logs/x86_64-znver5-2c \\
-        --logs tvmedge/tune/models/data/x86_64-znver5-2c-synthetic
+        --logs tvmedge/tune/models/data/x86_64-znver4-2c
 """
 
 from __future__ import annotations
