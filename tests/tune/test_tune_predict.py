@@ -124,3 +124,17 @@ def test_quick_search_measures_the_predicted_candidates(tmp_path, tiny_cnn):
     tuning = artifact.manifest.tuning
     assert tuning["measured_on"] == "host" and 0 < tuning["trials"] <= 2 * tuning["tasks"]
     assert tuning["tuned"] == tuning["tasks"] and tuning["predicted"] == 0, tuning
+
+
+@pytest.mark.emulated
+@pytest.mark.parametrize("board", ["rk3588", "bananapi-f3"])
+def test_predicted_schedules_give_the_hosts_outputs_on_the_emulated_board(tmp_path, tiny_cnn, tiny_input, board):
+    """The default cross compile (schedules predicted, nothing measured) runs on the emulated board and gives
+    the outputs of the host's build of the same model, within float rounding of a different vector unit."""
+    host = api.compile(tiny_cnn, "x86-host", out=tmp_path / "host", tuning=TuningOptions(search="none"))
+    cross = api.compile(tiny_cnn, board, out=tmp_path / board)
+    assert cross.manifest.tuning["predicted"] == cross.manifest.tuning["tasks"]
+    on_board = api.run(cross.path, {"input": tiny_input}, board=f"emu:{board}", repeat=1)
+    expected = api.run(host.path, {"input": tiny_input}).outputs["probabilities"]
+    assert on_board.emulated is True
+    np.testing.assert_allclose(on_board.outputs["probabilities"], expected, rtol=1e-5, atol=1e-6)
