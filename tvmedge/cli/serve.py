@@ -18,14 +18,16 @@ from ._output import emit
               help="Seconds a client has to send a request's headers; then the connection is closed.")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds a client has to send a request's body (408 after).")
+@click.option("--trust", multiple=True, type=click.Path(exists=False), metavar="PUBLIC_KEY", envvar="TVMEDGE_TRUSTED_KEYS",
+              help="Refuse the artifact unless signed by this key (.pem or a folder of them; env TVMEDGE_TRUSTED_KEYS).")
 @json_option
-def serve_cmd(models_dir, host, port, token, offline, profile, max_body, header_timeout, body_timeout, as_json):
+def serve_cmd(models_dir, host, port, token, offline, profile, max_body, header_timeout, body_timeout, trust, as_json):
     """Serve the artifacts under MODELS over HTTP until Ctrl-C (load/unload/infer, /metrics, /docs)."""
     from .. import api
     from ..serve import ServeOptions
 
     options = ServeOptions(models_dir, host=host, port=port, token=token, offline=offline, profile=profile, max_body=max_body,
-                           header_timeout=header_timeout, body_timeout=body_timeout)
+                           header_timeout=header_timeout, body_timeout=body_timeout, trust=tuple(trust) or None)
     api.serve(options, on_ready=lambda summary: emit(summary, as_json, _render))
 
 

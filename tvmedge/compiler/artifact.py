@@ -20,6 +20,7 @@ from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
 from .cross import export_library
+from .signing import sign_artifact, signing_key_id
 from .lower import build_executable
 
 __all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
@@ -50,6 +51,8 @@ class Artifact:
             "outputs": [s.to_json() for s in m.outputs],
             "source_model": m.source_model,
             "tuning": m.tuning,
+            "provenance": m.provenance,
+            "signed": (m.provenance or {}).get("key_id") is not None,
         }
         if m.plan is not None:
             data["plan"] = m.plan.to_json()
@@ -61,7 +64,7 @@ class Artifact:
 
 
 def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, quantization: Optional[dict] = None,
-                   progress: Optional[Callable[[str], None]] = None, tune_progress=None) -> Artifact:
+                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, signing_key=None) -> Artifact:
     """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.compiler.stages.StagePlan` of
     ``imported``, an ``ImportedModel``) and write the artifact directory ``out`` with its manifest -> ``Artifact``.
 
@@ -98,11 +101,15 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
                 library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
                 unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
                 reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
-        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization)
+        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization,
+                             signer=signing_key_id(signing_key))
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         for leftover in [p for p in tmp.iterdir() if p.name not in files]:  # the linker's scratch files
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         manifest.write(tmp)
+        if signing_key is not None:  # over the digest just written, which covers every field and file hash
+            progress(f"signing with key {signing_key_id(signing_key)}")
+            sign_artifact(tmp, manifest.digest, signing_key)
         _install(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the build folder, or after the exchange the previous artifact
@@ -146,10 +153,12 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization) -> Manifest:
+def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization,
+              signer: Optional[str] = None) -> Manifest:
     """The manifest of the built stages: a single library is format version 1 (no plan), a plan's stages
-    version 2 with the plan stored."""
+    version 2 with the plan stored. ``signer`` is the signing key's id (provenance)."""
     import tvm
+    import tvm_ffi
 
     main = stages.target  # the board's own target: the manifest's (a plan's stages may be built for other units)
     plan = StoredPlan(stages=tuple(built), outputs=tuple(stages.outputs), **stages.partition) \
@@ -166,7 +175,10 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
         # the schedule provenance of every library, when they share it
         tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
         plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,
-        tvm_version=tvm.__version__, tvmedge_version=__version__,
+        tvm_version=tvm.__version__, tvmedge_version=__version__, tvm_ffi_version=tvm_ffi.__version__,
+        provenance={"key_id": signer, "source_model_sha256": imported.source_sha256,
+                    "compiler": {"tvmedge": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
+                                 "folding": _folding_tool()}},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 

@@ -32,6 +32,7 @@ from ..cache import cache_path
 from ..devices.board import Board, emulated_board_name, load_board
 from ..errors import ConfigError, DeployError, ToolchainError
 from ..runtime.manifest import Manifest, machine_arch, sha256_file
+from ..runtime.trust import trusted_keys, verify_signature
 from .bundle import SUMS, bundle_contents, bundle_kind, bundle_top
 
 __all__ = ["Deployment", "deploy", "parse_destination", "emulated_home"]
@@ -101,7 +102,7 @@ def parse_destination(spec: str) -> Destination:
 
 
 def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: bool = True,
-           loader: Optional[str] = None, check: bool = False, progress: Progress = None) -> Deployment:
+           loader: Optional[str] = None, check: bool = False, progress: Progress = None, trust=None) -> Deployment:
     """Copy ``artifact`` (and the runtime bundle for its board) to ``destination`` and verify every file there.
 
     ``board`` overrides the board named in the manifest (same architecture). ``check`` runs the artifact once
@@ -119,6 +120,9 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
     say = progress or (lambda message: None)
     source = Path(artifact).resolve()
     manifest = Manifest.read(source)
+    keys = trusted_keys(trust)
+    if keys is not None:  # never ship an unsigned or forged artifact to a board that trusts these keys
+        verify_signature(source, manifest.digest, keys, recorded_key=(manifest.provenance or {}).get("key_id"))
     manifest.verify(source)  # never ship a damaged artifact
     dest = parse_destination(destination)
     target = load_board(dest.board or board or manifest.board)

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError, ToolchainError, first_line
 from .manifest import Manifest
+from .trust import trusted_keys, verify_signature
 
-__all__ = ["Model", "LatencyStats", "RunResult", "load", "check_inputs"]
+__all__ = ["Model", "LatencyStats", "RunResult", "load", "check_inputs", "check_versions"]
 
 ArrayLike = Union[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -35,11 +36,22 @@ class Model:
     session : tvm.rpc.RPCSession, optional
         Run on a remote board through TVM's RPC instead: the libraries are verified here, uploaded and
         loaded there, and tensors live on the board.
+    trust : str, Path or list, optional
+        Public key(s) the artifact must be signed by (a ``.pem`` file or a folder of them; default
+        ``$TVMEDGE_TRUSTED_KEYS``, unset = no signature required). See :mod:`tvmedge.runtime.trust`.
+    allow_version_mismatch : bool
+        Load an artifact built with another TVM / tvm-ffi than this runtime's (refused by default).
     """
 
-    def __init__(self, path, device: str = "cpu", verify: bool = True, session=None):
+    def __init__(self, path, device: str = "cpu", verify: bool = True, session=None, trust=None,
+                 allow_version_mismatch: bool = False):
         self.path = Path(path)
         self.manifest = Manifest.read(self.path)
+        keys = trusted_keys(trust)
+        self.signer = None
+        if keys is not None:  # authenticity first: nothing of an unsigned or forged artifact is looked at further
+            recorded = (self.manifest.provenance or {}).get("key_id")
+            self.signer = verify_signature(self.path, self.manifest.digest, keys, recorded_key=recorded)
         if session is None:
             self.manifest.check_arch(self.path)
         if verify:
@@ -52,6 +64,8 @@ class Model:
             from tvm.runtime.vm import VirtualMachine
         except Exception as err:  # a missing or broken runtime installation (e.g. a numpy too old for it)
             raise ToolchainError(f"cannot import TVM's runtime ({type(err).__name__}): {first_line(err)}") from err
+        if not allow_version_mismatch:
+            check_versions(self.manifest, self.path, tvm.__version__, getattr(tvm_ffi, "__version__", ""))
 
         self._tvm = tvm
         self._device = tvm.cpu(0) if session is None else session.cpu(0)
@@ -262,6 +276,19 @@ def _flatten_tensors(result) -> list:
     return values
 
 
-def load(path, device: str = "cpu", verify: bool = True, session=None) -> Model:
+def check_versions(manifest: Manifest, where, tvm_version: str, ffi_version: str) -> None:
+    """ArtifactError naming both versions when the artifact was built with another TVM or tvm-ffi than the
+    runtime's (an artifact that records none, built before the pin, is not checked)."""
+    built = {"TVM": manifest.tvm_version, "tvm-ffi": manifest.tvm_ffi_version}
+    here = {"TVM": tvm_version, "tvm-ffi": ffi_version}
+    for name in built:
+        if built[name] and here[name] and built[name] != here[name]:
+            raise ArtifactError(f"{where} was built with {name} {built[name]}, this runtime is {name} {here[name]}: "
+                                "rebuild it with this version (or pass --allow-version-mismatch if you know it is compatible)")
+
+
+def load(path, device: str = "cpu", verify: bool = True, session=None, trust=None,
+         allow_version_mismatch: bool = False) -> Model:
     """Load an artifact directory; see :class:`Model`."""
-    return Model(path, device=device, verify=verify, session=session)
+    return Model(path, device=device, verify=verify, session=session, trust=trust,
+                 allow_version_mismatch=allow_version_mismatch)

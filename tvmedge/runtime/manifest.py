@@ -257,8 +257,10 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, directory: Path) -> Path:
+        """Write ``directory/manifest.json``; ``digest`` is set to the one written."""
         path = Path(directory) / MANIFEST_NAME
         path.write_text(self.to_json())
+        self.digest = self._digest_of(self._fields())
         return path
 
     # --- reading -------------------------------------------------------------------------------

@@ -78,6 +78,17 @@ class ServeOptions:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_pending_per_client: int = 32
+    trust: Optional[tuple] = None  # public key files/folders every model must be signed by ($TVMEDGE_TRUSTED_KEYS)
+
+    def loader(self):
+        """``path -> Model`` that loads with the trusted keys (read once, here), or None for the default."""
+        from functools import partial
+
+        from ..runtime import load
+        from ..runtime.trust import trusted_keys
+
+        keys = trusted_keys(self.trust)
+        return None if keys is None else partial(load, trust=keys)
 
     def check(self) -> None:
         """ServeError (one line) when the settings are unsafe or inconsistent."""

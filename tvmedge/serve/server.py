@@ -30,7 +30,7 @@ def start_registry(options: ServeOptions) -> tuple:
     """
     options.check()
     begin, rss_start = time.perf_counter(), rss_bytes()
-    registry = ModelRegistry(options.models, allowed=options.allowed())
+    registry = ModelRegistry(options.models, allowed=options.allowed(), loader=options.loader())
     loaded, skipped = [], {}
     for name in registry.available():
         try:
