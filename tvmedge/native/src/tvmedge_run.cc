@@ -7,12 +7,15 @@
  * but TVM's runtime (libtvm_runtime.so + libtvm_ffi.so) and the C++ standard library.
  *
  *   tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] [--json]
- *               [--duration SECONDS] [--times]
+ *               [--duration SECONDS] [--times] [--trust PUBLIC_KEY ...] [--allow-version-mismatch]
  *   tvmedge-run --devices [--root DIR]       the board's devices, as `python -m tvmedge.runtime.hal --json`
  *   tvmedge-run --manifest ARTIFACT          the manifest as this loader reads it (typed view, one JSON line)
  *
  * --duration runs back to back for that long after the first run (instead of --repeat runs); --times adds
- * every run's latency to the report (what `tvmedge certify` summarises).
+ * every run's latency to the report (what `tvmedge certify` summarises). --trust (a .pem public key or a folder
+ * of them, repeatable; default $TVMEDGE_TRUSTED_KEYS) refuses an artifact not signed by one of those keys
+ * (trust.h), before any library is opened. An artifact built with another TVM / tvm-ffi than this runtime's is
+ * refused naming both versions, unless --allow-version-mismatch.
  *
  * Inputs and outputs are .npy files (outputs: DIR/output_<i>.npy, in the manifest's order). With --json the
  * last stdout line is the same {"stats": {...}, "outputs": {...}} object the Python runtime prints. Errors are
@@ -46,6 +49,7 @@
 #include "errors.h"
 #include "manifest.h"
 #include "npy.h"
+#include "trust.h"
 
 namespace ffi = tvm::ffi;
 using tvm::runtime::Tensor;
@@ -211,16 +215,39 @@ std::string Num(double v) {
   return s;
 }
 
+// The versions of TVM and tvm-ffi this loader's runtime was built from (the builder passes them; they are the
+// versions the compiler pins, tvmedge/versions.py).
+#ifndef TVMEDGE_TVM_VERSION
+#define TVMEDGE_TVM_VERSION ""
+#endif
+#ifndef TVMEDGE_TVM_FFI_VERSION
+#define TVMEDGE_TVM_FFI_VERSION ""
+#endif
+
+void CheckVersions(const Manifest& m) {
+  const std::pair<const char*, std::pair<std::string, std::string>> pins[] = {
+      {"TVM", {m.tvm_version, TVMEDGE_TVM_VERSION}}, {"tvm-ffi", {m.tvm_ffi_version, TVMEDGE_TVM_FFI_VERSION}}};
+  for (const auto& [name, versions] : pins) {
+    const auto& [built, here] = versions;
+    if (!built.empty() && !here.empty() && built != here)
+      ArtifactError(m.dir + " was built with " + name + " " + built + ", this runtime is " + name + " " + here +
+                    ": rebuild it with this version (or pass --allow-version-mismatch if you know it is compatible)");
+  }
+}
+
 int Main(int argc, char** argv) {
   std::string artifact, output_dir;
   std::vector<std::string> inputs;
   bool json = false, random = false, all_times = false, devices = false, print_manifest = false;
+  bool allow_version_mismatch = false;
+  std::vector<std::string> trust;
   std::string root = "/";
   long repeat = 1;
   double duration = -1;
   const char* usage =
       "usage: tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] "
-      "[--duration SECONDS] [--times] [--json] | tvmedge-run --devices [--root DIR] | tvmedge-run --manifest ARTIFACT";
+      "[--duration SECONDS] [--times] [--json] [--trust PUBLIC_KEY ...] [--allow-version-mismatch] | "
+      "tvmedge-run --devices [--root DIR] | tvmedge-run --manifest ARTIFACT";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -245,6 +272,8 @@ int Main(int argc, char** argv) {
     else if (a == "--root") root = value();
     else if (a == "--json") json = true;
     else if (a == "--random") random = true;
+    else if (a == "--trust") trust.push_back(value());
+    else if (a == "--allow-version-mismatch") allow_version_mismatch = true;
     else if (a == "-h" || a == "--help") { std::puts(usage); return 0; }
     else if (!a.empty() && a[0] == '-') InputError("unknown option " + a + "; " + usage);
     else if (artifact.empty()) artifact = a;
@@ -263,8 +292,16 @@ int Main(int argc, char** argv) {
     std::printf("%s\n", m.ToJson().c_str());
     return 0;
   }
+  std::string source = "--trust";
+  if (trust.empty()) {
+    const char* env = std::getenv("TVMEDGE_TRUSTED_KEYS");
+    if (env && *env) trust.push_back(env), source = "TVMEDGE_TRUSTED_KEYS";
+  }
+  if (!trust.empty())  // authenticity first: nothing of an unsigned or forged artifact is looked at further
+    VerifySignature(artifact, m.digest, ReadTrustedKeys(trust, source), m.signer);
   m.Verify();
   m.CheckArch();
+  if (!allow_version_mismatch) CheckVersions(m);
   std::vector<Array> arrays = ReadInputs(m, inputs, random);
   Runner runner(m);
   double load_s = Ms(load_start, std::chrono::steady_clock::now()) / 1e3;
