@@ -59,6 +59,7 @@ def inspect_artifact(artifact, *, trust=None) -> dict:
             "libraries": manifest.libraries(), "tvm_version": manifest.tvm_version,
             "tvm_ffi_version": manifest.tvm_ffi_version, "tvmedge_version": manifest.tvmedge_version,
             "source_model": manifest.source_model, "provenance": manifest.provenance, "signature": signature,
+            "encryption": manifest.encryption,
             "created": manifest.created, "digest": manifest.digest}
 
 
@@ -67,7 +68,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
             algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
             tune_progress: Optional[Callable[[dict], None]] = None, partition: Optional[str] = None,
             partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None,
-            sign: Optional[str] = None):
+            sign: Optional[str] = None, encrypt: Optional[str] = None):
     """Compile an ONNX model (or a ``torch.export`` program saved as ``.pt2``, when torch is installed) for a board
     (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
@@ -96,7 +97,9 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
 
     ``sign`` (a private key from ``tvmedge keys generate``; default ``$TVMEDGE_SIGNING_KEY``) signs the artifact:
     its key id goes into the manifest's provenance and ``manifest.sig`` holds the signature (see
-    :mod:`tvmedge.runtime.trust`).
+    :mod:`tvmedge.runtime.trust`). ``encrypt`` (a key from ``tvmedge keys secret``; default
+    ``$TVMEDGE_ENCRYPTION_KEY``) encrypts the libraries (and the weights in them) at rest: the loader needs the key
+    and decrypts them in memory only.
 
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
@@ -111,7 +114,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
         plan, algorithm = partition, partition_algorithm
     return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
-                         tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign)
+                         tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign, encrypt=encrypt)
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
@@ -183,19 +186,19 @@ def quantize(model, config, *, out=None, evaluate=None, report=None, progress: O
 
 
 def load(artifact, device: str = "cpu", verify: bool = True, session=None, trust=None,
-         allow_version_mismatch: bool = False):
+         allow_version_mismatch: bool = False, decrypt=None):
     """Load an artifact on this machine (or on an RPC ``session``'s board) -> ``tvmedge.runtime.Model``.
     ``trust``: public key(s) it must be signed by (default ``$TVMEDGE_TRUSTED_KEYS``)."""
     from .runtime import load as _load
 
     return _load(artifact, device=device, verify=verify, session=session, trust=trust,
-                 allow_version_mismatch=allow_version_mismatch)
+                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
 
 
 def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
         repeat: int = 0, random: bool = False, seed: int = 0, rpc: Optional[str] = None,
         tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None, trust=None,
-        allow_version_mismatch: bool = False) -> RunResult:
+        allow_version_mismatch: bool = False, decrypt=None) -> RunResult:
     """Run an artifact here, on an emulated board (``board="emu:rk3588"``) or on a remote board through TVM's
     RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``) -> :class:`~tvmedge.runtime.RunResult`.
 
@@ -226,7 +229,8 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
             from .runtime.remote import connect
 
             session, where = connect(rpc=rpc, tracker=tracker, key=key)
-        model = load(artifact, session=session, trust=keys, allow_version_mismatch=allow_version_mismatch)
+        model = load(artifact, session=session, trust=keys, allow_version_mismatch=allow_version_mismatch,
+                     decrypt=decrypt)
         # a remote board's timings are its own (emulated or not, it cannot tell us)
         outputs, stats = model.timed_run(feed, repeat=repeat)
         result = RunResult(outputs, stats, where, emulated=False)
@@ -235,6 +239,9 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         from .emulator import setup_board
 
         name = emulated_board_name(board)
+        if manifest.encryption:
+            raise ConfigError(f"{artifact} is encrypted; emulated boards do not take its key yet: deploy it and run "
+                              "it there with --decrypt (python -m tvmedge.runtime or tvmedge-run)")
         target_board = load_board(name)
         if target_board.arch != manifest.arch:
             raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")

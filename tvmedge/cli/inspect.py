@@ -39,6 +39,9 @@ def _render_artifact(d):
     prov = d.get("provenance") or {}
     source = prov.get("source_model_sha256") or (d.get("source_model") or {}).get("sha256") or "?"
     click.echo(f"  source model sha256 {source}")
+    if d.get("encryption"):
+        e = d["encryption"]
+        click.echo(f"  encrypted: {', '.join(e['files'])} with key {e['key_id']} ({e['algorithm']})")
     sig = d["signature"]
     if not sig["present"]:
         click.echo("  signature: none (unsigned)")

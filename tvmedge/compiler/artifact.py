@@ -20,7 +20,7 @@ from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
 from .cross import export_library
-from .signing import sign_artifact, signing_key_id
+from .signing import encrypt_libraries, sign_artifact, signing_key_id
 from .lower import build_executable
 
 __all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
@@ -53,6 +53,7 @@ class Artifact:
             "tuning": m.tuning,
             "provenance": m.provenance,
             "signed": (m.provenance or {}).get("key_id") is not None,
+            "encryption": m.encryption,
         }
         if m.plan is not None:
             data["plan"] = m.plan.to_json()
@@ -64,7 +65,8 @@ class Artifact:
 
 
 def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, quantization: Optional[dict] = None,
-                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, signing_key=None) -> Artifact:
+                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, signing_key=None,
+                   encryption_key: Optional[bytes] = None) -> Artifact:
     """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.compiler.stages.StagePlan` of
     ``imported``, an ``ImportedModel``) and write the artifact directory ``out`` with its manifest -> ``Artifact``.
 
@@ -101,8 +103,14 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
                 library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
                 unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
                 reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
+        encryption = None
+        if encryption_key is not None:  # the hashes (and the signature) then cover what is on disk: ciphertext
+            progress(f"encrypting {', '.join(files)} (ChaCha20-Poly1305)")
+            encryption = encrypt_libraries(tmp, list(files), encryption_key)
+            files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
         manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization,
                              signer=signing_key_id(signing_key))
+        manifest.encryption = encryption
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         for leftover in [p for p in tmp.iterdir() if p.name not in files]:  # the linker's scratch files
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()

@@ -1,4 +1,5 @@
-"""Signing artifacts (the builder's side of :mod:`tvmedge.runtime.trust`): Ed25519 key pairs and ``manifest.sig``.
+"""Signing and encrypting artifacts (the builder's side of :mod:`tvmedge.runtime.trust`): Ed25519 key pairs and
+``manifest.sig``; ChaCha20-Poly1305 keys and encrypted libraries (``compile --encrypt``).
 
 >>> from tvmedge.compiler.signing import generate_keys
 >>> generate_keys("keys/")["key_id"]                 # keys/private.pem (0600) + keys/public.pem
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
-from ..runtime.trust import SIGNATURE_FORMAT, SIGNATURE_NAME, crypto, key_id, signed_message
+from ..runtime.trust import (ENCRYPTION_ALGORITHM, SIGNATURE_FORMAT, SIGNATURE_NAME, crypto, key_id, read_secret_key,
+                             secret_key_id, signed_message)
 
-__all__ = ["generate_keys", "load_signing_key", "sign_artifact", "SIGNING_ENV"]
+__all__ = ["generate_keys", "load_signing_key", "sign_artifact", "SIGNING_ENV", "generate_secret",
+           "load_encryption_key", "encrypt_libraries", "ENCRYPTION_ENV"]
 
 SIGNING_ENV = "TVMEDGE_SIGNING_KEY"
+ENCRYPTION_ENV = "TVMEDGE_ENCRYPTION_KEY"
 PRIVATE_NAME, PUBLIC_NAME = "private.pem", "public.pem"
 
 
@@ -86,3 +90,44 @@ def sign_artifact(directory, digest: str, key) -> Path:
     path = Path(directory) / SIGNATURE_NAME
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
+
+
+# --- encryption at rest (the builder's side of tvmedge.runtime.trust's decryption) -------------------------------
+
+
+def generate_secret(path) -> dict:
+    """Write a new 32-byte encryption key (base64, mode 0600) to ``path`` -> ``{"key": path, "key_id": ...}``.
+    ConfigError if the file exists."""
+    path = Path(path)
+    if path.exists():
+        raise ConfigError(f"{path} exists; keys are never overwritten (choose another -o)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(base64.b64encode(key) + b"\n")
+    return {"key": str(path), "key_id": secret_key_id(key)}
+
+
+def load_encryption_key(path: Optional[str] = None) -> Optional[bytes]:
+    """The key at ``path`` (default ``$TVMEDGE_ENCRYPTION_KEY``), or None when neither is given."""
+    path = path or os.environ.get(ENCRYPTION_ENV)
+    return read_secret_key(path) if path else None
+
+
+def encrypt_libraries(folder: Path, names, key: bytes) -> dict:
+    """Encrypt each library ``folder/name`` in place (ChaCha20-Poly1305, the name as associated data) -> the
+    manifest's ``encryption`` record. The nonce is a keyed hash of the name and the plaintext: unique per
+    content, and the same build gives the same bytes (artifacts stay reproducible)."""
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    crypto()
+    for name in names:
+        path = Path(folder) / name
+        plaintext = path.read_bytes()
+        nonce = hmac.new(key, name.encode() + b"\0" + plaintext, hashlib.sha256).digest()[:12]
+        path.write_bytes(nonce + ChaCha20Poly1305(key).encrypt(nonce, plaintext, name.encode()))
+    return {"algorithm": ENCRYPTION_ALGORITHM, "key_id": secret_key_id(key), "files": sorted(names)}

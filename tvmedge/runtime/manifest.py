@@ -225,6 +225,8 @@ class Manifest:
     # who built it and from what: key id of the signing key (None when unsigned), the source model's sha256, the
     # compiler's versions. Covered by the digest, so a signature covers it too.
     provenance: Optional[dict] = None
+    # libraries encrypted at rest: {"algorithm": "chacha20-poly1305", "key_id": ..., "files": [names]}
+    encryption: Optional[dict] = None
     plan: Optional[StoredPlan] = None  # a partitioned artifact's stages (format version 2)
     tuning: Optional[dict] = None  # schedule provenance (of every library, when they share it)
     created: str = ""
@@ -237,7 +239,7 @@ class Manifest:
     # --- writing -------------------------------------------------------------------------------
     def _fields(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("tvm_ffi_version", "provenance"):  # absent rather than empty: older readers' digests agree
+        for optional in ("tvm_ffi_version", "provenance", "encryption"):  # absent rather than empty: older readers' digests agree
             if not data[optional]:
                 del data[optional]
         data["inputs"] = [s.to_json() for s in self.inputs]
@@ -357,7 +359,7 @@ _TOP = {  # field -> (allowed types, required)
     "triple": (str, True), "target": (dict, True), "inputs": (list, True), "outputs": (list, True),
     "library": (str, True), "files": (dict, True), "digest": (str, True), "source_model": (dict, False),
     "build": (dict, False), "tvm_version": (str, False), "tvmedge_version": (str, False),
-    "tvm_ffi_version": (str, False), "provenance": ((dict, _NONE), False), "plan": ((dict, _NONE), False),
+    "tvm_ffi_version": (str, False), "provenance": ((dict, _NONE), False), "encryption": ((dict, _NONE), False), "plan": ((dict, _NONE), False),
     "tuning": ((dict, _NONE), False), "created": (str, False),
 }
 _BUILD = {"input_shapes": (dict,), "opt_level": (int,), "cross_compiler": (str, _NONE), "folding": (str,),
@@ -433,6 +435,11 @@ def check_schema(data: dict) -> Optional[str]:
         if not isinstance(info, dict) or not _is(info.get("sha256"), str) or len(info["sha256"]) != 64 \
                 or not set(info["sha256"]) <= _HEX64 or not _is(info.get("bytes", 0), int):
             return f"files['{name[:80]}'] must be {{\"sha256\": <64 hex digits>, \"bytes\": <int>}}"
+    encryption = data.get("encryption")
+    if encryption is not None and (not _is(encryption.get("algorithm"), str) or not _is(encryption.get("key_id"), str)
+                                   or not isinstance(encryption.get("files"), list)
+                                   or not all(_is(n, str) for n in encryption["files"])):
+        return "encryption must name an algorithm, a key_id and the encrypted files"
     for key, types in _BUILD.items():
         if key in (data.get("build") or {}) and not _is(data["build"][key], types):
             return f"build.{key} has the wrong type ({type(data['build'][key]).__name__})"

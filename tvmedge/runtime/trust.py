@@ -31,7 +31,8 @@ from typing import Iterable, Optional, Union
 from ..errors import ArtifactError, ConfigError, ToolchainError
 
 __all__ = ["SIGNATURE_NAME", "TRUST_ENV", "TrustedKeys", "trusted_keys", "verify_signature", "key_id",
-           "signed_message", "load_public_key", "crypto"]
+           "signed_message", "load_public_key", "crypto", "ENCRYPTION_ALGORITHM", "DECRYPT_ENV", "read_secret_key",
+           "secret_key_id", "decryption_key", "decrypt_library"]
 
 SIGNATURE_NAME = "manifest.sig"
 SIGNATURE_FORMAT = "tvmedge-signature"
@@ -157,3 +158,65 @@ def verify_signature(directory, digest: str, keys: TrustedKeys, recorded_key: Op
         raise ArtifactError(f"{path} does not verify with key {signer} (forged or altered): refusing to load "
                             f"{directory}") from err
     return signer
+
+
+# --- encryption at rest ----------------------------------------------------------------------------------------
+# ChaCha20-Poly1305 (RFC 8439) rather than AES-GCM: the C++ loader decrypts with the same Monocypher it verifies
+# signatures with (Monocypher has no AES), and boards without AES instructions (RISC-V) run it fast in software.
+# An encrypted library file is nonce (12 bytes) + ciphertext + tag; the library's name is the associated data,
+# so two encrypted libraries cannot be swapped. The manifest's sha256 is the encrypted file's: integrity and
+# signature are checked without the key, and plaintext exists only in memory (a memfd) on the board.
+ENCRYPTION_ALGORITHM = "chacha20-poly1305"
+DECRYPT_ENV = "TVMEDGE_DECRYPTION_KEY"
+_NONCE = 12
+
+
+def read_secret_key(path) -> bytes:
+    """The 32-byte key in ``path`` (base64 text, as ``tvmedge keys secret`` writes it); ConfigError otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(1024)
+    except OSError as err:
+        raise ConfigError(f"cannot read encryption key {path}: {err.strerror or err}") from err
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError(f"{path} is not a tvmedge encryption key (32 bytes, base64; make one with `tvmedge keys secret`)")
+    return key
+
+
+def secret_key_id(key: bytes) -> str:
+    """An id that names the key without revealing it: 16 hex digits of sha256 over a fixed prefix and the key."""
+    return hashlib.sha256(b"tvmedge-encryption-key-id:" + key).hexdigest()[:16]
+
+
+def _aead(key: bytes):
+    crypto()  # the one-line error when cryptography is missing
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    return ChaCha20Poly1305(key)
+
+
+def decryption_key(decrypt=None) -> Optional[tuple]:
+    """``(key, where it came from)`` from ``decrypt`` (a key file) or ``$TVMEDGE_DECRYPTION_KEY``, or None."""
+    if decrypt is None:
+        decrypt = os.environ.get(DECRYPT_ENV) or None
+        if decrypt is None:
+            return None
+    if isinstance(decrypt, tuple):
+        return decrypt
+    return read_secret_key(decrypt), str(decrypt)
+
+
+def decrypt_library(path: Path, name: str, key: bytes, where: str) -> bytes:
+    """The plaintext of the encrypted library at ``path``; ArtifactError (one line) for a wrong key or an altered
+    file."""
+    from cryptography.exceptions import InvalidTag
+
+    data = Path(path).read_bytes()
+    try:
+        return _aead(key).decrypt(data[:_NONCE], data[_NONCE:], name.encode())
+    except InvalidTag as err:
+        raise ArtifactError(f"cannot decrypt {path} with key {secret_key_id(key)} ({where}): wrong key or altered file") from err
