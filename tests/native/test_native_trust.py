@@ -16,7 +16,7 @@ import pytest
 
 from tvmedge import api, runtime
 from tvmedge.native import builder as native
-from tvmedge.compiler.signing import generate_keys
+from tvmedge.compiler.signing import generate_keys, generate_secret
 from tvmedge.errors import ArtifactError
 from tvmedge.runtime.manifest import Manifest, sha256_file
 
@@ -118,6 +118,46 @@ def test_cpp_loader_refuses_a_private_key_as_trust(host_runtime, signed, keys):
         f"{keys[0]['private']} is a private key; trust the public key beside it (public.pem)"
 
 
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("secrets")
+    return generate_secret(root / "model.key"), generate_secret(root / "other.key")
+
+
+@pytest.fixture(scope="module")
+def encrypted(tmp_path_factory, tiny_cnn, secrets, naive_tuning):
+    out = tmp_path_factory.mktemp("encrypted") / "tiny"
+    api.compile(tiny_cnn, "x86-host", out=out, tuning=naive_tuning, encrypt=secrets[0]["key"])
+    return out
+
+
+def test_cpp_loader_decrypts_in_memory_with_the_python_loaders_outputs(host_runtime, encrypted, secrets, tmp_path):
+    import numpy as np
+
+    (tmp_path / "out").mkdir()
+    np.save(tmp_path / "x.npy", np.ones((1, 3, 32, 32), "float32"))
+    proc = _run(host_runtime, encrypted, "--decrypt", secrets[0]["key"], "--inputs", f"input={tmp_path / 'x.npy'}",
+                "--output-dir", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    expected = runtime.load(encrypted, decrypt=secrets[0]["key"]).run({"input": np.ones((1, 3, 32, 32), "float32")})
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "output_0.npy"), expected["probabilities"])
+
+
+@pytest.mark.parametrize("case", ["no key", "wrong key", "altered"])
+def test_cpp_loader_refuses_keys_and_ciphertext_like_the_python_loader(host_runtime, encrypted, secrets, tmp_path, case):
+    folder = shutil.copytree(encrypted, tmp_path / "artifact")
+    key = {"no key": None, "wrong key": secrets[1]["key"], "altered": secrets[0]["key"]}[case]
+    if case == "altered":
+        raw = bytearray((folder / "model.so").read_bytes())
+        raw[200] ^= 1
+        (folder / "model.so").write_bytes(bytes(raw))
+        _rewrite(folder, lambda d: d["files"]["model.so"].update(sha256=sha256_file(folder / "model.so")))
+    env = {k: v for k, v in os.environ.items() if k != "TVMEDGE_DECRYPTION_KEY"}
+    proc = subprocess.run([str(host_runtime.loader), str(folder), *(["--decrypt", key] if key else [])],
+                          capture_output=True, text=True, env=env)
+    assert _error(proc) == _python_error(folder, decrypt=key)
+
+
 @pytest.mark.emulated
 def test_signed_artifact_on_the_emulated_riscv64_board(tmp_path, tiny_cnn, keys, naive_tuning):
     """Sign here, verify there: the riscv64 C++ loader under qemu accepts the signed artifact and refuses a
@@ -128,13 +168,14 @@ def test_signed_artifact_on_the_emulated_riscv64_board(tmp_path, tiny_cnn, keys,
     from tvmedge.emulator import setup_board
 
     out = tmp_path / "tiny-rv"
-    api.compile(tiny_cnn, "visionfive2", out=out, tuning=naive_tuning, sign=keys[0]["private"])
+    secret = generate_secret(tmp_path / "model.key")
+    api.compile(tiny_cnn, "visionfive2", out=out, tuning=naive_tuning, sign=keys[0]["private"], encrypt=secret["key"])
     board = setup_board(load_board("visionfive2"))
-    report = board.run_json([str(out), "--random", "--trust", keys[0]["public"]])
-    assert report["stats"]["loader"] == "c++"
+    report = board.run_json([str(out), "--random", "--trust", keys[0]["public"], "--decrypt", secret["key"]])
+    assert report["stats"]["loader"] == "c++"  # verified, decrypted into a memfd and run, under qemu-riscv64
     forged = shutil.copytree(out, tmp_path / "forged")
     _forge(forged)
-    proc = board.run_loader([str(forged), "--random", "--trust", keys[0]["public"]])
+    proc = board.run_loader([str(forged), "--random", "--trust", keys[0]["public"], "--decrypt", secret["key"]])
     assert proc.returncode == 1 and "signs another manifest" in proc.stderr
     with pytest.raises(ArtifactError, match="signs another manifest"):  # and the host refuses it before shipping
         api.run(forged, board="emu:visionfive2", trust=keys[0]["public"])

@@ -203,6 +203,8 @@ struct Manifest {
   std::string dir, board, arch, triple, library;
   std::string digest, tvm_version, tvm_ffi_version;  // what a signature signs; the versions the loader pins
   std::optional<std::string> signer;  // provenance.key_id: who signed it (none for unsigned artifacts)
+  std::string encryption_key_id;  // encrypted at rest (ChaCha20-Poly1305) with this key, "" when not encrypted
+  std::vector<std::string> encrypted;  // the encrypted libraries
   int64_t format_version = 1;
   std::vector<TensorSpec> inputs, outputs;
   BuildInfo build;
@@ -264,6 +266,12 @@ struct Manifest {
     if (Has(*data, "provenance")) {
       auto provenance = Get(*data, "provenance", where).as<JsonMap>();
       if (provenance) m.signer = GetOptionalString(*provenance, "key_id", where);
+    }
+    if (Has(*data, "encryption")) {
+      auto encryption = Get(*data, "encryption", where).as<JsonMap>();
+      if (!encryption) ArtifactError(Malformed(where, "encryption"));
+      m.encryption_key_id = GetString(*encryption, "key_id", where);
+      m.encrypted = GetStrings(*encryption, "files", where);
     }
     m.board = GetString(*data, "board", where);
     m.arch = GetString(*data, "arch", where);

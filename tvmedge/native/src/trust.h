@@ -25,6 +25,7 @@
 
 extern "C" {
 #include "monocypher-ed25519.h"
+#include "monocypher.h"
 }
 
 namespace tvmedge {
@@ -153,6 +154,43 @@ inline std::string VerifySignature(const std::string& dir, const std::string& di
                            reinterpret_cast<const uint8_t*>(message.data()), message.size()) != 0)
     ArtifactError(path + " does not verify with key " + signer + " (forged or altered): refusing to load " + dir);
   return signer;
+}
+
+// --- encryption at rest: the C++ twin of tvmedge/runtime/trust.py's decryption ---------------------------------
+
+struct SecretKey {
+  std::string key;  // 32 bytes
+  std::string where;  // the key file, for messages
+  std::string Id() const { return Sha256Hex("tvmedge-encryption-key-id:" + key).substr(0, 16); }
+};
+
+inline SecretKey ReadSecretKey(const std::string& path) {
+  std::optional<std::string> text = ReadFile(path);
+  if (!text) ConfigError("cannot read encryption key " + path);
+  std::optional<std::string> key = Base64Decode(*text);
+  if (!key || key->size() != 32)
+    ConfigError(path + " is not a tvmedge encryption key (32 bytes, base64; make one with `tvmedge keys secret`)");
+  return {*key, path};
+}
+
+// nonce (12 bytes) + ciphertext + tag (16 bytes), the library's name as associated data (RFC 8439).
+inline std::string DecryptLibrary(const std::string& path, const std::string& name, const SecretKey& secret) {
+  std::optional<std::string> data = ReadFile(path);
+  if (!data) ArtifactError(path + " is missing from the artifact");
+  bool ok = data->size() >= 28;
+  std::string plain(ok ? data->size() - 28 : 0, '\0');
+  if (ok) {
+    const uint8_t* bytes = reinterpret_cast<const uint8_t*>(data->data());
+    crypto_aead_ctx ctx;
+    crypto_aead_init_ietf(&ctx, reinterpret_cast<const uint8_t*>(secret.key.data()), bytes);
+    ok = crypto_aead_read(&ctx, reinterpret_cast<uint8_t*>(&plain[0]), bytes + data->size() - 16,
+                          reinterpret_cast<const uint8_t*>(name.data()), name.size(), bytes + 12, plain.size()) == 0;
+    crypto_wipe(&ctx, sizeof(ctx));
+  }
+  if (!ok)
+    ArtifactError("cannot decrypt " + path + " with key " + secret.Id() + " (" + secret.where +
+                  "): wrong key or altered file");
+  return plain;
 }
 
 }  // namespace tvmedge
