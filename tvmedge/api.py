@@ -32,11 +32,43 @@ def inspect(model, *, input_shapes: Shapes = None, frozen_inputs: Optional[Mappi
     return inspect_onnx(model, input_shapes, frozen_inputs)
 
 
+def inspect_artifact(artifact, *, trust=None) -> dict:
+    """What an artifact folder holds and who built it: board, IO specs, versions, provenance (signing key id,
+    source model sha256, compiler versions) and its signature, verified against ``trust`` (public key(s),
+    default ``$TVMEDGE_TRUSTED_KEYS``) when given -> a dict (what ``tvmedge inspect out/`` prints)."""
+    import json as _json
+
+    from .runtime.manifest import Manifest
+    from .runtime.trust import SIGNATURE_NAME, trusted_keys, verify_signature
+
+    path = Path(artifact)
+    manifest = Manifest.read(path)
+    sig = path / SIGNATURE_NAME
+    signature = {"present": sig.is_file(), "key_id": None, "verified": None}
+    if sig.is_file():
+        try:
+            signature["key_id"] = str(_json.loads(sig.read_text()).get("key_id"))
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            signature["key_id"] = "unreadable"
+    keys = trusted_keys(trust)
+    if keys is not None:
+        verify_signature(path, manifest.digest, keys, recorded_key=(manifest.provenance or {}).get("key_id"))
+        signature["verified"] = True
+    return {"artifact": str(path), "board": manifest.board, "arch": manifest.arch, "triple": manifest.triple,
+            "inputs": [s.to_json() for s in manifest.inputs], "outputs": [s.to_json() for s in manifest.outputs],
+            "libraries": manifest.libraries(), "tvm_version": manifest.tvm_version,
+            "tvm_ffi_version": manifest.tvm_ffi_version, "tvmedge_version": manifest.tvmedge_version,
+            "source_model": manifest.source_model, "provenance": manifest.provenance, "signature": signature,
+            "encryption": manifest.encryption,
+            "created": manifest.created, "digest": manifest.digest}
+
+
 def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quant=None,
             search: Optional[str] = None, tuning=None, input_shapes: Shapes = None, out="out", opt_level: int = 3,
             algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
             tune_progress: Optional[Callable[[dict], None]] = None, partition: Optional[str] = None,
-            partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None):
+            partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None,
+            sign: Optional[str] = None, encrypt: Optional[str] = None):
     """Compile an ONNX model (or a ``torch.export`` program saved as ``.pt2``, when torch is installed) for a board
     (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
@@ -63,6 +95,12 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
     they leave the artifact's inputs, what they select is folded away, the manifest's ``build.frozen_inputs``
     records them.
 
+    ``sign`` (a private key from ``tvmedge keys generate``; default ``$TVMEDGE_SIGNING_KEY``) signs the artifact:
+    its key id goes into the manifest's provenance and ``manifest.sig`` holds the signature (see
+    :mod:`tvmedge.runtime.trust`). ``encrypt`` (a key from ``tvmedge keys secret``; default
+    ``$TVMEDGE_ENCRYPTION_KEY``) encrypts the libraries (and the weights in them) at rest: the loader needs the key
+    and decrypts them in memory only.
+
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
     from .compiler.pipeline import compile_model
@@ -76,7 +114,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
         plan, algorithm = partition, partition_algorithm
     return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
-                         tune_progress=tune_progress, frozen_inputs=frozen_inputs)
+                         tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign, encrypt=encrypt)
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
@@ -147,16 +185,20 @@ def quantize(model, config, *, out=None, evaluate=None, report=None, progress: O
     return result
 
 
-def load(artifact, device: str = "cpu", verify: bool = True, session=None):
-    """Load an artifact on this machine (or on an RPC ``session``'s board) -> ``tvmedge.runtime.Model``."""
+def load(artifact, device: str = "cpu", verify: bool = True, session=None, trust=None,
+         allow_version_mismatch: bool = False, decrypt=None):
+    """Load an artifact on this machine (or on an RPC ``session``'s board) -> ``tvmedge.runtime.Model``.
+    ``trust``: public key(s) it must be signed by (default ``$TVMEDGE_TRUSTED_KEYS``)."""
     from .runtime import load as _load
 
-    return _load(artifact, device=device, verify=verify, session=session)
+    return _load(artifact, device=device, verify=verify, session=session, trust=trust,
+                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
 
 
 def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
         repeat: int = 0, random: bool = False, seed: int = 0, rpc: Optional[str] = None,
-        tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None) -> RunResult:
+        tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None, trust=None,
+        allow_version_mismatch: bool = False, decrypt=None) -> RunResult:
     """Run an artifact here, on an emulated board (``board="emu:rk3588"``) or on a remote board through TVM's
     RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``) -> :class:`~tvmedge.runtime.RunResult`.
 
@@ -164,13 +206,19 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
     ``.npz``, as ``--input`` takes them), else seeded random ones (also with ``random=True``). ``reference``
     (an ONNX model) is run with ONNX Runtime on the same inputs and compared (``result.comparison``);
     ``output`` saves the outputs (``.npz``, or ``.npy`` for one output). An emulated board's timings say
-    nothing about the real one (``result.emulated``).
+    nothing about the real one (``result.emulated``). ``trust`` (public key(s), default
+    ``$TVMEDGE_TRUSTED_KEYS``): the artifact must be signed by one of them, checked here before it runs anywhere.
     """
     from .runtime.inputs import random_inputs, read_inputs, write_outputs
     from .runtime.loader import RunResult, check_inputs
     from .runtime.manifest import Manifest
 
+    from .runtime.trust import trusted_keys, verify_signature
+
     manifest = Manifest.read(artifact)
+    keys = trusted_keys(trust)
+    if keys is not None:  # before anything runs, here or on a board
+        verify_signature(artifact, manifest.digest, keys, recorded_key=(manifest.provenance or {}).get("key_id"))
     if random or (inputs is None and not input_files):
         feed = random_inputs(manifest.inputs, seed)
     else:
@@ -181,7 +229,8 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
             from .runtime.remote import connect
 
             session, where = connect(rpc=rpc, tracker=tracker, key=key)
-        model = load(artifact, session=session)
+        model = load(artifact, session=session, trust=keys, allow_version_mismatch=allow_version_mismatch,
+                     decrypt=decrypt)
         # a remote board's timings are its own (emulated or not, it cannot tell us)
         outputs, stats = model.timed_run(feed, repeat=repeat)
         result = RunResult(outputs, stats, where, emulated=False)
@@ -190,6 +239,9 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         from .emulator import setup_board
 
         name = emulated_board_name(board)
+        if manifest.encryption:
+            raise ConfigError(f"{artifact} is encrypted; emulated boards do not take its key yet: deploy it and run "
+                              "it there with --decrypt (python -m tvmedge.runtime or tvmedge-run)")
         target_board = load_board(name)
         if target_board.arch != manifest.arch:
             raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
@@ -218,13 +270,15 @@ def bundle(board: Union[str, Board], out=None, *, loader: Optional[str] = None, 
 
 
 def deploy(artifact, to: str, *, board: Optional[str] = None, runtime: bool = True, loader: Optional[str] = None,
-           check: bool = False, progress=None):
+           check: bool = False, progress=None, trust=None):
     """Ship an artifact (and its board's runtime bundle) to ``to`` (``emu:NAME``, a directory or
     ``user@host:path``) and verify every file there -> ``Deployment`` (see :mod:`tvmedge.deploy.ship`).
-    ``board`` ships another board's runtime than the artifact's (same architecture)."""
+    ``board`` ships another board's runtime than the artifact's (same architecture). ``trust``: public key(s)
+    the artifact must be signed by before it is shipped (default ``$TVMEDGE_TRUSTED_KEYS``)."""
     from .deploy.ship import deploy as _deploy
 
-    return _deploy(artifact, to, board=board, runtime=runtime, loader=loader, check=check, progress=progress)
+    return _deploy(artifact, to, board=board, runtime=runtime, loader=loader, check=check, progress=progress,
+                   trust=trust)
 
 
 def certify(artifact, *, board: Optional[str] = None, duration: float = 60.0, sysfs_root="/") -> dict:

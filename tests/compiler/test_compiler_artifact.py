@@ -63,3 +63,47 @@ def test_riscv64_cross_compiles(tmp_path, tiny_cnn, naive_tuning):
 def test_invalid_tvm_target_is_a_build_error(tmp_path, tiny_cnn, naive_tuning):
     with pytest.raises(BuildError, match="invalid TVM target"):
         api.compile(tiny_cnn, '{"kind": "no-such-kind"}', out=tmp_path / "bad", tuning=naive_tuning)
+
+
+# --- issue 19, finding 11: a kill during compile ----------------------------------------------------------------
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at that moment: nothing after it runs (BaseException, so no handler catches it)."""
+
+
+def test_a_kill_while_writing_the_manifest_leaves_the_previous_artifact(tmp_path, dynamic_cnn, x86_artifact,
+                                                                        naive_tuning, monkeypatch, tiny_input):
+    import shutil
+
+    import tvmedge.runtime as rt
+
+    out = tmp_path / "out"
+    shutil.copytree(x86_artifact, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def killed(self, directory):
+        raise _Killed()
+
+    monkeypatch.setattr(Manifest, "write", killed)  # the kill lands after every library is built
+    with pytest.raises(_Killed):  # another model (batch 2): another library than the one in out/
+        api.compile(dynamic_cnn, "x86-host", out=out, tuning=naive_tuning, input_shapes={"input": (2, 3, 32, 32)})
+    # the previous artifact is whole (it used to hold the new model.so beside the old manifest)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert rt.load(out).run({"input": tiny_input})["probabilities"].shape == (1, 10)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no half-built folder left beside it
+    again = api.compile(dynamic_cnn, "x86-host", out=out, tuning=naive_tuning, input_shapes={"input": (2, 3, 32, 32)})
+    assert again.manifest.outputs[0].shape == (2, 10) and rt.load(out).manifest.outputs[0].shape == (2, 10)
+
+
+def test_a_kill_during_a_fresh_compile_leaves_no_half_artifact(tmp_path, tiny_cnn, naive_tuning, monkeypatch):
+    # a fresh folder left with only model.so used to refuse the re-compile ("not empty and holds no artifact")
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(Manifest, "write", lambda self, directory: (_ for _ in ()).throw(_Killed()))
+    with pytest.raises(_Killed):
+        api.compile(tiny_cnn, "x86-host", out=out, tuning=naive_tuning)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert (api.compile(tiny_cnn, "x86-host", out=out, tuning=naive_tuning).path / "model.so").is_file()
+    assert oct(out.stat().st_mode & 0o777) != oct(0o700)  # not the temporary folder's private mode

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -191,7 +192,7 @@ def fake_ssh(tmp_path, monkeypatch):
     bin_dir = tmp_path / "fakebin"
     bin_dir.mkdir()
     log = tmp_path / "ssh.log"
-    (bin_dir / "ssh").write_text(f"#!/bin/sh\n# ssh [-o X] HOST COMMAND\nwhile [ \"$1\" = -o ]; do shift 2; done\n"
+    (bin_dir / "ssh").write_text(f"#!/bin/sh\n# ssh [-o X] HOST COMMAND\nwhile [ \"$1\" = -o ]; do shift 2; done\n[ \"$1\" = -- ] && shift\n"
                                  f"echo \"$@\" >> {log}\nshift\n"
                                  "case \"$1\" in *'command -v rsync'*) [ -n \"$NO_REMOTE_RSYNC\" ] && exit 1;; esac\n"
                                  "exec sh -c \"$1\"\n")
@@ -229,6 +230,52 @@ def test_deploy_over_ssh_uses_scp_when_the_board_has_no_rsync(x86_artifact, tmp_
     result = ship.deploy(x86_artifact, f"pi@board:{remote}", loader="cpp", check=True)
     assert result.verified and "scp" in fake_ssh.read_text().split("\n")
     assert (remote / "tiny-x86" / "model.so").is_file() and result.check["stats"]["repeat"] == 1
+
+
+# --- issue 19, finding 5: names and paths that reach a shell ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a;touch PWNED", "it's", "a/b", "..", "-rf", ""])
+def test_board_names_that_could_escape_a_folder_or_a_shell_are_refused(tmp_path, name):
+    # `../` in a board's name made deploy write runtime files outside staging and destination; `;` ran on the board
+    path = tmp_path / "board.yaml"
+    path.write_text(f"name: {json.dumps(name)}\narch: x86_64\ntarget: {{kind: llvm, num-cores: 1}}\n")
+    with pytest.raises(ConfigError, match="key 'name'"):
+        load_board(str(path))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("emu:../../x", "is not a board name"),
+    ("-oProxyCommand=touch PWNED:/tmp/x", "is not a host name"),
+    ("pi@board:/tmp/x;touch PWNED", "may hold only letters"),
+    ("pi@board:/tmp/it's", "may hold only letters"),
+])
+def test_destinations_that_could_reach_a_shell_are_refused(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        ship.parse_destination(spec)
+
+
+def test_printed_run_command_survives_a_quote_in_the_destination(x86_artifact, tmp_path):
+    # the "run it there" line nested a quoted path inside single quotes: a "'" in --to ran commands when pasted
+    dest = tmp_path / "it's here; touch PWNED"
+    result = ship.deploy(x86_artifact, str(dest), runtime=False)
+    words = shlex.split(result.run_command)
+    assert words == ["cd", str(dest), "&&", "<runtime>/tvmedge-runtime-x86-host/run.sh", "./tiny-x86", "--json"]
+    subprocess.run(["sh", "-c", result.run_command.replace("<runtime>", "/nonexistent")], cwd=tmp_path,
+                   capture_output=True)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_ssh_run_command_is_one_quoted_word_for_the_board(x86_artifact, tmp_path, fake_ssh):
+    remote = tmp_path / "remote"
+    result = ship.deploy(x86_artifact, f"pi@board:{remote}", runtime=False)
+    ssh, host, command = shlex.split(result.run_command)
+    assert (ssh, host) == ("ssh", "pi@board")
+    assert shlex.split(command) == ["cd", str(remote), "&&", "<runtime>/tvmedge-runtime-x86-host/run.sh",
+                                    "./tiny-x86", "--json"]
+    odd = Path(shutil.copytree(x86_artifact, tmp_path / "a;b"))
+    with pytest.raises(ConfigError, match="artifact folder name 'a;b' may hold only"):
+        ship.deploy(odd, f"pi@board:{remote}", runtime=False)
 
 
 # --- emulated boards: the bundles alone run artifacts ---------------------------------------------------------

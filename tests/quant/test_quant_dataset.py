@@ -61,3 +61,49 @@ def test_bad_datasets_name_the_key_and_the_file(tmp_path, make, message):
     with pytest.raises(ConfigError) as err:
         load_dataset(path, ONE, key=KEY)
     assert str(err.value) == message.format(p=tmp_path)
+
+
+# --- issue 19, finding 7: devices, FIFOs and files that are not data --------------------------------------------
+
+
+def test_a_device_is_refused_not_read_without_end():
+    # /dev/zero was read as a list file until memory ran out
+    with pytest.raises(ConfigError, match="/dev/zero is not a regular file"):
+        load_dataset("/dev/zero", ONE, key=KEY)
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "calib.npy"
+    os.mkfifo(fifo)
+    listed = tmp_path / "list.txt"
+    listed.write_text("calib.npy\n")
+    result = {}
+
+    def attempt(path):
+        try:
+            load_dataset(path, ONE, key=KEY)
+        except ConfigError as err:
+            result[path] = str(err)
+
+    for path in (fifo, listed):
+        thread = threading.Thread(target=attempt, args=(path,), daemon=True)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), f"loading {path} hangs on the FIFO"
+    assert result[fifo].endswith("calib.npy is not a regular file (expected a .npy, .npz or list file)")
+    assert "list.txt line 1: " in result[listed] and "is not a regular file" in result[listed]
+
+
+def test_a_file_that_is_not_a_list_is_not_echoed(tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secrethash:19000:0:99999:7:::\n")
+    with pytest.raises(ConfigError) as err:
+        load_dataset(secret, ONE, key=KEY)
+    assert "secrethash" not in str(err.value) and "line 1 does not name a .npy or .npz file" in str(err.value)
+    binary = tmp_path / "blob"
+    binary.write_bytes(b"\xff\xfe\x00" * 10)
+    with pytest.raises(ConfigError, match="is neither a .npy/.npz file nor a text file listing them"):
+        load_dataset(binary, ONE, key=KEY)

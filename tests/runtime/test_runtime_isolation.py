@@ -73,6 +73,8 @@ RUNTIME = Path(__file__).resolve().parents[2] / "tvmedge" / "runtime"
 # What a board has: the standard library, numpy, TVM's runtime side and tvm-ffi, and tvmedge's board-side part
 # (each with what is inside it; ``tvm`` itself only as the package: tvm.relax, tvm.s_tir ... are the compiler).
 ALLOWED = ("numpy", "tvm.runtime", "tvm.rpc", "tvm_ffi", "tvmedge.runtime", "tvmedge.errors", "tvmedge.versions")
+# Optional on a board, imported inside the functions that need it: signatures and decryption (issue 19).
+OPTIONAL = {"tvmedge.runtime.trust": ("cryptography",)}
 
 
 def _allowed(name: str) -> bool:
@@ -103,7 +105,18 @@ def test_runtime_modules_import_only_the_allowed_list():
     imports = runtime_imports()
     assert {module for module, _ in imports} >= {"tvmedge.runtime.loader", "tvmedge.runtime.manifest",
                                                   "tvmedge.runtime.remote", "tvmedge.runtime.rpc_server"}
-    assert [f"{module} imports {name}" for module, name in imports if not _allowed(name)] == []
+    assert [f"{module} imports {name}" for module, name in imports if not _allowed(name)
+            and not any(name.startswith(p + ".") for p in OPTIONAL.get(module, ()))] == []
+
+
+def test_optional_imports_are_lazy():
+    """cryptography is needed only when a signature is checked or a library decrypted: never at import time."""
+    for module, packages in OPTIONAL.items():
+        path = RUNTIME.parent.parent / (module.replace(".", "/") + ".py")
+        top = [node for node in ast.parse(path.read_text()).body if isinstance(node, (ast.Import, ast.ImportFrom))]
+        names = [alias.name for node in top for alias in node.names] + [node.module or "" for node in top
+                                                                         if isinstance(node, ast.ImportFrom)]
+        assert not [n for n in names if n.split(".")[0] in packages], module
 
 
 def test_the_allow_list_check_catches_a_compiler_import():

@@ -83,7 +83,7 @@ def test_a_malformed_stage_is_an_artifact_error(golden):
     del data["plan"]["stages"][1]["inputs"][0]["dtype"]
     data["digest"] = Manifest._digest_of(data)
     (golden / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ArtifactError, match="stage 1 of the plan is malformed"):
+    with pytest.raises(ArtifactError, match=r"is malformed: plan.stages\[1\].inputs\[0\]: name and dtype must be strings"):
         Manifest.read(golden)
 
 

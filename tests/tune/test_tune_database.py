@@ -63,3 +63,88 @@ def test_list_databases(tmp_path):
     (tmp_path / "empty").mkdir()
     rows = list_databases(tmp_path)
     assert [(r["key"], r["workloads"], r["records"], r["tuned_workloads"]) for r in rows] == [("x86_64-znver4-2c", 1, 1, 1)]
+
+
+# --- issue 19, finding 10: one bad line, deep nesting, negative times, a repair beside an append -------------------
+
+
+def _real_database(folder, records: int = 40):
+    """A MetaSchedule database written by MetaSchedule: one workload, ``records`` measured records."""
+    import tvm
+    from tvm import te
+    from tvm.s_tir import meta_schedule as ms
+
+    a = te.placeholder((4,), name="A")
+    func = te.create_prim_func([a, te.compute((4,), lambda i: a[i] + 1.0, name="B")])
+    mod = tvm.IRModule({"main": func})
+    folder.mkdir(parents=True, exist_ok=True)
+    db = ms.database.JSONDatabase(path_workload=str(folder / WORKLOADS), path_tuning_record=str(folder / RECORDS),
+                                  allow_missing=True)
+    workload = db.commit_workload(mod)
+    target = tvm.target.Target({"kind": "llvm", "num-cores": 1})
+    for n in range(records):
+        db.commit_tuning_record(ms.database.TuningRecord(
+            tvm.s_tir.Schedule(mod).trace, workload, run_secs=[1e-3 * (n + 1)], target=target,
+            args_info=ms.arg_info.ArgInfo.from_prim_func(func)))
+    return mod
+
+
+def test_one_json_valid_but_wrong_record_is_skipped_not_the_whole_database(tmp_path):
+    folder = tmp_path / "db"
+    _real_database(folder)
+    lines = (folder / RECORDS).read_text().splitlines()
+    wrong = json.loads(lines[0])
+    wrong[1][2] = {"kind": "no-such-target-kind"}  # JSON, the right shape, but MetaSchedule cannot read it
+    lines.insert(7, json.dumps(wrong))
+    (folder / RECORDS).write_text("\n".join(lines) + "\n")
+    db = TuningDatabase(folder)
+    assert len(db.ms_database) == 40  # MetaSchedule used to abort on the one line: the database was lost
+    assert db.repair.dropped_records == 1
+    assert len((folder / RECORDS).read_text().splitlines()) == 40
+    assert list(folder.glob(f"{RECORDS}.damaged-*"))
+
+
+def test_deeply_nested_line_and_negative_run_times_are_dropped(tmp_path):
+    folder = tmp_path / "db"
+    _write(folder, ['["1", "AAAA"]'], ['[0, [["t"], [1e-3]]]', "[" * 100_000 + "]" * 100_000,
+                                       '[0, [["t"], [-5.0]]]', '[0, [["t"], [1e-3, "x"]]]', '[0, [["t"], [2e-3]]]'])
+    db = TuningDatabase(folder)  # a RecursionError used to crash the repair
+    assert db.repair.dropped_records == 3
+    assert [json.loads(line)[1][1] for line in (folder / RECORDS).read_text().splitlines()] == [[1e-3], [2e-3]]
+    assert db.summary()["records"] == 2
+
+
+def test_repair_beside_an_open_database_leaves_the_files_for_later(tmp_path):
+    # a repair rewriting the files while a tuner appends (MetaSchedule, any time) could lose the appended line
+    import fcntl
+
+    folder = tmp_path / "db"
+    _write(folder, ['["1", "AAAA"]'], ['[0, [["t"], [1e-3]]]', '[0, [["t"'])
+    holder = open(folder / ".lock", "a+")  # another process with the database open (flock: per open file)
+    fcntl.flock(holder, fcntl.LOCK_SH)
+    try:
+        db = TuningDatabase(folder)
+        assert db.repair.deferred and db.repair.dropped_records == 1
+        with open(folder / RECORDS, "a") as handle:  # the tuner's append, after the repair looked
+            handle.write('[0, [["t"], [3e-3]]]\n')
+        assert len((folder / RECORDS).read_text().splitlines()) == 3  # nothing rewritten under the tuner
+    finally:
+        holder.close()
+    again = TuningDatabase(folder)  # no one else has it open: now it is repaired, the appended line kept
+    assert not again.repair.deferred and again.repair.dropped_records == 1
+    assert [json.loads(line)[1][1] for line in (folder / RECORDS).read_text().splitlines()] == [[1e-3], [3e-3]]
+
+
+def test_an_open_database_holds_the_shared_lock(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "db"
+    _real_database(folder, records=1)
+    db = TuningDatabase(folder)
+    db.ms_database
+    probe = open(folder / ".lock", "a+")
+    with pytest.raises(BlockingIOError):
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    db.close()
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    probe.close()

@@ -26,9 +26,14 @@ from ._output import Steps, TuneProgress, emit
 @click.option("--partition", type=click.Choice(["latency", "throughput"]), default=None,
               help="Partition over the board's compute units first (see `tvmedge partition`) and write one "
                    "library per stage; off by default.")
+@click.option("--sign", type=click.Path(dir_okay=False), envvar="TVMEDGE_SIGNING_KEY", metavar="PRIVATE_KEY",
+              help="Sign the artifact with this Ed25519 key (`tvmedge keys generate`; env TVMEDGE_SIGNING_KEY).")
+@click.option("--encrypt", type=click.Path(dir_okay=False), envvar="TVMEDGE_ENCRYPTION_KEY", metavar="KEYFILE",
+              help="Encrypt the libraries (and weights) at rest with this key (`tvmedge keys secret`; env "
+                   "TVMEDGE_ENCRYPTION_KEY); boards decrypt in memory with --decrypt.")
 @json_option
 def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tuning_records, no_tuning, tracker, key, opt_level,
-                quant, partition, as_json):
+                quant, partition, sign, encrypt, as_json):
     """Compile an ONNX model (or a torch.export .pt2 program) into a deployable artifact for a board."""
     from .. import api
     from ..frontend.freeze import parse_frozen_inputs
@@ -41,7 +46,8 @@ def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tunin
         artifact = api.compile(model, board, plan=partition, quant=quant, tuning=tuning,
                                input_shapes=parse_input_shapes(input_shapes), out=output, opt_level=opt_level,
                                progress=Steps(total=4 if partition is None else None, quiet=as_json),
-                               tune_progress=progress, frozen_inputs=parse_frozen_inputs(frozen_inputs))
+                               tune_progress=progress, frozen_inputs=parse_frozen_inputs(frozen_inputs), sign=sign,
+                               encrypt=encrypt)
     finally:
         progress.close()
     emit(artifact.summary(), as_json, _render)
@@ -77,6 +83,12 @@ def _render(d):
             click.echo(f"    {s['library']}: {len(s['ops'])} ops on {where}, predicted {s['predicted']['total_ms']:.3f} ms")
             if s.get("reason"):
                 click.echo(f"      {s['reason']}")
+    prov = d.get("provenance") or {}
+    if prov.get("key_id"):
+        click.echo(f"  signed: key {prov['key_id']} (manifest.sig)")
+    if d.get("encryption"):
+        click.echo(f"  encrypted: {', '.join(d['encryption']['files'])} with key {d['encryption']['key_id']} "
+                   f"({d['encryption']['algorithm']})")
     if d.get("frozen_inputs"):
         click.echo("  frozen: " + ", ".join(f"{k}={v}" for k, v in d["frozen_inputs"].items()))
     q = d.get("quantization")

@@ -18,8 +18,10 @@ from ._output import emit
 @click.option("--check", is_flag=True, help="Run the artifact once at the destination with the shipped runtime.")
 @click.option("--board", "old_to", metavar="emu:NAME", default=None, hidden=True, help="Deprecated: --to emu:NAME.")
 @click.option("--as-board", "old_board", default=None, hidden=True, help="Deprecated: --for-board.")
+@click.option("--trust", multiple=True, type=click.Path(exists=False), metavar="PUBLIC_KEY", envvar="TVMEDGE_TRUSTED_KEYS",
+              help="Refuse the artifact unless signed by this key (.pem or a folder of them; env TVMEDGE_TRUSTED_KEYS).")
 @json_option
-def deploy_cmd(artifact, to, board, no_runtime, loader, check, old_to, old_board, as_json):
+def deploy_cmd(artifact, to, board, no_runtime, loader, check, old_to, old_board, trust, as_json):
     """Copy ARTIFACT and its runtime bundle to a board and verify every file's sha256 on arrival."""
     from .. import api
     from ..devices.board import emulated_board_name
@@ -34,7 +36,7 @@ def deploy_cmd(artifact, to, board, no_runtime, loader, check, old_to, old_board
         raise ConfigError("give one destination: --to emu:NAME|DIR|USER@HOST:PATH")
     progress = None if as_json else (lambda message: click.echo(f"  {message}", err=True))
     result = api.deploy(artifact, to or old_to, board=board or old_board, runtime=not no_runtime, loader=loader,
-                        check=check, progress=progress)
+                        check=check, progress=progress, trust=trust or None)
     emit(result.to_json(), as_json, _render)
 
 

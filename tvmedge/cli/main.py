@@ -28,6 +28,7 @@ _VERBS = {
     "bench": "tvmedge.cli.bench:bench_cmd",
     "bundle": "tvmedge.cli.bundle:bundle_cmd",
     "deploy": "tvmedge.cli.deploy:deploy_cmd",
+    "keys": "tvmedge.cli.keys:keys",
 }
 
 

@@ -21,13 +21,21 @@ from ._output import emit, table
 @click.option("--key", help="Board key at the tracker, e.g. rk3588.")
 @click.option("--reference", type=click.Path(dir_okay=False),
               help="ONNX model to run with ONNX Runtime on the same inputs, and compare.")
+@click.option("--trust", multiple=True, type=click.Path(exists=False), metavar="PUBLIC_KEY", envvar="TVMEDGE_TRUSTED_KEYS",
+              help="Refuse the artifact unless signed by this key (.pem or a folder of them; env TVMEDGE_TRUSTED_KEYS).")
+@click.option("--decrypt", type=click.Path(dir_okay=False), envvar="TVMEDGE_DECRYPTION_KEY", metavar="KEYFILE",
+              help="Key of an encrypted artifact (env TVMEDGE_DECRYPTION_KEY); its libraries are decrypted in memory.")
+@click.option("--allow-version-mismatch", is_flag=True,
+              help="Load an artifact built with another TVM / tvm-ffi than this runtime's.")
 @json_option
-def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, rpc, tracker, key, reference, as_json):
+def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, rpc, tracker, key, reference, trust,
+            decrypt, allow_version_mismatch, as_json):
     """Run a compiled artifact and print outputs and latency (first inference separately)."""
     from .. import api
 
     result = api.run(artifact, input_files=input_files, random=random_inputs, seed=seed, repeat=repeat, board=board,
-                     rpc=rpc, tracker=tracker, key=key, reference=reference, output=output)
+                     rpc=rpc, tracker=tracker, key=key, reference=reference, output=output, trust=trust or None,
+                     allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
     data = {"artifact": artifact, "where": result.where, "emulated": result.emulated,
             "latency_ms": result.stats.to_json(), "outputs": {k: _describe(v) for k, v in result.outputs.items()}}
     if result.written:

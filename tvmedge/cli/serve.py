@@ -14,13 +14,20 @@ from ._output import emit
 @click.option("--offline", is_flag=True, help="Only the profile's models, loopback only, no CDN-backed docs pages.")
 @click.option("--profile", type=click.Path(dir_okay=False), help="Offline profile (default MODELS/offline.json).")
 @click.option("--max-body", type=click.IntRange(1), default=16 << 20, show_default=True, help="Largest request body, bytes.")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a client has to send a request's headers; then the connection is closed.")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a client has to send a request's body (408 after).")
+@click.option("--trust", multiple=True, type=click.Path(exists=False), metavar="PUBLIC_KEY", envvar="TVMEDGE_TRUSTED_KEYS",
+              help="Refuse the artifact unless signed by this key (.pem or a folder of them; env TVMEDGE_TRUSTED_KEYS).")
 @json_option
-def serve_cmd(models_dir, host, port, token, offline, profile, max_body, as_json):
+def serve_cmd(models_dir, host, port, token, offline, profile, max_body, header_timeout, body_timeout, trust, as_json):
     """Serve the artifacts under MODELS over HTTP until Ctrl-C (load/unload/infer, /metrics, /docs)."""
     from .. import api
     from ..serve import ServeOptions
 
-    options = ServeOptions(models_dir, host=host, port=port, token=token, offline=offline, profile=profile, max_body=max_body)
+    options = ServeOptions(models_dir, host=host, port=port, token=token, offline=offline, profile=profile, max_body=max_body,
+                           header_timeout=header_timeout, body_timeout=body_timeout, trust=tuple(trust) or None)
     api.serve(options, on_ready=lambda summary: emit(summary, as_json, _render))
 
 

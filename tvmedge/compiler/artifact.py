@@ -8,6 +8,7 @@ manifest once. Identical inputs give a byte-identical manifest except for ``crea
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
 from .cross import export_library
+from .signing import encrypt_libraries, sign_artifact, signing_key_id
 from .lower import build_executable
 
 __all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
@@ -49,6 +51,9 @@ class Artifact:
             "outputs": [s.to_json() for s in m.outputs],
             "source_model": m.source_model,
             "tuning": m.tuning,
+            "provenance": m.provenance,
+            "signed": (m.provenance or {}).get("key_id") is not None,
+            "encryption": m.encryption,
         }
         if m.plan is not None:
             data["plan"] = m.plan.to_json()
@@ -60,14 +65,15 @@ class Artifact:
 
 
 def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, quantization: Optional[dict] = None,
-                   progress: Optional[Callable[[str], None]] = None, tune_progress=None) -> Artifact:
+                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, signing_key=None,
+                   encryption_key: Optional[bytes] = None) -> Artifact:
     """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.compiler.stages.StagePlan` of
     ``imported``, an ``ImportedModel``) and write the artifact directory ``out`` with its manifest -> ``Artifact``.
 
     ``tuning`` is a :class:`tvmedge.tune.auto.TuningOptions`; ``quantization`` the record of what quantization
-    did (the manifest's ``build.quantization``). The libraries are built in a temporary folder and moved in only
-    when all are complete, so a failed build leaves an existing artifact untouched; a non-empty folder that is
-    not an artifact is never overwritten.
+    did (the manifest's ``build.quantization``). The whole artifact (libraries and manifest) is written in a
+    temporary folder beside ``out`` and put in place with one rename, so a failed or killed build leaves an
+    existing artifact untouched; a non-empty folder that is not an artifact is never overwritten.
     """
     from ..tune.auto import TuningOptions, auto_schedule
 
@@ -76,7 +82,11 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
     out = Path(out)
     check_destination(out)
     built, files = [], {}
-    with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The whole artifact is written in a hidden folder beside ``out`` (same file system) and put in place with
+    # one rename: a kill at any moment leaves either the previous artifact or the new one, never a mix.
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tvmedge-build-"))
+    try:
         for stage in stages.stages:
             name = f"stage{stage.index}.so" if stages.partitioned else LIBRARY_NAME
             what = (f"stage{stage.index} ({len(stage.ops)} ops on {stage.unit}"
@@ -87,27 +97,76 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
             progress(f"building {name} for {stage.target.describe()}, linking with "
                      f"{stage.target.board.cross_compiler or 'the host compiler'}")
             executable = build_executable(scheduled, stage.target, opt_level=opt_level)
-            library = export_library(executable, Path(tmp) / name, stage.target)
+            library = export_library(executable, tmp / name, stage.target)
             files[name] = {"sha256": sha256_file(library), "bytes": library.stat().st_size}
             built.append(Stage(
                 library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
                 unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
                 reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
-        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization)
+        encryption = None
+        if encryption_key is not None:  # the hashes (and the signature) then cover what is on disk: ciphertext
+            progress(f"encrypting {', '.join(files)} (ChaCha20-Poly1305)")
+            encryption = encrypt_libraries(tmp, list(files), encryption_key)
+            files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
+        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization,
+                             signer=signing_key_id(signing_key))
+        manifest.encryption = encryption
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
-        out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.so"):  # a previous artifact's libraries (check_destination allowed replacing it)
-            old.unlink()
-        for name in files:
-            shutil.move(str(Path(tmp) / name), out / name)
-        manifest.write(out)
+        for leftover in [p for p in tmp.iterdir() if p.name not in files]:  # the linker's scratch files
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        manifest.write(tmp)
+        if signing_key is not None:  # over the digest just written, which covers every field and file hash
+            progress(f"signing with key {signing_key_id(signing_key)}")
+            sign_artifact(tmp, manifest.digest, signing_key)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the build folder, or after the exchange the previous artifact
     return Artifact(out, manifest)
 
 
-def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization) -> Manifest:
+def _install(built: Path, out: Path) -> None:
+    """Put the complete artifact folder ``built`` at ``out`` in one step; afterwards ``built`` holds what ``out``
+    held (removed by the caller).
+
+    A new ``out`` is one rename. An existing one (an artifact, or an empty folder) is swapped with
+    ``renameat2(RENAME_EXCHANGE)`` (Linux >= 3.15), so there is no moment without a valid artifact at ``out``;
+    where that call is missing, two renames (a kill between them leaves the previous artifact beside ``out``,
+    named ``.<out>.tvmedge-build-*``, intact)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(built, 0o777 & ~umask)  # mkdtemp made it private
+    if not out.exists():
+        os.rename(built, out)
+        return
+    if _exchange(built, out):
+        return
+    previous = built.with_name(built.name + "-previous")
+    os.rename(out, previous)
+    os.rename(built, out)
+    os.rename(previous, built)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux's renameat2(RENAME_EXCHANGE); False where it is not available."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange)
+    return result == 0
+
+
+def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization,
+              signer: Optional[str] = None) -> Manifest:
     """The manifest of the built stages: a single library is format version 1 (no plan), a plan's stages
-    version 2 with the plan stored."""
+    version 2 with the plan stored. ``signer`` is the signing key's id (provenance)."""
     import tvm
+    import tvm_ffi
 
     main = stages.target  # the board's own target: the manifest's (a plan's stages may be built for other units)
     plan = StoredPlan(stages=tuple(built), outputs=tuple(stages.outputs), **stages.partition) \
@@ -124,7 +183,10 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
         # the schedule provenance of every library, when they share it
         tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
         plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,
-        tvm_version=tvm.__version__, tvmedge_version=__version__,
+        tvm_version=tvm.__version__, tvmedge_version=__version__, tvm_ffi_version=tvm_ffi.__version__,
+        provenance={"key_id": signer, "source_model_sha256": imported.source_sha256,
+                    "compiler": {"tvmedge": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
+                                 "folding": _folding_tool()}},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 

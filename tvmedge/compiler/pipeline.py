@@ -25,7 +25,8 @@ __all__ = ["compile_model", "import_for_compile"]
 
 def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: Optional[str] = None,
                   costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
-                  progress: Optional[Callable[[str], None]] = None, tune_progress=None, frozen_inputs=None):
+                  progress: Optional[Callable[[str], None]] = None, tune_progress=None, frozen_inputs=None, sign=None,
+                  encrypt=None):
     """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
     -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
     from ..devices.target import CompileTarget
@@ -37,6 +38,10 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
         raise ConfigError("--partition and --quant cannot be combined yet; compile without one of them")
     if plan is None and algorithm is not None:
         raise ConfigError("partition_algorithm needs partition='latency' or 'throughput'")
+    from .signing import load_encryption_key, load_signing_key
+
+    signing_key = load_signing_key(sign)  # a bad key fails before anything slow ($TVMEDGE_SIGNING_KEY if None)
+    encryption_key = load_encryption_key(encrypt)  # ($TVMEDGE_ENCRYPTION_KEY if None)
     target = CompileTarget.resolve(board)  # a missing cross compiler fails here, before the (slow) import
     check_destination(Path(out))
     if plan is not None and is_exported_program(model):
@@ -48,7 +53,8 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
     stages = single_stage(imported, target) if plan is None else \
         plan_stages(imported, target, devices, cost_model, objective=plan, algorithm=algorithm, progress=progress)
     return build_artifact(imported, stages, out, tuning=tuning, opt_level=opt_level, quantization=quantization,
-                          progress=progress, tune_progress=tune_progress)
+                          progress=progress, tune_progress=tune_progress, signing_key=signing_key,
+                          encryption_key=encryption_key)
 
 
 def import_for_compile(model, quant=None, input_shapes=None,

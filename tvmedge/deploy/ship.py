@@ -19,6 +19,7 @@ What arrives, side by side::
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,11 +32,14 @@ from ..cache import cache_path
 from ..devices.board import Board, emulated_board_name, load_board
 from ..errors import ConfigError, DeployError, ToolchainError
 from ..runtime.manifest import Manifest, machine_arch, sha256_file
+from ..runtime.trust import trusted_keys, verify_signature
 from .bundle import SUMS, bundle_contents, bundle_kind, bundle_top
 
 __all__ = ["Deployment", "deploy", "parse_destination", "emulated_home"]
 
 Progress = Optional[Callable[[str], None]]
+_SSH_HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*")
+_REMOTE_PATH = re.compile(r"[A-Za-z0-9_./~+-]+")
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,18 @@ def parse_destination(spec: str) -> Destination:
     if sep and "/" not in kind and kind and not Path(spec).exists():
         if not rest:
             raise ConfigError(f"destination '{spec}' has no remote path (e.g. {kind}:/opt/tvmedge)")
+        # the host is an ssh argument (a leading '-' would be an option) and the path passes through the board's
+        # shell and rsync/scp's own parsing: both are held to plain characters rather than quoted three ways
+        if not _SSH_HOST.fullmatch(kind):
+            raise ConfigError(f"destination host '{kind[:80]}' is not a host name (user@host, letters, digits, '.', '-', '_')")
+        if not _REMOTE_PATH.fullmatch(rest):
+            raise ConfigError(f"remote path '{rest[:80]}' may hold only letters, digits and / . _ - + ~ (no spaces, quotes or ';')")
         return Destination("ssh", rest, host=kind)
     return Destination("dir", str(Path(spec).expanduser().resolve()))
 
 
 def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: bool = True,
-           loader: Optional[str] = None, check: bool = False, progress: Progress = None) -> Deployment:
+           loader: Optional[str] = None, check: bool = False, progress: Progress = None, trust=None) -> Deployment:
     """Copy ``artifact`` (and the runtime bundle for its board) to ``destination`` and verify every file there.
 
     ``board`` overrides the board named in the manifest (same architecture). ``check`` runs the artifact once
@@ -110,6 +120,9 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
     say = progress or (lambda message: None)
     source = Path(artifact).resolve()
     manifest = Manifest.read(source)
+    keys = trusted_keys(trust)
+    if keys is not None:  # never ship an unsigned or forged artifact to a board that trusts these keys
+        verify_signature(source, manifest.digest, keys, recorded_key=(manifest.provenance or {}).get("key_id"))
     manifest.verify(source)  # never ship a damaged artifact
     dest = parse_destination(destination)
     target = load_board(dest.board or board or manifest.board)
@@ -124,6 +137,9 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
         if not os.access(dest.path, os.W_OK):
             raise DeployError(f"cannot write to {dest.describe()}: permission denied")
     name = source.name
+    if dest.kind == "ssh" and not _REMOTE_PATH.fullmatch(name):
+        raise ConfigError(f"artifact folder name '{name[:80]}' may hold only letters, digits and . _ - + ~ to be "
+                          "shipped over ssh; rename the folder")
     top = bundle_top(target)
 
     with tempfile.TemporaryDirectory(prefix="tvmedge-deploy-") as tmp:
@@ -144,13 +160,15 @@ def deploy(artifact, destination: str, *, board: Optional[str] = None, runtime: 
     _verify(dest, sums)
 
     runtime_dir = f"./{top}" if runtime else f"<runtime>/{top}"
-    run_command = f"cd {shlex.quote(dest.path)} && {runtime_dir}/run.sh ./{name} --json"
+    # every word quoted once, and the remote command quoted again as one word of the ssh line (a nested quote
+    # by hand let a "'" in --to run commands on this machine when the line was pasted)
+    run_command = f"cd {shlex.quote(dest.path)} && {shlex.join([f'{runtime_dir}/run.sh', f'./{name}', '--json'])}"
     result = Deployment(
         destination=dest.describe(), board=target.name, artifact=str(Path(dest.path) / name),
         runtime=str(Path(dest.path) / top) if runtime else None, kind=kind, files=len(sums), bytes=size,
-        verified=True, run_command=run_command if dest.kind != "ssh" else f"ssh {dest.host} '{run_command}'")
+        verified=True, run_command=run_command if dest.kind != "ssh" else shlex.join(["ssh", dest.host, run_command]))
     if dest.kind == "emu":
-        result.host_command = f"tvmedge run {shlex.quote(result.artifact)} --board emu:{target.name}"
+        result.host_command = shlex.join(["tvmedge", "run", result.artifact, "--board", f"emu:{target.name}"])
     if check:
         if not runtime:
             raise ConfigError("--check runs the shipped runtime: it needs the runtime bundle (drop --no-runtime)")
@@ -232,7 +250,8 @@ def _smoke_run(dest: Destination, board: Board, top: str, name: str, kind: str) 
     from ..cache import last_json
 
     if dest.kind == "ssh":
-        proc = _ssh(dest, f"cd {shlex.quote(dest.path)} && ./{top}/run.sh ./{name} --json", "run", check=False)
+        proc = _ssh(dest, f"cd {shlex.quote(dest.path)} && {shlex.join([f'./{top}/run.sh', f'./{name}', '--json'])}", "run",
+                    check=False)
     else:
         root = Path(dest.path)
         env = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
@@ -258,7 +277,7 @@ def _smoke_run(dest: Destination, board: Board, top: str, name: str, kind: str) 
 def _ssh(dest: Destination, remote_command: str, what: str, *, check: bool = True) -> subprocess.CompletedProcess:
     if shutil.which("ssh") is None:
         raise ToolchainError("ssh not found; install the Debian package openssh-client")
-    command = ["ssh", "-o", "BatchMode=yes", dest.host, remote_command]
+    command = ["ssh", "-o", "BatchMode=yes", "--", dest.host, remote_command]
     return _command(command, f"{what} on {dest.host}", check=check)
 
 

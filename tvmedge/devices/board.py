@@ -14,9 +14,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+import re
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError,
+                      field_validator, model_validator)
 
 from ..errors import ConfigError, ToolchainError
 from ..runtime.manifest import machine_arch
@@ -62,6 +64,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+BOARD_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(\.[A-Za-z0-9_-]+)*$"
+# A TVM target as a board writes it: a flat mapping of option -> scalar or list of scalars (``mattr``, ``keys``).
+# Typed so that a board file cannot hide a structure that is expensive to walk (a YAML alias bomb) in it.
+_TargetValue = Union[StrictBool, StrictInt, StrictFloat, StrictStr, list[Union[StrictBool, StrictInt, StrictFloat, StrictStr]]]
+TargetSpec = Annotated[dict[StrictStr, _TargetValue], Field(max_length=64)]
+
+
 class ComputeUnit(_Strict):
     """A compute unit: a CPU cluster, a GPU or an NPU."""
 
@@ -78,7 +87,7 @@ class ComputeUnit(_Strict):
     ops: Union[Literal["all"], list[str]] = "all"
     # The TVM target that generates code for this unit; None when TVM has no code generator for it
     # (a vendor NPU), in which case the unit is reachable only through a vendor toolchain.
-    target: Optional[dict[str, Any]] = None
+    target: Optional[TargetSpec] = None
 
     def supports(self, op_kind: str) -> bool:
         return self.ops == "all" or op_kind in self.ops
@@ -127,12 +136,14 @@ class Emulation(_Strict):
 class Board(_Strict):
     """One board: what TVM compiles for, how to link, and its compute units."""
 
-    name: str
+    # The name becomes folder names (runtime bundles, the emulated board's disk) and words of shell commands run
+    # on the board: one safe path component only (no '/', '..', quotes or ';').
+    name: str = Field(..., pattern=BOARD_NAME_PATTERN)
     description: str = ""
     arch: Arch
     # TVM target of the main CPU cluster (a dict as ``tvm.target.Target`` takes it). ``mcpu: host``
     # is resolved to the host CPU at compile time (x86-host), since tuning records are CPU-specific.
-    target: dict[str, Any]
+    target: TargetSpec
     cross_compiler: Optional[str] = None
     memory_gb: Optional[float] = Field(None, gt=0)
     compute_units: list[ComputeUnit] = Field(default_factory=list)
@@ -216,6 +227,8 @@ def emulated_board_name(spec: str, *, what: str = "--board", hint: str = "") -> 
     kind, sep, name = str(spec).partition(":")
     if kind != "emu" or not sep or not name:
         raise ConfigError(f"{what} '{spec}' must look like emu:NAME (e.g. emu:rk3588){hint}")
+    if not re.fullmatch(BOARD_NAME_PATTERN, name):
+        raise ConfigError(f"{what} '{spec}': '{name[:64]}' is not a board name (letters, digits, '-', '_', '.')")
     return name
 
 
@@ -268,6 +281,10 @@ def _board_from_target_json(text: str) -> Board:
         raise ConfigError(f"--target JSON: 'mtriple' must be a string such as \"aarch64-linux-gnu\", got {triple!r}")
     arch = _TRIPLE_ARCH.get(triple.split("-")[0], triple.split("-")[0]) if triple else machine_arch()
     cross = None if arch == machine_arch() else f"{arch}-linux-gnu-g++"
+    if target.get("kind", "llvm") == "llvm" and "num-cores" not in target and cross is None:
+        # TVM's schedules need the core count (MetaSchedule stops with an internal error without it): this
+        # machine's for a native target (a cross target's is asked for when compiling, CompileTarget.resolve)
+        target = {**target, "num-cores": "host"}
     name = "custom-" + arch
     data = {
         "name": name,

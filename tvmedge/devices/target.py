@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..errors import BuildError, first_line
+from ..errors import BuildError, ConfigError, first_line
 from .board import Board, load_board
 
 __all__ = ["CompileTarget"]
@@ -45,6 +45,10 @@ class CompileTarget:
             TVM cannot parse the board's target.
         """
         board = board if isinstance(board, Board) else load_board(board)
+        if board.target.get("kind", "llvm") == "llvm" and "num-cores" not in board.target:
+            # MetaSchedule's schedules stop with an internal error without it
+            raise ConfigError(f"board {board.name}'s target has no num-cores; add the board's core count "
+                              f"(e.g. \"num-cores\": 4, or \"host\" for this machine's)")
         cross_compiler = board.check_toolchain()  # before anything slow: a missing compiler fails first
         return cls._with_spec(board, board.tvm_target(), cross_compiler)
 

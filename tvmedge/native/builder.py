@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ __all__ = ["NativeRuntime", "native_runtime", "load_native_runtime", "PROGRAMS",
 # Bump when the build below changes so that old folders are rebuilt.
 LAYOUT_VERSION = 1
 # Bump when the way the programs are compiled changes (their sources are hashed anyway): only they are rebuilt.
-PROGRAMS_VERSION = 2  # 2: --no-as-needed
+PROGRAMS_VERSION = 3  # 2: --no-as-needed; 3: Monocypher linked in, versions passed in
 MIN_CMAKE = (3, 26)
 
 _NATIVE = Path(__file__).resolve().parent / "src"
@@ -55,6 +56,9 @@ _NATIVE = Path(__file__).resolve().parent / "src"
 PROGRAMS = {"tvmedge-run": _NATIVE / "tvmedge_run.cc", "tvmedge-rpc-server": _NATIVE / "tvmedge_rpc_server.cc"}
 # TVM's support headers the wheel lacks, vendored unchanged (third_party/tvm_support/README.md says from where)
 _SUPPORT = Path(__file__).resolve().parent / "third_party" / "tvm_support"
+# Monocypher (Ed25519 checks of signed artifacts, tvmedge-run --trust), vendored unchanged: its README says from where
+_MONOCYPHER = Path(__file__).resolve().parent / "third_party" / "monocypher"
+_MONOCYPHER_SOURCES = ("monocypher.c", "monocypher-ed25519.c")
 
 # arch -> (C++ compiler, strip, Debian package of the cross toolchain, sysroot of its libraries for qemu -L)
 TOOLCHAINS = {
@@ -349,6 +353,14 @@ def _copy_wheel_libraries(arch: str, lib: Path, say: Callable[[str], None], whee
 def _build_programs(arch: str, lib: Path, bin_dir: Path, say: Callable[[str], None]) -> None:
     cxx, strip, _, _ = TOOLCHAINS[arch]
     say(f"compiling {', '.join(PROGRAMS)} (the C++ loader and RPC server) for {arch}")
+    cc = cxx[: -len("g++")] + "gcc"  # Monocypher is C99
+    objects, scratch = [], Path(tempfile.mkdtemp(prefix="tvmedge-monocypher-"))
+    for source in _MONOCYPHER_SOURCES:
+        obj = scratch / (Path(source).stem + ".o")
+        run_step(_what(arch), f"compile {source}", [cc, "-std=c99", "-O2", "-fPIC", "-c", str(_MONOCYPHER / source),
+                                                   "-o", obj])
+        objects.append(obj)
+    versions = [f'-DTVMEDGE_TVM_VERSION="{TVM_VERSION}"', f'-DTVMEDGE_TVM_FFI_VERSION="{TVM_FFI_VERSION}"']
 
     def build(item) -> None:
         name, source = item
@@ -356,12 +368,16 @@ def _build_programs(arch: str, lib: Path, bin_dir: Path, say: Callable[[str], No
         run_step(_what(arch), f"compile {name}",
                  # --no-as-needed: the RPC server calls TVM's runtime only through global functions it registers
                  # at load time, so a toolchain that defaults to --as-needed (riscv64's) would drop the library
-                 [cxx, "-std=c++17", "-O2", *_include_flags(), source, "-o", out, f"-L{lib}", "-Wl,--no-as-needed",
-                  "-ltvm_runtime", "-ltvm_ffi", "-Wl,--as-needed", "-Wl,-rpath,$ORIGIN/../lib"])
+                 [cxx, "-std=c++17", "-O2", *_include_flags(), f"-I{_MONOCYPHER}", *versions, source, *objects,
+                  "-o", out, f"-L{lib}", "-Wl,--no-as-needed", "-ltvm_runtime", "-ltvm_ffi", "-Wl,--as-needed",
+                  "-Wl,-rpath,$ORIGIN/../lib"])
         run_step(_what(arch), f"strip {name}", [strip, out])
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(build, PROGRAMS.items()))
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(build, PROGRAMS.items()))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _compiler_version(cxx: str) -> str:
@@ -376,6 +392,6 @@ def _programs_hash() -> str:
     import hashlib
 
     digest = hashlib.sha256(str(PROGRAMS_VERSION).encode())
-    for path in sorted(_NATIVE.glob("*.cc")) + sorted(_NATIVE.glob("*.h")):  # the programs and their headers
+    for path in sorted(_NATIVE.glob("*.cc")) + sorted(_NATIVE.glob("*.h")) + sorted(_MONOCYPHER.glob("*.[ch]")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

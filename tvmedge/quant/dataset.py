@@ -74,6 +74,16 @@ def load_dataset(path, inputs: list, *, key: str, limit: Optional[int] = None) -
     return Dataset(str(path), samples, label_array)
 
 
+_MAX_LIST_BYTES = 1 << 20  # a list file names files, one per line: a few KB
+
+
+def _regular(path: Path, key: str, where: str = "") -> None:
+    """ConfigError unless ``path`` is a regular file: a device (/dev/zero) would be read without end, a FIFO
+    would block forever."""
+    if not path.is_file():
+        raise ConfigError(f"{key}: {where}{path} is not a regular file (expected a .npy, .npz or list file)")
+
+
 def _files(path: Path, key: str) -> list:
     if not path.exists():
         raise ConfigError(f"{key}: {path} does not exist (expected a folder of .npy/.npz files, "
@@ -83,18 +93,29 @@ def _files(path: Path, key: str) -> list:
         if not files:
             raise ConfigError(f"{key}: folder {path} has no .npy or .npz files")
         return files
+    _regular(path, key)
     if path.suffix in _SUFFIXES:
         return [path]
+    with open(path, "rb") as handle:
+        raw = handle.read(_MAX_LIST_BYTES + 1)
+    if len(raw) > _MAX_LIST_BYTES:
+        raise ConfigError(f"{key}: {path} is larger than {_MAX_LIST_BYTES >> 10} KiB; a list file names one .npy/.npz per line")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{key}: {path} is neither a .npy/.npz file nor a text file listing them") from err
     files = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         entry = Path(line) if Path(line).is_absolute() else path.parent / line
-        if entry.suffix not in _SUFFIXES:
-            raise ConfigError(f"{key}: {path} line {number}: '{line}' is not a .npy or .npz file")
-        if not entry.is_file():
+        if entry.suffix not in _SUFFIXES:  # the line itself is not shown: the file may not be a list at all
+            raise ConfigError(f"{key}: {path} line {number} does not name a .npy or .npz file "
+                              "(a list file names one per line)")
+        if not entry.exists():
             raise ConfigError(f"{key}: {path} line {number}: {entry} does not exist")
+        _regular(entry, key, f"{path} line {number}: ")
         files.append(entry)
     if not files:
         raise ConfigError(f"{key}: list file {path} names no files")

@@ -22,12 +22,20 @@ def main(argv=None) -> int:
     parser.add_argument("--output", help="write outputs to .npz (or .npy for one output)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs after the first one (default 1)")
     parser.add_argument("--json", action="store_true", help="print statistics as one JSON line")
+    parser.add_argument("--trust", action="append", default=[], metavar="PUBLIC_KEY",
+                        help="refuse the artifact unless signed by this key (.pem, or a folder of them; repeatable; "
+                             "default $TVMEDGE_TRUSTED_KEYS)")
+    parser.add_argument("--decrypt", metavar="KEYFILE",
+                        help="key of an encrypted artifact (default $TVMEDGE_DECRYPTION_KEY); decrypted in memory only")
+    parser.add_argument("--allow-version-mismatch", action="store_true",
+                        help="load an artifact built with another TVM / tvm-ffi version")
     args = parser.parse_args(argv)
     try:
         from . import inputs as io
         from .loader import load
 
-        model = load(args.artifact)
+        model = load(args.artifact, trust=args.trust or None, allow_version_mismatch=args.allow_version_mismatch,
+                     decrypt=args.decrypt)
         feed = io.random_inputs(model.inputs, args.seed) if args.random or not args.inputs else io.read_inputs(args.inputs, model.inputs)
         outputs, stats = model.timed_run(feed, repeat=args.repeat)
         if args.output:

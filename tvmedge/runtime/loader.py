@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import ArtifactError, InputError, ToolchainError, first_line
 from .manifest import Manifest
+from .trust import DECRYPT_ENV, decrypt_library, decryption_key, secret_key_id, trusted_keys, verify_signature
 
-__all__ = ["Model", "LatencyStats", "RunResult", "load", "check_inputs"]
+__all__ = ["Model", "LatencyStats", "RunResult", "load", "check_inputs", "check_versions"]
 
 ArrayLike = Union[np.ndarray, Mapping[str, np.ndarray]]
 
@@ -35,11 +36,25 @@ class Model:
     session : tvm.rpc.RPCSession, optional
         Run on a remote board through TVM's RPC instead: the libraries are verified here, uploaded and
         loaded there, and tensors live on the board.
+    trust : str, Path or list, optional
+        Public key(s) the artifact must be signed by (a ``.pem`` file or a folder of them; default
+        ``$TVMEDGE_TRUSTED_KEYS``, unset = no signature required). See :mod:`tvmedge.runtime.trust`.
+    allow_version_mismatch : bool
+        Load an artifact built with another TVM / tvm-ffi than this runtime's (refused by default).
+    decrypt : str or Path, optional
+        Key file of an encrypted artifact (default ``$TVMEDGE_DECRYPTION_KEY``): its libraries are decrypted into
+        memory (a memfd) and loaded from there, never written to disk in plaintext.
     """
 
-    def __init__(self, path, device: str = "cpu", verify: bool = True, session=None):
+    def __init__(self, path, device: str = "cpu", verify: bool = True, session=None, trust=None,
+                 allow_version_mismatch: bool = False, decrypt=None):
         self.path = Path(path)
         self.manifest = Manifest.read(self.path)
+        keys = trusted_keys(trust)
+        self.signer = None
+        if keys is not None:  # authenticity first: nothing of an unsigned or forged artifact is looked at further
+            recorded = (self.manifest.provenance or {}).get("key_id")
+            self.signer = verify_signature(self.path, self.manifest.digest, keys, recorded_key=recorded)
         if session is None:
             self.manifest.check_arch(self.path)
         if verify:
@@ -52,6 +67,9 @@ class Model:
             from tvm.runtime.vm import VirtualMachine
         except Exception as err:  # a missing or broken runtime installation (e.g. a numpy too old for it)
             raise ToolchainError(f"cannot import TVM's runtime ({type(err).__name__}): {first_line(err)}") from err
+        if not allow_version_mismatch:
+            check_versions(self.manifest, self.path, tvm.__version__, getattr(tvm_ffi, "__version__", ""))
+        secret = self._secret(decrypt, session)
 
         self._tvm = tvm
         self._device = tvm.cpu(0) if session is None else session.cpu(0)
@@ -65,17 +83,39 @@ class Model:
                 # keep_module_alive=False: the library is unloaded when this Model (and its VM) are dropped, so
                 # a service that unloads models gets their memory back (TVM's default keeps every library
                 # loaded until exit; our artifacts register no global functions that would need that).
-                if session is None:
+                if secret is not None and stage.library in self.manifest.encryption["files"]:
+                    library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi)
+                elif session is None:
                     library = tvm_ffi.load_module(str(path), keep_module_alive=False)
                 else:
                     session.upload(str(path))
                     library = session.load_module(stage.library)
                 vm = VirtualMachine(library, self._device)
+            except ArtifactError:
+                raise
             except Exception as err:  # TVM raises its own error types; report them as a bad artifact
                 raise ArtifactError(f"cannot load {path}: {first_line(err)}") from err
             self._libraries.append((library, vm))
             self._stages.append((stage, vm["main"]))
         self._check_plan()
+
+    def _secret(self, decrypt, session) -> Optional[tuple]:
+        """``(key, where from)`` for an encrypted artifact (ArtifactError when it is missing or another key);
+        None for a plain one."""
+        encryption = self.manifest.encryption
+        if not encryption:
+            return None
+        secret = decryption_key(decrypt)
+        if secret is None:
+            raise ArtifactError(f"{self.path} is encrypted (key {encryption['key_id']}); pass its key with --decrypt "
+                                f"KEYFILE or {DECRYPT_ENV}")
+        if secret_key_id(secret[0]) != encryption["key_id"]:
+            raise ArtifactError(f"{self.path} is encrypted with key {encryption['key_id']}, {secret[1]} is key "
+                                f"{secret_key_id(secret[0])}: wrong key")
+        if session is not None:
+            raise ArtifactError(f"{self.path} is encrypted: it is decrypted on the board only (run it there with "
+                                "--decrypt), never sent over RPC in plaintext")
+        return secret
 
     def _check_plan(self) -> None:
         """Every tensor a stage reads is a model input or an earlier stage's output; outputs are produced."""
@@ -262,6 +302,35 @@ def _flatten_tensors(result) -> list:
     return values
 
 
-def load(path, device: str = "cpu", verify: bool = True, session=None) -> Model:
+def _load_decrypted(plaintext: bytes, name: str, tvm_ffi):
+    """Load a library from memory: written to an anonymous memfd (no file system holds it) and opened through
+    /proc/self/fd. tvm_ffi.load_module picks the loader by file extension, which a memfd path lacks, so the
+    ``.so`` loader it would pick is called directly."""
+    import os
+
+    fd = os.memfd_create(name, getattr(os, "MFD_CLOEXEC", 0))
+    try:
+        view = memoryview(plaintext)
+        while view:
+            view = view[os.write(fd, view):]
+        return tvm_ffi.get_global_func("ffi.Module.load_from_file.so")(f"/proc/self/fd/{fd}", "so")
+    finally:
+        os.close(fd)  # the loaded library keeps its mapping
+
+
+def check_versions(manifest: Manifest, where, tvm_version: str, ffi_version: str) -> None:
+    """ArtifactError naming both versions when the artifact was built with another TVM or tvm-ffi than the
+    runtime's (an artifact that records none, built before the pin, is not checked)."""
+    built = {"TVM": manifest.tvm_version, "tvm-ffi": manifest.tvm_ffi_version}
+    here = {"TVM": tvm_version, "tvm-ffi": ffi_version}
+    for name in built:
+        if built[name] and here[name] and built[name] != here[name]:
+            raise ArtifactError(f"{where} was built with {name} {built[name]}, this runtime is {name} {here[name]}: "
+                                "rebuild it with this version (or pass --allow-version-mismatch if you know it is compatible)")
+
+
+def load(path, device: str = "cpu", verify: bool = True, session=None, trust=None,
+         allow_version_mismatch: bool = False, decrypt=None) -> Model:
     """Load an artifact directory; see :class:`Model`."""
-    return Model(path, device=device, verify=verify, session=session)
+    return Model(path, device=device, verify=verify, session=session, trust=trust,
+                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)

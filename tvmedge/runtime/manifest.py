@@ -35,7 +35,7 @@ from typing import Optional
 from ..errors import ArtifactError
 
 __all__ = ["Manifest", "TensorSpec", "Stage", "StoredPlan", "BuildInfo", "MANIFEST_NAME", "FORMAT",
-           "FORMAT_VERSION", "PARTITIONED_FORMAT_VERSION", "PLAN_FORMAT", "sha256_file", "machine_arch"]
+           "FORMAT_VERSION", "PARTITIONED_FORMAT_VERSION", "PLAN_FORMAT", "sha256_file", "machine_arch", "check_schema"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "tvmedge-artifact"
@@ -221,6 +221,12 @@ class Manifest:
     build: BuildInfo = field(default_factory=BuildInfo)
     tvm_version: str = ""
     tvmedge_version: str = ""
+    tvm_ffi_version: str = ""  # with tvm_version, what the loader pins (absent in artifacts built before the pin)
+    # who built it and from what: key id of the signing key (None when unsigned), the source model's sha256, the
+    # compiler's versions. Covered by the digest, so a signature covers it too.
+    provenance: Optional[dict] = None
+    # libraries encrypted at rest: {"algorithm": "chacha20-poly1305", "key_id": ..., "files": [names]}
+    encryption: Optional[dict] = None
     plan: Optional[StoredPlan] = None  # a partitioned artifact's stages (format version 2)
     tuning: Optional[dict] = None  # schedule provenance (of every library, when they share it)
     created: str = ""
@@ -233,6 +239,9 @@ class Manifest:
     # --- writing -------------------------------------------------------------------------------
     def _fields(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for optional in ("tvm_ffi_version", "provenance", "encryption"):  # absent rather than empty: older readers' digests agree
+            if not data[optional]:
+                del data[optional]
         data["inputs"] = [s.to_json() for s in self.inputs]
         data["outputs"] = [s.to_json() for s in self.outputs]
         data["build"] = self.build.to_json()
@@ -250,8 +259,10 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, directory: Path) -> Path:
+        """Write ``directory/manifest.json``; ``digest`` is set to the one written."""
         path = Path(directory) / MANIFEST_NAME
         path.write_text(self.to_json())
+        self.digest = self._digest_of(self._fields())
         return path
 
     # --- reading -------------------------------------------------------------------------------
@@ -264,12 +275,12 @@ class Manifest:
         path = directory / MANIFEST_NAME
         if not path.is_file():
             raise ArtifactError(f"{directory} has no {MANIFEST_NAME}; it is not a tvmedge artifact")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ArtifactError(f"{path} is not valid JSON (corrupt or edited): {err}") from err
+        data = _parse_bounded(path)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ArtifactError(f"{path} is not a {FORMAT} manifest")
+        problem = check_schema(data)
+        if problem:
+            raise ArtifactError(f"{path} is malformed: {problem}")
         if data.get("digest") != cls._digest_of(data):
             raise ArtifactError(f"{path} was modified after it was built (its digest does not match); rebuild the artifact")
         if data.get("format_version") not in READABLE_VERSIONS:
@@ -305,15 +316,21 @@ class Manifest:
         return [s.library for s in self.stages()]
 
     def verify(self, directory) -> None:
-        """Check every listed file's sha256 (before anything is loaded) and that every library is listed."""
+        """Check every listed file's sha256 (before anything is loaded) and that every library is listed.
+
+        A listed file must be a regular file inside the artifact folder: a symlink pointing out of it (to a
+        library an attacker placed elsewhere, whose hash they also wrote) is refused, not followed."""
         directory = Path(directory)
         for library in dict.fromkeys([self.library, *self.libraries()]):
             if library not in self.files:
                 raise ArtifactError(f"{directory / MANIFEST_NAME} does not list a hash for its library {library}")
+        root = directory.resolve()
         for name, info in sorted(self.files.items()):
             path = directory / name
             if Path(name).is_absolute() or ".." in Path(name).parts:
                 raise ArtifactError(f"{directory / MANIFEST_NAME} names a file outside the artifact: {name}")
+            if path.is_symlink() or not path.resolve().is_relative_to(root):
+                raise ArtifactError(f"{path} is a symbolic link; an artifact's files must be regular files inside it, refusing to load it")
             if not path.is_file():
                 raise ArtifactError(f"{path} is missing from the artifact")
             if sha256_file(path) != info.get("sha256"):
@@ -326,3 +343,119 @@ class Manifest:
                 f"{directory} is built for {self.arch} (board {self.board}); this machine is {here}: "
                 f"run it on the board or with --board emu:{self.board}"
             )
+
+
+# --- schema --------------------------------------------------------------------------------------------------
+# Written here rather than with a JSON-Schema library: the board-side runtime imports the stdlib only, and the
+# checks are few. Every field a reader uses is typed; sizes and nesting are bounded, so a hostile manifest is one
+# ArtifactError line, never a traceback or an allocation it chose.
+MAX_MANIFEST_BYTES = 8 << 20
+MAX_DEPTH = 32
+_MAX_DIM = 1 << 40
+_HEX64 = set("0123456789abcdef")
+_NONE = type(None)
+_TOP = {  # field -> (allowed types, required)
+    "format": (str, True), "format_version": (int, True), "board": (str, True), "arch": (str, True),
+    "triple": (str, True), "target": (dict, True), "inputs": (list, True), "outputs": (list, True),
+    "library": (str, True), "files": (dict, True), "digest": (str, True), "source_model": (dict, False),
+    "build": (dict, False), "tvm_version": (str, False), "tvmedge_version": (str, False),
+    "tvm_ffi_version": (str, False), "provenance": ((dict, _NONE), False), "encryption": ((dict, _NONE), False), "plan": ((dict, _NONE), False),
+    "tuning": ((dict, _NONE), False), "created": (str, False),
+}
+_BUILD = {"input_shapes": (dict,), "opt_level": (int,), "cross_compiler": (str, _NONE), "folding": (str,),
+          "partitions": (int, _NONE), "quantization": (dict, _NONE), "frozen_inputs": (dict, _NONE)}
+
+
+def _parse_bounded(path: Path):
+    """``path`` as JSON; ArtifactError for an oversized file, bad JSON or nesting too deep for a reader."""
+    with open(path, "rb") as handle:
+        raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{path} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; it is not a manifest tvmedge wrote")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError as err:
+        raise ArtifactError(f"{path} is malformed: nested too deeply") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ArtifactError(f"{path} is not valid JSON (corrupt or edited): {err}") from err
+
+
+def _is(value, types) -> bool:
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in types:  # JSON true is not a number here
+        return False
+    return isinstance(value, types)
+
+
+def _depth(value) -> int:
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            return level
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _tensor_problem(spec, where: str) -> Optional[str]:
+    if not isinstance(spec, dict):
+        return f"{where} must be an object with name, shape and dtype"
+    if not _is(spec.get("name"), str) or not _is(spec.get("dtype"), str):
+        return f"{where}: name and dtype must be strings"
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or len(shape) > 16 or not all(_is(d, int) and 0 <= d < _MAX_DIM for d in shape):
+        return f"{where}: shape must be a list of at most 16 non-negative integers"
+    return None
+
+
+def check_schema(data: dict) -> Optional[str]:
+    """What is wrong with a parsed manifest's structure (one phrase naming the field), or None when it is well-formed."""
+    if _depth(data) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    for key, (types, required) in _TOP.items():
+        if key not in data:
+            if required:
+                return f"field '{key}' is missing"
+            continue
+        if not _is(data[key], types):
+            names = "/".join(t.__name__ if t is not _NONE else "null" for t in (types if isinstance(types, tuple) else (types,)))
+            return f"field '{key}' must be {names}, not {type(data[key]).__name__}"
+    for key in ("inputs", "outputs"):
+        if len(data[key]) > 4096:
+            return f"field '{key}' lists more than 4096 tensors"
+        for index, spec in enumerate(data[key]):
+            problem = _tensor_problem(spec, f"{key}[{index}]")
+            if problem:
+                return problem
+    for name, info in data["files"].items():
+        if not isinstance(info, dict) or not _is(info.get("sha256"), str) or len(info["sha256"]) != 64 \
+                or not set(info["sha256"]) <= _HEX64 or not _is(info.get("bytes", 0), int):
+            return f"files['{name[:80]}'] must be {{\"sha256\": <64 hex digits>, \"bytes\": <int>}}"
+    encryption = data.get("encryption")
+    if encryption is not None and (not _is(encryption.get("algorithm"), str) or not _is(encryption.get("key_id"), str)
+                                   or not isinstance(encryption.get("files"), list)
+                                   or not all(_is(n, str) for n in encryption["files"])):
+        return "encryption must name an algorithm, a key_id and the encrypted files"
+    for key, types in _BUILD.items():
+        if key in (data.get("build") or {}) and not _is(data["build"][key], types):
+            return f"build.{key} has the wrong type ({type(data['build'][key]).__name__})"
+    plan = data.get("plan")
+    if isinstance(plan, dict) and plan.get("stages"):
+        if not isinstance(plan["stages"], list) or not isinstance(plan.get("outputs"), list):
+            return "plan.stages and plan.outputs must be lists"
+        for index, stage in enumerate(plan["stages"]):
+            if not isinstance(stage, dict) or not _is(stage.get("library"), str) or not _is(stage.get("index", 0), int) \
+                    or not isinstance(stage.get("inputs"), list) or not isinstance(stage.get("outputs"), list):
+                return f"plan.stages[{index}] must have a library (string), an index and input/output lists"
+            for key in ("inputs", "outputs"):
+                for number, spec in enumerate(stage[key]):
+                    problem = _tensor_problem(spec, f"plan.stages[{index}].{key}[{number}]")
+                    if problem:
+                        return problem
+        if not all(_is(n, str) for n in plan["outputs"]):
+            return "plan.outputs must be tensor names"
+    return None

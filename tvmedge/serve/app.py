@@ -11,8 +11,9 @@ Routes (OpenAPI schema at ``/openapi.json``)::
 
 Every error is JSON ``{"detail": "<one line>", "error": "<kind>"}`` with a status that says what to do: 400 bad
 input (the loader's message for a wrong name/shape/dtype), 401 token, 403 outside the directory or the offline
-profile, 404 no such model, 409 not loaded, 413 body too large, 415 content type, 422 artifact fails
-verification, 503 loading / unloading (with ``Retry-After``). A bug answers 500 with no traceback (it goes to
+profile, 404 no such model, 408 body not sent in time, 409 not loaded, 413 body too large, 415 content type, 422
+artifact fails verification, 429 too many requests from one client, 503 loading / unloading or the service at its
+request limit (with ``Retry-After``). A bug answers 500 with no traceback (it goes to
 the server log).
 
 Imports FastAPI/Starlette, numpy, ``tvmedge.runtime`` and ``tvmedge.errors`` only: never TVM's compiler.
@@ -20,6 +21,7 @@ Imports FastAPI/Starlette, numpy, ``tvmedge.runtime`` and ``tvmedge.errors`` onl
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -105,7 +107,9 @@ def create_app(registry, options: ServeOptions) -> FastAPI:
                 return Response(outputs_bytes(outputs, kind), media_type=kind)
         return JSONResponse({"model": name, "outputs": encode_outputs(outputs), "latency_ms": elapsed * 1e3})
 
-    app.add_middleware(_Guard, token=options.token, max_body=options.max_body, metrics=metrics)
+    app.add_middleware(_Guard, token=options.token, max_body=options.max_body, metrics=metrics,
+                       max_in_flight=options.max_connections, max_per_client=options.max_per_client,
+                       body_timeout=options.body_timeout)
     return app
 
 
@@ -131,15 +135,21 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 class _Guard:
-    """ASGI middleware around the routes: token, body size limit, metrics, and no traceback reaches a client.
+    """ASGI middleware around the routes: token, admission, body size and time limits, metrics, and no traceback
+    reaches a client.
 
-    The body is read here, up to the limit, before the app sees the request: a 413 never costs more than
-    ``max_body`` bytes of memory, whatever Content-Length claims.
+    The body is read here, up to the limit and within ``body_timeout`` seconds, before the app sees the request:
+    a 413 never costs more than ``max_body`` bytes of memory, whatever Content-Length claims, and a client that
+    trickles its body gets 408 instead of holding a slot. At most ``max_in_flight`` requests are admitted (503
+    above), at most ``max_per_client`` from one address (429 above).
     """
 
-    def __init__(self, app, *, token, max_body: int, metrics: Metrics):
+    def __init__(self, app, *, token, max_body: int, metrics: Metrics, max_in_flight: int = 64,
+                 max_per_client: int = 16, body_timeout: float = 30.0):
         self.app, self.max_body, self.metrics = app, max_body, metrics
         self.token = token.encode() if token else None
+        self.max_in_flight, self.max_per_client, self.body_timeout = max_in_flight, max_per_client, body_timeout
+        self.in_flight, self.per_client = 0, {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -151,11 +161,19 @@ class _Guard:
                 status["code"] = message["status"]
             await send(message)
 
+        client = (scope.get("client") or ("-",))[0]
+        refusal = self._admit(client)
         try:
+            if refusal is not None:
+                return await _reply(tracked, refusal, scope, receive)
             if self.token and scope["path"] != "/healthz" and not self._authorized(scope):
                 return await _reply(tracked, _error(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'",
                                                     "ServeError", {"WWW-Authenticate": "Bearer"}), scope, receive)
-            body = await self._body(scope, receive)
+            try:
+                body = await asyncio.wait_for(self._body(scope, receive), self.body_timeout)
+            except asyncio.TimeoutError:
+                return await _reply(tracked, _error(408, f"request body not received within {self.body_timeout:g} s",
+                                                    "ServeError", {"Connection": "close"}), scope, receive)
             if body is None:
                 return await _reply(tracked, _error(413, f"request body is larger than the limit of {self.max_body} bytes",
                                                     "ServeError"), scope, receive)
@@ -166,7 +184,27 @@ class _Guard:
                 await _reply(tracked, _error(500, "internal error (logged by the server); the request was not completed",
                                              "InternalError"), scope, receive)
         finally:
+            if refusal is None:
+                self._release(client)
             self._record(scope, status["code"] or 500, time.perf_counter() - start)
+
+    def _admit(self, client: str):
+        """None when the request is admitted (counted until :meth:`_release`), else the refusal to send."""
+        if self.in_flight >= self.max_in_flight:
+            return _error(503, f"the service is at its limit of {self.max_in_flight} requests in flight; retry shortly",
+                          "ServeError", {"Retry-After": "1"})
+        if self.per_client.get(client, 0) >= self.max_per_client:
+            return _error(429, f"too many requests in flight from {client} (limit {self.max_per_client}); retry shortly",
+                          "ServeError", {"Retry-After": "1"})
+        self.in_flight += 1  # one event loop: no lock needed between the check and the count
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        return None
+
+    def _release(self, client: str) -> None:
+        self.in_flight -= 1
+        self.per_client[client] -= 1
+        if not self.per_client[client]:
+            del self.per_client[client]
 
     def _authorized(self, scope) -> bool:
         for key, value in scope.get("headers", ()):

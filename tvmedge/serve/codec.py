@@ -10,7 +10,10 @@ Bodies the service accepts on ``POST /v1/models/{name}/infer``:
 - ``application/x-npz``: an ``.npz`` archive holding every input by name.
 
 Untrusted bytes are never unpickled, and an ``.npy`` header may not claim more data than the body holds
-(a 100-byte body declaring a 1 TB array is refused before anything is allocated).
+(a 100-byte body declaring a 1 TB array is refused before anything is allocated). An ``.npz`` member is
+inflated in small steps and never past what its input's spec needs (a zip entry may lie about its size), and a
+JSON ``dtype`` must be a plain numeric type (a subarray type such as ``"(12000,12000)f8"`` would allocate
+gigabytes for a 66-byte body).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def decode_inputs(body: bytes, content_type: Optional[str], specs, *, input_name
             input_name = specs[0].name
         return {input_name: _read_npy(body)}
     if kind == NPZ:
-        return _read_npz(body, limit)
+        return _read_npz(body, limit, specs)
     raise ServeError(f"unsupported content type '{kind}'; send {JSON}, {NPY} or {NPZ}", 415)
 
 
@@ -71,7 +74,29 @@ def _from_json(body: bytes, specs) -> dict:
     if not isinstance(data, dict) or set(data) != {"inputs"} or not isinstance(data["inputs"], dict):
         raise InputError('JSON body must be {"inputs": {"<input name>": [[...]], ...}}')
     by_name = {s.name: s for s in specs}
-    return {name: _array(name, value, by_name.get(name)) for name, value in data["inputs"].items()}
+    return {name: _array(name, value, _spec(name, by_name)) for name, value in data["inputs"].items()}
+
+
+def _spec(name: str, by_name: dict):
+    """The spec of input ``name``; InputError (before anything is allocated for it) when the model has none."""
+    if name not in by_name:
+        raise InputError(f"unknown input '{name}'; the model's inputs are: {', '.join(by_name)}")
+    return by_name[name]
+
+
+def _plain_dtype(name: str, given, spec) -> np.dtype:
+    """``given`` as a numpy dtype if it is a plain number type (no subarray, no fields); InputError otherwise.
+
+    A structured or subarray dtype (``"(12000,12000)f8"``) makes ``np.array`` allocate the subarray for every
+    element: a few bytes of JSON would become gigabytes before any shape check.
+    """
+    try:
+        dtype = np.dtype(str(given))
+    except (TypeError, ValueError, SyntaxError) as err:
+        raise InputError(f"input '{name}': unknown dtype {given!r}") from err
+    if dtype.subdtype is not None or dtype.names is not None or dtype.kind not in "biufc" or dtype.itemsize > 16:
+        raise InputError(f"input '{name}': dtype {str(given)[:40]!r} is not a plain number type; the model takes {spec.dtype}")
+    return dtype
 
 
 def _array(name: str, value, spec) -> np.ndarray:
@@ -79,10 +104,7 @@ def _array(name: str, value, spec) -> np.ndarray:
     if isinstance(value, dict):
         if "data" not in value or set(value) - {"data", "dtype"}:
             raise InputError(f'input \'{name}\': give a nested list or {{"data": [...], "dtype": "float32"}}')
-        try:
-            dtype = np.dtype(str(value.get("dtype", "float32")))
-        except TypeError as err:
-            raise InputError(f"input '{name}': unknown dtype {value.get('dtype')!r}") from err
+        dtype = _plain_dtype(name, value.get("dtype", "float32"), spec)
         value = value["data"]
     try:
         array = np.array(value, dtype=dtype)
@@ -90,7 +112,7 @@ def _array(name: str, value, spec) -> np.ndarray:
         raise InputError(f"input '{name}' is not a rectangular array of numbers: {str(err).splitlines()[0]}") from err
     if array.dtype.kind not in "biufc":
         raise InputError(f"input '{name}' holds {array.dtype} values; send numbers")
-    if dtype is None and spec is not None and np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+    if dtype is None and np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
         array = array.astype(spec.dtype)  # JSON has no float32: a plain list takes the input's dtype
     return array
 
@@ -114,16 +136,52 @@ def _read_npy(data: bytes) -> np.ndarray:
         raise InputError(f"request body is not a valid .npy array: {str(err).splitlines()[0]}") from err
 
 
-def _read_npz(data: bytes, limit: int) -> dict:
+_NPY_HEADER_MAX = 1 << 16  # room for an .npy header (numpy writes 128 bytes; a header may not exceed 64 KiB)
+_INFLATE_STEP = 1 << 16
+
+
+def _read_npz(data: bytes, limit: int, specs) -> dict:
+    """Each member is inflated in steps of 64 KiB, never past its input's size plus a header: the size a zip
+    entry declares is the sender's claim (a 1.5 MB body declaring a small size inflated to gigabytes)."""
+    by_name = {s.name: s for s in specs}
+    arrays, total = {}, 0
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
             expanded = sum(m.file_size for m in members)
             if expanded > limit:
                 raise InputError(f".npz body expands to {expanded} bytes, over the {limit}-byte limit")
-            return {m.filename.removesuffix(".npy"): _read_npy(archive.read(m)) for m in members}
+            for member in members:
+                name = member.filename.removesuffix(".npy")
+                spec = _spec(name, by_name)
+                bound = min(limit - total, _spec_bytes(spec) + _NPY_HEADER_MAX)
+                raw = _inflate(archive, member, bound)
+                if raw is None:
+                    raise InputError(f".npz member '{member.filename}' inflates to more than the {bound} bytes input "
+                                     f"'{name}' ({spec.describe()}) can take")
+                total += len(raw)
+                arrays[name] = _read_npy(raw)
+            return arrays
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
         raise InputError(f"request body is not a valid .npz archive: {str(err).splitlines()[0]}") from err
+
+
+def _spec_bytes(spec) -> int:
+    return int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+
+
+def _inflate(archive: zipfile.ZipFile, member: zipfile.ZipInfo, bound: int) -> Optional[bytes]:
+    """The member's bytes, or None as soon as they pass ``bound`` (nothing more is inflated)."""
+    chunks, size = [], 0
+    with archive.open(member) as handle:
+        while True:
+            chunk = handle.read(_INFLATE_STEP)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > bound:
+                return None
+            chunks.append(chunk)
 
 
 def encode_outputs(outputs: dict) -> dict:

@@ -55,7 +55,14 @@ class ServeOptions:
     drain_timeout : float
         Seconds an unload waits for running requests before giving up (503).
     max_connections : int
-        Concurrent connections uvicorn accepts before answering 503.
+        Requests in flight (headers received, not yet answered) before the service answers 503.
+    max_per_client : int
+        Requests in flight from one client address before it gets 429.
+    header_timeout, body_timeout : float
+        Seconds a client has to send a request's headers (else the connection is closed) and then its body
+        (else 408): slow or half-open clients cannot hold the service (see :mod:`tvmedge.serve.limits`).
+    max_pending_per_client : int
+        Connections of one address still sending their headers; a new one closes the oldest.
     """
 
     models: Path
@@ -67,6 +74,21 @@ class ServeOptions:
     max_body: int = DEFAULT_MAX_BODY
     drain_timeout: float = 30.0
     max_connections: int = 64
+    max_per_client: int = 16
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_pending_per_client: int = 32
+    trust: Optional[tuple] = None  # public key files/folders every model must be signed by ($TVMEDGE_TRUSTED_KEYS)
+
+    def loader(self):
+        """``path -> Model`` that loads with the trusted keys (read once, here), or None for the default."""
+        from functools import partial
+
+        from ..runtime import load
+        from ..runtime.trust import trusted_keys
+
+        keys = trusted_keys(self.trust)
+        return None if keys is None else partial(load, trust=keys)
 
     def check(self) -> None:
         """ServeError (one line) when the settings are unsafe or inconsistent."""
@@ -77,6 +99,10 @@ class ServeOptions:
         if not is_loopback(self.host) and not self.token:
             raise ServeError(f"binding to {self.host} exposes the service beyond this machine; pass --token "
                              "(or TVMEDGE_SERVE_TOKEN) so clients must authenticate")
+        if not (self.header_timeout > 0 and self.body_timeout > 0):
+            raise ServeError("header and body timeouts must be positive numbers of seconds")
+        if min(self.max_connections, self.max_per_client, self.max_pending_per_client) < 1:
+            raise ServeError("connection limits must be at least 1")
         if self.max_body < 1024:
             raise ServeError(f"max body of {self.max_body} bytes is too small; use at least 1024")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from ..errors import ArtifactError, ServeError
+from ..errors import ArtifactError, ServeError, first_line
 from ..runtime import load as load_artifact
 from ..runtime.manifest import MANIFEST_NAME, Manifest
 from .memory import release_memory, rss_bytes
@@ -130,6 +130,8 @@ class ModelRegistry:
                               board=manifest.board)
             except ArtifactError as err:
                 record["error"] = str(err)
+            except Exception as err:  # noqa: BLE001 - one unreadable manifest must not fail the whole listing
+                record["error"] = f"manifest cannot be read ({type(err).__name__}: {first_line(err, 200)})"
             records.append(record)
         return records
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from ..errors import ArtifactError, ServeError
+from ..errors import ServeError, TvmedgeError, first_line
 from .memory import rss_bytes
 from .options import ServeOptions
 from .registry import ModelRegistry
@@ -30,18 +30,26 @@ def start_registry(options: ServeOptions) -> tuple:
     """
     options.check()
     begin, rss_start = time.perf_counter(), rss_bytes()
-    registry = ModelRegistry(options.models, allowed=options.allowed())
+    registry = ModelRegistry(options.models, allowed=options.allowed(), loader=options.loader())
     loaded, skipped = [], {}
     for name in registry.available():
         try:
             loaded.append(registry.load(name)["name"])
-        except ArtifactError as err:
-            if options.offline:
+        except Exception as err:  # noqa: BLE001 - whatever a bad artifact raises, the others are still served
+            if options.offline and isinstance(err, TvmedgeError):
                 raise
-            skipped[name] = str(err)  # one bad artifact must not keep the others from being served
+            skipped[name] = _reason(err)
+
     return registry, {"models_dir": str(registry.root), "offline": options.offline, "loaded": loaded, "skipped": skipped,
                       "token_required": bool(options.token), "load_s": time.perf_counter() - begin,
                       "rss_before_load_bytes": rss_start, "rss_bytes": rss_bytes()}
+
+
+def _reason(err: Exception) -> str:
+    """One line saying why a model could not be loaded (a TvmedgeError's own message, else the error's kind)."""
+    if isinstance(err, TvmedgeError):
+        return str(err)
+    return f"cannot be loaded ({type(err).__name__}: {first_line(err, 200)})"
 
 
 def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -71,6 +79,7 @@ def serve(options: ServeOptions, on_ready: Optional[Callable[[dict], None]] = No
         import uvicorn
 
         from .app import create_app
+        from .limits import guarded_protocol
     except ImportError as err:
         raise ServeError(f"the model service needs the web extra ({err.name} is missing): pip install 'tvmedge[serve]'") from err
     registry, summary = start_registry(options)
@@ -78,8 +87,12 @@ def serve(options: ServeOptions, on_ready: Optional[Callable[[dict], None]] = No
         sock = listen(options.host, options.port)
         host, port = sock.getsockname()[:2]
         summary["url"] = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        # no limit_concurrency: it counts half-open sockets too (64 of them starved every client); requests in flight
+        # are limited by the app's guard, slow and half-open sockets by the protocol's deadlines
+        protocol = guarded_protocol(options.header_timeout, options.max_pending_per_client,
+                                    max_open=16 * options.max_connections)
         config = uvicorn.Config(create_app(registry, options), log_level="warning", lifespan="off", server_header=False,
-                                limit_concurrency=options.max_connections, timeout_keep_alive=5)
+                                http=protocol, timeout_keep_alive=5)
 
         class _Server(uvicorn.Server):
             async def startup(self, sockets=None):

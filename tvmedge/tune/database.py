@@ -5,12 +5,20 @@ task it shares with models tuned before. The folder is keyed by the *target* (ar
 never by the model: records are valid only on the CPU they were measured on.
 
 MetaSchedule appends each record as soon as it is measured, so an interrupted run loses nothing; a process
-killed mid-write can leave a torn last line, which :meth:`TuningDatabase.open` repairs (the rest is kept).
+killed mid-write can leave a torn last line, which opening the database repairs (the rest is kept). A line
+that is JSON but not a record MetaSchedule can read (a wrong shape, a negative run time, nesting deep enough to
+exhaust a parser) is dropped and counted the same way, so one bad line never costs the whole database.
+
+A process that has the database open holds a shared lock on ``<folder>/.lock`` (MetaSchedule appends workload
+and record lines at any time); a repair rewrites the files only under the exclusive lock, and otherwise leaves
+them for a later open (a rewrite beside an append would lose the appended line).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -66,10 +74,15 @@ def target_key(target: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
 
 
+LOCK = ".lock"
+_MAX_DEPTH = 64  # MetaSchedule's traces nest about 6 deep
+
+
 @dataclass
 class RepairReport:
     dropped_workloads: int = 0
     dropped_records: int = 0
+    deferred: bool = False  # damage found while another process had the database open: left for a later open
 
     def __bool__(self):
         return bool(self.dropped_workloads or self.dropped_records)
@@ -81,6 +94,7 @@ class TuningDatabase:
     transferred = False  # records measured on another CPU of the same architecture (see transfer_source)
 
     def __init__(self, path, *, create: bool = True, read_only: bool = False, label: Optional[str] = None):
+        self._lock_handle = None
         self.path = Path(path)
         self.read_only = read_only
         self.label = label or self.path.name
@@ -99,17 +113,113 @@ class TuningDatabase:
 
     @property
     def ms_database(self):
-        """The MetaSchedule ``JSONDatabase`` (opened on first use)."""
+        """The MetaSchedule ``JSONDatabase`` (opened on first use, under the shared lock, held while this object
+        lives). A line MetaSchedule rejects although it looked like a record is dropped, and the open retried."""
         if self._db is None:
-            from tvm.s_tir.meta_schedule.database import JSONDatabase
-
+            if self.read_only:  # shipped records: nobody appends to them, and their folder may not be writable
+                self._db = self._open_ms()
+                return self._db
+            self._hold(fcntl.LOCK_SH)
             try:
-                self._db = JSONDatabase(path_workload=str(self.path / WORKLOADS),
-                                        path_tuning_record=str(self.path / RECORDS), allow_missing=True)
-            except Exception as err:  # MetaSchedule raises TVMError on content it cannot parse
-                raise TuningError(f"tuning records in {self.path} are not a MetaSchedule database: "
-                                  f"{first_line(err, 200)}") from err
+                self._db = self._open_ms()
+            except TuningError:
+                if not self._drop_unreadable_records():
+                    raise
+                self._db = self._open_ms()
         return self._db
+
+    def _open_ms(self):
+        from tvm.s_tir.meta_schedule.database import JSONDatabase
+
+        try:
+            return JSONDatabase(path_workload=str(self.path / WORKLOADS), path_tuning_record=str(self.path / RECORDS),
+                                allow_missing=True)
+        except Exception as err:  # MetaSchedule raises TVMError on content it cannot parse
+            raise TuningError(f"tuning records in {self.path} are not a MetaSchedule database: "
+                              f"{first_line(err, 200)}") from err
+
+    def _hold(self, kind: int, *, wait: bool = True) -> bool:
+        """Take ``kind`` (shared / exclusive) on the folder's lock file; False when ``wait`` is off and it is busy."""
+        if self._lock_handle is None:
+            self._lock_handle = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(self._lock_handle, kind | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Release the lock (the MetaSchedule database stays usable by whoever holds it)."""
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def __del__(self):
+        if getattr(self, "_lock_handle", None) is not None:
+            self.close()
+
+    def _drop_unreadable_records(self) -> int:
+        """Parse every record with MetaSchedule itself and drop the ones it rejects (their workload is known and
+        the line passed the structural checks, yet its trace or target does not parse). Returns how many."""
+        from tvm.s_tir.meta_schedule.database import TuningRecord, Workload
+
+        workloads = []
+        for line in _read_lines(self.path / WORKLOADS):
+            try:
+                workloads.append(Workload.from_json(json.loads(line)))
+            except Exception:  # noqa: BLE001 - MetaSchedule's own verdict: this workload does not parse
+                workloads.append(None)
+        bad_workloads = {i for i, w in enumerate(workloads) if w is None}
+        keep, dropped = [], 0
+        for line in _read_lines(self.path / RECORDS):
+            value = json.loads(line)
+            try:
+                if value[0] in bad_workloads:
+                    raise ValueError("its workload does not parse")
+                TuningRecord.from_json(value[1], workloads[value[0]])
+                keep.append(line)
+            except Exception:  # noqa: BLE001 - as above
+                dropped += 1
+        if not dropped and not bad_workloads:
+            return 0
+        with self._exclusive() as owned:
+            if not owned:
+                return 0
+            self._keep_damaged()
+            kept_workloads = [line for i, line in enumerate(_read_lines(self.path / WORKLOADS)) if i not in bad_workloads]
+            renumber = {old: new for new, old in enumerate(i for i in range(len(workloads)) if i not in bad_workloads)}
+            records = [json.loads(line) for line in keep]
+            _write_lines(self.path / WORKLOADS, kept_workloads)
+            _write_lines(self.path / RECORDS, [json.dumps([renumber[r[0]], r[1]]) for r in records])
+        self.repair.dropped_records += dropped
+        self.repair.dropped_workloads += len(bad_workloads)
+        return dropped + len(bad_workloads)
+
+    def _exclusive(self):
+        """Context manager: the exclusive lock if no other process has the database open (yields whether it got it);
+        the shared lock this object held before is taken again afterwards."""
+        database = self
+
+        class _Exclusive:
+            def __enter__(self):
+                self.had = database._lock_handle is not None
+                self.owned = database._hold(fcntl.LOCK_EX, wait=False)
+                return self.owned
+
+            def __exit__(self, *exc):
+                if self.had:
+                    database._hold(fcntl.LOCK_SH)
+                elif database._lock_handle is not None:
+                    database.close()
+                return False
+
+        return _Exclusive()
+
+    def _keep_damaged(self) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for path in (self.path / WORKLOADS, self.path / RECORDS):
+            if path.exists():
+                shutil.copy2(path, path.with_name(f"{path.name}.damaged-{stamp}"))
 
     # -- repair -------------------------------------------------------------------------------------------
     def _repair(self) -> RepairReport:
@@ -134,20 +244,23 @@ class TuningDatabase:
         kept_records = []
         for line in records:
             value = _parse(line)
-            valid = isinstance(value, list) and len(value) == 2 and isinstance(value[1], list)
-            if not valid or not isinstance(value[0], int) or value[0] not in new_index:
+            if not _valid_record(value) or value[0] not in new_index:
                 report.dropped_records += 1
                 continue
             old = value[0]
             value[0] = new_index[old]
             kept_records.append(line if value[0] == old else json.dumps(value))
         if report:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for path in (workloads_path, records_path):
-                if path.exists():
-                    shutil.copy2(path, path.with_name(f"{path.name}.damaged-{stamp}"))
-            _write_lines(workloads_path, kept_workloads)
-            _write_lines(records_path, kept_records)
+            with self._exclusive() as owned:
+                if not owned:  # another process has it open and may be appending: a rewrite could lose its line
+                    report.deferred = True
+                    return report
+                # read again under the lock: what was appended since the first read is kept
+                if _read_lines(workloads_path) != workloads or _read_lines(records_path) != records:
+                    return self._repair()
+                self._keep_damaged()
+                _write_lines(workloads_path, kept_workloads)
+                _write_lines(records_path, kept_records)
         return report
 
     # -- queries ------------------------------------------------------------------------------------------
@@ -171,7 +284,7 @@ class TuningDatabase:
 
     def summary(self) -> dict:
         workloads = _read_lines(self.path / WORKLOADS)
-        records = [_parse(line) for line in _read_lines(self.path / RECORDS)]
+        records = [r for r in (_parse(line) for line in _read_lines(self.path / RECORDS)) if _valid_record(r)]
         per_workload: dict = {}
         for record in records:
             per_workload.setdefault(record[0], 0)
@@ -296,10 +409,39 @@ def _write_lines(path: Path, lines: list) -> None:
 
 
 def _parse(line: str):
+    """The line's JSON value, or None when it is not JSON or nested deeper than a record ever is."""
     try:
-        return json.loads(line)
-    except json.JSONDecodeError:
+        value = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
         return None
+    return value if _depth_ok(value) else None
+
+
+def _depth_ok(value) -> bool:
+    todo = [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if level > _MAX_DEPTH:
+            return False
+        if isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+        elif isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+    return True
+
+
+def _valid_record(value) -> bool:
+    """``[workload index, [trace, run_secs, ...]]`` with run times that are non-negative finite seconds."""
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and not isinstance(value[0], bool)
+            and isinstance(value[1], list) and value[1]):
+        return False
+    body = value[1]
+    if len(body) > 1 and body[1] is not None:
+        secs = body[1]
+        if not isinstance(secs, list) or not all(isinstance(s, (int, float)) and not isinstance(s, bool)
+                                                 and math.isfinite(s) and s >= 0 for s in secs):
+            return False
+    return True
 
 
 def _valid_workload(line: str) -> bool:

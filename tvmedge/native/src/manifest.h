@@ -201,6 +201,10 @@ inline ffi::Array<ffi::Any> SpecArray(const std::vector<TensorSpec>& specs) {
 
 struct Manifest {
   std::string dir, board, arch, triple, library;
+  std::string digest, tvm_version, tvm_ffi_version;  // what a signature signs; the versions the loader pins
+  std::optional<std::string> signer;  // provenance.key_id: who signed it (none for unsigned artifacts)
+  std::string encryption_key_id;  // encrypted at rest (ChaCha20-Poly1305) with this key, "" when not encrypted
+  std::vector<std::string> encrypted;  // the encrypted libraries
   int64_t format_version = 1;
   std::vector<TensorSpec> inputs, outputs;
   BuildInfo build;
@@ -256,6 +260,19 @@ struct Manifest {
     Manifest m;
     m.dir = dir;
     m.format_version = *version;
+    m.digest = std::string((*digest).second.as<ffi::String>().value_or(""));
+    m.tvm_version = GetOptionalString(*data, "tvm_version", where).value_or("");
+    m.tvm_ffi_version = GetOptionalString(*data, "tvm_ffi_version", where).value_or("");
+    if (Has(*data, "provenance")) {
+      auto provenance = Get(*data, "provenance", where).as<JsonMap>();
+      if (provenance) m.signer = GetOptionalString(*provenance, "key_id", where);
+    }
+    if (Has(*data, "encryption")) {
+      auto encryption = Get(*data, "encryption", where).as<JsonMap>();
+      if (!encryption) ArtifactError(Malformed(where, "encryption"));
+      m.encryption_key_id = GetString(*encryption, "key_id", where);
+      m.encrypted = GetStrings(*encryption, "files", where);
+    }
     m.board = GetString(*data, "board", where);
     m.arch = GetString(*data, "arch", where);
     m.triple = GetString(*data, "triple", where);

@@ -7,12 +7,16 @@
  * but TVM's runtime (libtvm_runtime.so + libtvm_ffi.so) and the C++ standard library.
  *
  *   tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] [--json]
- *               [--duration SECONDS] [--times]
+ *               [--duration SECONDS] [--times] [--trust PUBLIC_KEY ...] [--decrypt KEYFILE] [--allow-version-mismatch]
  *   tvmedge-run --devices [--root DIR]       the board's devices, as `python -m tvmedge.runtime.hal --json`
  *   tvmedge-run --manifest ARTIFACT          the manifest as this loader reads it (typed view, one JSON line)
  *
  * --duration runs back to back for that long after the first run (instead of --repeat runs); --times adds
- * every run's latency to the report (what `tvmedge certify` summarises).
+ * every run's latency to the report (what `tvmedge certify` summarises). --trust (a .pem public key or a folder
+ * of them, repeatable; default $TVMEDGE_TRUSTED_KEYS) refuses an artifact not signed by one of those keys
+ * (trust.h), before any library is opened. An artifact built with another TVM / tvm-ffi than this runtime's is
+ * refused naming both versions, unless --allow-version-mismatch. An encrypted artifact needs --decrypt KEYFILE (or
+ * $TVMEDGE_DECRYPTION_KEY): its libraries are decrypted into memory (a memfd) and loaded from there.
  *
  * Inputs and outputs are .npy files (outputs: DIR/output_<i>.npy, in the manifest's order). With --json the
  * last stdout line is the same {"stats": {...}, "outputs": {...}} object the Python runtime prints. Errors are
@@ -23,6 +27,8 @@
  * sha256.h, canonical_json.h (the manifest digest), manifest.h, npy.h; this file runs the model.
  */
 #include <dlpack/dlpack.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <tvm/ffi/any.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/shape.h>
@@ -46,6 +52,7 @@
 #include "errors.h"
 #include "manifest.h"
 #include "npy.h"
+#include "trust.h"
 
 namespace ffi = tvm::ffi;
 using tvm::runtime::Tensor;
@@ -92,11 +99,35 @@ struct Runner {
   std::vector<Stage> stages;  // the manifest's, typed: a single-library artifact is one stage
   std::vector<Loaded> loaded;
 
-  explicit Runner(const Manifest& manifest) : m(manifest), stages(manifest.Stages()) {
+  // An encrypted library is decrypted into an anonymous memfd and opened through /proc/self/fd: no plaintext
+  // touches the file system. LoadFromFile picks the loader by extension, which that path lacks, so the ".so"
+  // loader is called by name.
+  static ffi::Module LoadDecrypted(const std::string& plain, const std::string& name) {
+    int fd = memfd_create(name.c_str(), MFD_CLOEXEC);
+    if (fd < 0) ArtifactError("cannot create an in-memory file for " + name);
+    for (size_t done = 0; done < plain.size();) {
+      ssize_t n = write(fd, plain.data() + done, plain.size() - done);
+      if (n <= 0) { close(fd); ArtifactError("cannot write the decrypted " + name + " to memory"); }
+      done += size_t(n);
+    }
+    std::string path = "/proc/self/fd/" + std::to_string(fd);
+    try {
+      ffi::Module library = ffi::Function::GetGlobalRequired("ffi.Module.load_from_file.so")(path, "so").cast<ffi::Module>();
+      close(fd);
+      return library;
+    } catch (...) {
+      close(fd);
+      throw;
+    }
+  }
+
+  Runner(const Manifest& manifest, const std::optional<SecretKey>& secret) : m(manifest), stages(manifest.Stages()) {
     for (const Stage& st : stages) {
       std::string path = m.dir + "/" + st.library;
+      bool encrypted = std::find(m.encrypted.begin(), m.encrypted.end(), st.library) != m.encrypted.end();
+      std::string plain = encrypted ? DecryptLibrary(path, st.library, *secret) : "";
       try {
-        ffi::Module library = ffi::Module::LoadFromFile(path);
+        ffi::Module library = encrypted ? LoadDecrypted(plain, st.library) : ffi::Module::LoadFromFile(path);
         ffi::Module vm = library->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
         // (device type, id, allocator) for the CPU, which is also the host: as tvm.runtime.vm.VirtualMachine
         vm->GetFunction("vm_initialization").value()(int(kDLCPU), 0, 2);
@@ -211,16 +242,40 @@ std::string Num(double v) {
   return s;
 }
 
+// The versions of TVM and tvm-ffi this loader's runtime was built from (the builder passes them; they are the
+// versions the compiler pins, tvmedge/versions.py).
+#ifndef TVMEDGE_TVM_VERSION
+#define TVMEDGE_TVM_VERSION ""
+#endif
+#ifndef TVMEDGE_TVM_FFI_VERSION
+#define TVMEDGE_TVM_FFI_VERSION ""
+#endif
+
+void CheckVersions(const Manifest& m) {
+  const std::pair<const char*, std::pair<std::string, std::string>> pins[] = {
+      {"TVM", {m.tvm_version, TVMEDGE_TVM_VERSION}}, {"tvm-ffi", {m.tvm_ffi_version, TVMEDGE_TVM_FFI_VERSION}}};
+  for (const auto& [name, versions] : pins) {
+    const auto& [built, here] = versions;
+    if (!built.empty() && !here.empty() && built != here)
+      ArtifactError(m.dir + " was built with " + name + " " + built + ", this runtime is " + name + " " + here +
+                    ": rebuild it with this version (or pass --allow-version-mismatch if you know it is compatible)");
+  }
+}
+
 int Main(int argc, char** argv) {
   std::string artifact, output_dir;
   std::vector<std::string> inputs;
   bool json = false, random = false, all_times = false, devices = false, print_manifest = false;
+  bool allow_version_mismatch = false;
+  std::vector<std::string> trust;
+  std::string decrypt;
   std::string root = "/";
   long repeat = 1;
   double duration = -1;
   const char* usage =
       "usage: tvmedge-run ARTIFACT [--inputs NAME=file.npy ...] [--random] [--output-dir DIR] [--repeat N] "
-      "[--duration SECONDS] [--times] [--json] | tvmedge-run --devices [--root DIR] | tvmedge-run --manifest ARTIFACT";
+      "[--duration SECONDS] [--times] [--json] [--trust PUBLIC_KEY ...] [--decrypt KEYFILE] [--allow-version-mismatch] | "
+      "tvmedge-run --devices [--root DIR] | tvmedge-run --manifest ARTIFACT";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -245,6 +300,9 @@ int Main(int argc, char** argv) {
     else if (a == "--root") root = value();
     else if (a == "--json") json = true;
     else if (a == "--random") random = true;
+    else if (a == "--trust") trust.push_back(value());
+    else if (a == "--allow-version-mismatch") allow_version_mismatch = true;
+    else if (a == "--decrypt") decrypt = value();
     else if (a == "-h" || a == "--help") { std::puts(usage); return 0; }
     else if (!a.empty() && a[0] == '-') InputError("unknown option " + a + "; " + usage);
     else if (artifact.empty()) artifact = a;
@@ -263,10 +321,32 @@ int Main(int argc, char** argv) {
     std::printf("%s\n", m.ToJson().c_str());
     return 0;
   }
+  std::string source = "--trust";
+  if (trust.empty()) {
+    const char* env = std::getenv("TVMEDGE_TRUSTED_KEYS");
+    if (env && *env) trust.push_back(env), source = "TVMEDGE_TRUSTED_KEYS";
+  }
+  if (!trust.empty())  // authenticity first: nothing of an unsigned or forged artifact is looked at further
+    VerifySignature(artifact, m.digest, ReadTrustedKeys(trust, source), m.signer);
   m.Verify();
   m.CheckArch();
+  if (!allow_version_mismatch) CheckVersions(m);
+  std::optional<SecretKey> secret;
+  if (!m.encryption_key_id.empty()) {
+    if (decrypt.empty()) {
+      const char* env = std::getenv("TVMEDGE_DECRYPTION_KEY");
+      if (env && *env) decrypt = env;
+    }
+    if (decrypt.empty())
+      ArtifactError(artifact + " is encrypted (key " + m.encryption_key_id +
+                    "); pass its key with --decrypt KEYFILE or TVMEDGE_DECRYPTION_KEY");
+    secret = ReadSecretKey(decrypt);
+    if (secret->Id() != m.encryption_key_id)
+      ArtifactError(artifact + " is encrypted with key " + m.encryption_key_id + ", " + decrypt + " is key " +
+                    secret->Id() + ": wrong key");
+  }
   std::vector<Array> arrays = ReadInputs(m, inputs, random);
-  Runner runner(m);
+  Runner runner(m, secret);
   double load_s = Ms(load_start, std::chrono::steady_clock::now()) / 1e3;
   std::vector<Tensor> feed;
   for (const Array& a : arrays) feed.push_back(ToDevice(a));
