@@ -251,7 +251,8 @@ class _Rewriter:
         if dq is None or dq.data not in self.graph.inits:
             return None, "weight is not a DequantizeLinear of a constant"
         if dq.dtype not in _INT8:
-            return None, "weights are not 8-bit (INT4 weights stay packed, compute float)"
+            return None, "INT4 weights (packed in the artifact, computed in float)" if dq.dtype in _INT4_RANGE \
+                else "weights are not 8-bit"
         if not dq.scalar and dq.axis % self.graph.numpy(dq.data).ndim != axis:
             return None, f"weight scales along axis {dq.axis}, not the output channels"
         return dq, None
