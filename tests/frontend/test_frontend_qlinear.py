@@ -59,7 +59,8 @@ def test_ort_quantized_cnn_runs_on_integers_and_matches_ort(float_cnn, tmp_path,
     assert report["integer_layers"] == 10 and report["float_fallback"] == []
     assert imported.quantized_weights is None  # no weight is dequantized to float anywhere
     text = imported.mod["main"].script()
-    assert 'out_dtype="int32"' in text and "R.dequantize" not in text.split("R.quantize", 1)[1].rsplit("R.dequantize", 1)[0]
+    # integer reductions; the only dequantize is the model's float output
+    assert text.count('out_dtype="int32"') == 7 and text.count("R.dequantize(") == 1
     feeds = samples(24, seed=7)
     got, ref = _run(_build(imported.mod), feeds), ort_outputs(path, feeds)
     diff = np.array([np.abs(a - b).max() for a, b in zip(got, ref)])

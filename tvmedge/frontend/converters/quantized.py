@@ -70,14 +70,23 @@ def weight_as_int8(w: np.ndarray, zero, op: str) -> np.ndarray:
     return shifted.astype(np.int8)
 
 
+def _rint(value):
+    """Round half to even in the default rounding mode (``llvm.rint``). Not ``nearbyint``: that one must not raise
+    the inexact flag, so LLVM saves and restores the FP flags around it (``frflags``/``fsflags`` on RISC-V,
+    where qemu 7.2 aborts on them: ``decode_save_opc`` assertion); the results are the same."""
+    return tirx.call_llvm_pure_intrin("float32", "llvm.rint", value)
+
+
 def _quantize(bb, value, zero: int, dtype: str):
-    """float32 -> ``clamp(nearbyint(value) + zero)`` in ``dtype`` (round half to even, as ONNX does)."""
+    """float32 -> ``clamp(rint(value) + zero)`` in ``dtype`` (round half to even, as ONNX does)."""
     low, high = _RANGES[dtype]
 
     def compute(x):
         def element(*index):
-            rounded = tirx.nearbyint(x(*index)) + tirx.const(float(zero), "float32")
-            return tirx.max(tirx.min(rounded, float(high)), float(low)).astype(dtype)
+            rounded = _rint(x(*index)) + tirx.const(float(zero), "float32")
+            # through int32: LLVM turns a direct float -> 8-bit vector cast into RVV narrowing converts that
+            # qemu 7.2 (the emulated riscv64 boards) aborts on; the clamped value is the same either way
+            return tirx.max(tirx.min(rounded, float(high)), float(low)).astype("int32").astype(dtype)
 
         return te.compute(x.shape, element, name="requantize")
 
@@ -355,7 +364,42 @@ class QLinearConcat(OnnxOpConverter):
         return relax.op.concat(parts, axis=int(attr["axis"]))
 
 
+from tvm.relax.frontend.onnx.onnx_frontend import QuantizeLinear as _TvmQuantizeLinear  # noqa: E402
+
+
+def _per_tensor_quantize(impl):
+    """Wrap one of TVM's ``QuantizeLinear`` implementations: a per-tensor float32 -> 8-bit quantize with constant
+    parameters gets :func:`_quantize` (``rint``, see there); anything else TVM's own lowering."""
+
+    def convert(cls, bb, inputs, attr, params):
+        x, scale = inputs[0], inputs[1]
+        zero = inputs[2] if len(inputs) > 2 else None
+        try:
+            s = _scalar(scale, "scale", "QuantizeLinear")
+            z = _scalar(zero, "zero_point", "QuantizeLinear")
+        except ValueError:
+            return impl.__func__(cls, bb, inputs, attr, params)
+        dtype = _dtype(zero) if zero is not None else "uint8"
+        if dtype not in _RANGES or _dtype(x) != "float32" or attr.get("block_size", 0):
+            return impl.__func__(cls, bb, inputs, attr, params)
+        divided = bb.normalize(relax.op.divide(x, relax.const(np.float32(s))))
+        return _quantize(bb, divided, int(z), dtype)
+
+    return classmethod(convert)
+
+
+class QuantizeLinear(_TvmQuantizeLinear):
+    """ONNX ``QuantizeLinear``: per-tensor 8-bit with constant parameters rounds with ``llvm.rint`` (identical
+    results to TVM's lowering, whose ``nearbyint`` the emulated RISC-V board cannot run); the rest is TVM's."""
+
+    _impl_v10 = _per_tensor_quantize(_TvmQuantizeLinear._impl_v10)
+    _impl_v13 = _per_tensor_quantize(_TvmQuantizeLinear._impl_v13)
+    _impl_v19 = _per_tensor_quantize(_TvmQuantizeLinear._impl_v19)
+    _impl_v21 = _per_tensor_quantize(_TvmQuantizeLinear._impl_v21)
+
+
 CONVERTERS = {
+    "QuantizeLinear": QuantizeLinear,
     "QLinearConv": QLinearConv,
     "ConvInteger": ConvInteger,
     "QLinearMatMul": QLinearMatMul,
