@@ -76,6 +76,10 @@ def ort_quantize(float_path, out_path, quant_format: str, activations: str, cali
                     quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
                     activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
                     weight_type=QuantType.QInt8, per_channel=True, **extra)
+    model = onnx.load(out_path)
+    if model.ir_version < 4:  # an old float model's IR version is kept, but its new initializers are not inputs
+        model.ir_version = 7
+        onnx.save(model, out_path)
     return out_path
 
 
