@@ -248,6 +248,8 @@ class _Rewriter:
 
     def weight(self, name: str, axis: int):
         dq = _dq(self.graph, name)
+        if dq is not None and dq.data not in self.graph.inits:
+            dq = self.folded_weight(dq)
         if dq is None or dq.data not in self.graph.inits:
             return None, "weight is not a DequantizeLinear of a constant"
         if dq.dtype not in _INT8:
@@ -256,6 +258,28 @@ class _Rewriter:
         if not dq.scalar and dq.axis % self.graph.numpy(dq.data).ndim != axis:
             return None, f"weight scales along axis {dq.axis}, not the output channels"
         return dq, None
+
+    def folded_weight(self, dq: _Q):
+        """``DequantizeLinear(QuantizeLinear(float constant))`` — what ONNX Runtime's quantizer writes when the
+        weights are also graph inputs (IR version 3 models): the QuantizeLinear evaluated here, once, as ONNX
+        defines it (round half to even, saturate), so the layer gets int8 weights like any other."""
+        q = self.graph.producer.get(dq.data)
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in self.graph.inits:
+            return dq
+        params = _params(self.graph, q)
+        if params is None or params.dtype not in _INT8 or not (params.scale.shape == dq.scale.shape
+                                                                and np.array_equal(params.scale, dq.scale)):
+            return dq
+        w = self.graph.numpy(q.input[0]).astype(np.float32)
+        shape = [1] * w.ndim
+        if not params.scalar:
+            shape[params.axis % w.ndim] = -1
+        low, high = _RANGES[params.dtype]
+        values = np.rint(w / params.scale.astype(np.float32).reshape(shape)) + params.zero.astype(np.float32).reshape(shape)
+        values = np.clip(values, low, high).astype(np.uint8 if params.dtype == 2 else np.int8)
+        folded = self.add_init(f"{dq.data}.folded", values)
+        self.graph.inits[folded] = self.inits[-1]
+        return _Q(dq.node, folded, dq.scale, dq.zero, params.dtype, dq.axis)
 
     def epilogue(self, out: str):
         """``(activation node or None, Q after it)``: Relu / Clip (constant bounds) then QuantizeLinear."""
