@@ -88,7 +88,8 @@ def test_ort_quantized_digits_cnn_matches_ort_and_keeps_accuracy(tmp_path):
 
 # --- a layer with no integer kernel stays float, and says so ---------------------------------------
 
-def _qdq_model(pool="AveragePool", act_zero=128, second_scale=0.05, weight_zero=None, int4_zero=None):
+def _qdq_model(pool="AveragePool", act_zero=128, second_scale=0.05, weight_zero=None, int4_zero=None,
+               float_weight=False):
     """input -> Q -> DQ -> Conv(DQ(int8 w)) -> Q -> DQ -> pool -> Q -> DQ -> output (hand-made QDQ)."""
     rng = np.random.default_rng(0)
     w = rng.integers(-100, 100, (4, 2, 3, 3)).astype(np.int8)
@@ -110,6 +111,9 @@ def _qdq_model(pool="AveragePool", act_zero=128, second_scale=0.05, weight_zero=
              n(pool, ["cd"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
              n("QuantizeLinear", ["p", "s_mid", "z_mid"], ["pq"], name="q_pool"),
              n("DequantizeLinear", ["pq", "s_mid", "z_mid"], ["output"], name="dq_out")]
+    if float_weight:  # the weight quantized in the graph: QuantizeLinear(float constant) -> DequantizeLinear
+        inits[2] = numpy_helper.from_array(w.astype(np.float32) * np.float32(0.0103), "w_f")
+        nodes.insert(2, n("QuantizeLinear", ["w_f", "w_s", "w_z"], ["w_q"], name="q_w", axis=0))
     if int4_zero is not None:
         inits.append(helper.make_tensor("w4_z", TensorProto.INT4, [], [int4_zero]))
         inits.append(helper.make_tensor("w4_q", TensorProto.INT4, [4], [1, 2, 3, 4]))
@@ -136,6 +140,19 @@ def test_a_pattern_without_integer_kernel_falls_back_to_float_with_a_note(tmp_pa
     feeds = samples(4, shape=(1, 2, 8, 8))
     got, ref = _run(_build(imported.mod), feeds), ort_outputs(path, feeds)
     assert max(np.abs(a - b).max() for a, b in zip(got, ref)) <= 0.05 * 1.001
+
+
+def test_a_weight_quantized_in_the_graph_is_quantized_at_compile_time(tmp_path):
+    # ONNX Runtime's quantizer writes Q(float W) -> DQ when W is also a graph input (IR version 3 models)
+    from tvmedge.frontend.onnx import import_model
+
+    path = tmp_path / "qw.onnx"
+    onnx.save(_qdq_model(pool="MaxPool", float_weight=True), path)
+    imported = import_model(path)
+    assert imported.integer.summary()["layers"] == ["conv (Conv)"]
+    feeds = samples(4, shape=(1, 2, 8, 8))
+    got, ref = _run(_build(imported.mod), feeds), ort_outputs(path, feeds)
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref))
 
 
 def test_maxpool_between_equal_qdq_runs_on_the_integers(tmp_path):
