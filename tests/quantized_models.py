@@ -56,6 +56,24 @@ def small_cnn(seed: int = 0) -> onnx.ModelProto:
     return model
 
 
+def activation_cnn(seed: int = 0) -> onnx.ModelProto:
+    """Conv -> swish (Sigmoid, Mul) -> LeakyRelu -> AveragePool -> Flatten -> Softmax: ops ONNX Runtime's quantizer
+    turns into com.microsoft QLinear* operators that have no integer kernel in tvmedge (float fallback)."""
+    rng = np.random.default_rng(seed)
+    n = helper.make_node
+    nodes = [n("Conv", ["input", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="conv"),
+             n("Sigmoid", ["c"], ["s"], name="sig"), n("Mul", ["c", "s"], ["m"], name="swish"),
+             n("LeakyRelu", ["m"], ["l"], name="leaky", alpha=0.1),
+             n("AveragePool", ["l"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="avg"),
+             n("Flatten", ["p"], ["f"], name="flat"), n("Softmax", ["f"], ["output"], name="softmax", axis=1)]
+    graph = helper.make_graph(nodes, "activations", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, (1, 3, 8, 8))],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, (1, 64))],
+                              [numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
 def samples(count: int, seed: int = 1, shape=SHAPE) -> list:
     rng = np.random.default_rng(seed)
     return [{INPUT: rng.uniform(-1, 1, shape).astype(np.float32)} for _ in range(count)]

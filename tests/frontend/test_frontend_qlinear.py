@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from quantized_models import ort_outputs, ort_quantize, samples, small_cnn
+from quantized_models import activation_cnn, ort_outputs, ort_quantize, samples, small_cnn
 
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
@@ -140,6 +140,24 @@ def test_a_pattern_without_integer_kernel_falls_back_to_float_with_a_note(tmp_pa
     feeds = samples(4, shape=(1, 2, 8, 8))
     got, ref = _run(_build(imported.mod), feeds), ort_outputs(path, feeds)
     assert max(np.abs(a - b).max() for a, b in zip(got, ref)) <= 0.05 * 1.001
+
+
+def test_quantized_operators_without_integer_kernel_run_in_float_with_one_note_each(tmp_path):
+    # ORT's QOperator format: QLinearSigmoid / QLinearMul / QLinearLeakyRelu / QLinearAveragePool / QLinearSoftmax
+    from tvmedge.frontend.onnx import import_model
+
+    onnx.save(activation_cnn(), tmp_path / "f.onnx")
+    path = ort_quantize(tmp_path / "f.onnx", tmp_path / "q.onnx", "qoperator", "uint8", samples(8, shape=(1, 3, 8, 8)))
+    assert {n.op_type for n in onnx.load(path).graph.node} >= {"QLinearSigmoid", "QLinearMul", "QLinearAveragePool"}
+    imported = import_model(path)
+    assert imported.integer.summary() == {
+        "integer_layers": 1, "layers": ["conv_quant (QLinearConv)"],
+        "float_fallback": [f"{name}_quant ({op}): float: no integer kernel for {op}" for name, op in
+                           (("sig", "Sigmoid"), ("swish", "Mul"), ("leaky", "LeakyRelu"), ("avg", "AveragePool"),
+                            ("softmax", "Softmax"))]}
+    feeds = samples(4, shape=(1, 3, 8, 8))
+    got, ref = _run(_build(imported.mod), feeds), ort_outputs(path, feeds)
+    assert max(np.abs(a - b).max() for a, b in zip(got, ref)) <= _output_scale(path) * 1.001
 
 
 def test_a_weight_quantized_in_the_graph_is_quantized_at_compile_time(tmp_path):

@@ -36,10 +36,15 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["IntegerReport", "check_quantized", "is_quantized", "to_qoperator", "QUANTIZED_OPS"]
+__all__ = ["IntegerReport", "check_quantized", "is_quantized", "to_qoperator", "QUANTIZED_OPS", "FLOAT_FALLBACK_OPS"]
 
 QUANTIZED_OPS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "com.microsoft.QGemm",
                  "com.microsoft.QLinearAdd", "com.microsoft.QLinearGlobalAveragePool", "com.microsoft.QLinearConcat")
+# Quantized operators ONNX Runtime's quantizer writes that have no integer kernel here: computed as
+# DequantizeLinear -> float op -> QuantizeLinear (and noted). Value: (float op, number of quantized inputs).
+FLOAT_FALLBACK_OPS = {"com.microsoft.QLinearSigmoid": ("Sigmoid", 1), "com.microsoft.QLinearLeakyRelu": ("LeakyRelu", 1),
+                      "com.microsoft.QLinearAveragePool": ("AveragePool", 1), "com.microsoft.QLinearSoftmax": ("Softmax", 1),
+                      "com.microsoft.QLinearMul": ("Mul", 2)}
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _INT8 = (2, 3)  # TensorProto.UINT8, INT8
 _INT4_RANGE = {22: (-8, 7), 21: (0, 15)}  # TensorProto.INT4, UINT4
@@ -65,7 +70,8 @@ def _op(node) -> str:
 
 def is_quantized(model) -> bool:
     """True when the graph holds QuantizeLinear / DequantizeLinear or quantized operators."""
-    return any(node.op_type in _QDQ or _op(node) in QUANTIZED_OPS for node in model.graph.node)
+    return any(node.op_type in _QDQ or _op(node) in QUANTIZED_OPS or _op(node) in FLOAT_FALLBACK_OPS
+               for node in model.graph.node)
 
 
 # --- the graph, read once ---------------------------------------------------------------------------
@@ -518,6 +524,7 @@ def to_qoperator(model):
     import onnx
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    _expand_to_float(model)
     rewriter = _Rewriter(model)
     rewriter.run()
     nodes = []
@@ -544,6 +551,37 @@ def to_qoperator(model):
             any(n.domain == "com.microsoft" for n in model.graph.node):
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return model, report
+
+
+def _expand_to_float(model) -> None:
+    """Quantized operators of :data:`FLOAT_FALLBACK_OPS` -> ``DequantizeLinear`` per input, the float op (same
+    name and attributes), ``QuantizeLinear``; the float op is then noted like any layer left float."""
+    from onnx import helper
+
+    nodes = []
+    for node in model.graph.node:
+        op = _op(node)
+        if op not in FLOAT_FALLBACK_OPS:
+            nodes.append(node)
+            continue
+        float_op, count = FLOAT_FALLBACK_OPS[op]
+        name = node.name or node.output[0]
+        ins = list(node.input) + [""] * (3 * count + 2 - len(node.input))
+        floats = []
+        for i in range(count):
+            x, scale, zero = ins[3 * i: 3 * i + 3]
+            floats.append(f"{name}.input{i}")
+            nodes.append(helper.make_node("DequantizeLinear", [x, scale] + ([zero] if zero else []), [floats[-1]],
+                                          name=f"{name}.dequantize{i}"))
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name not in ("opset", "channels_last")}
+        if any(a.name == "channels_last" and a.i for a in node.attribute):
+            raise ModelError(f"{op} '{name}' with channels_last=1 is not supported; export the model channels-first")
+        nodes.append(helper.make_node(float_op, floats, [f"{name}.float"], name=name, **attrs))
+        y_scale, y_zero = ins[3 * count], ins[3 * count + 1]
+        nodes.append(helper.make_node("QuantizeLinear", [f"{name}.float", y_scale] + ([y_zero] if y_zero else []),
+                                      [node.output[0]], name=f"{name}.quantize"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def _drop_dead(model) -> None:
