@@ -131,14 +131,18 @@ def bench(name, search, rounds, threads):
 
 
 def _prepared(path, out) -> Path:
-    """The float model as ONNX Runtime's quantizer needs it: constants folded (the light models build their
+    """The float model as ONNX Runtime's quantizer needs it: opset >= 13, constants folded (the light models build their
     weights with ConstantOfShape) and initializers that are not graph inputs (IR >= 4), else it quantizes the
     weights at run time as if they were inputs."""
     import onnx
 
     from tvmedge.frontend.onnx import fold_onnx
 
-    model = fold_onnx(onnx.load(path))
+    model = onnx.load(path)
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 13:  # per-channel DequantizeLinear (axis) needs opset 13; ORT's own upgrade goes to 11 only
+        model = onnx.version_converter.convert_version(model, 13)
+    model = fold_onnx(model)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     del model.graph.input[:]

@@ -41,11 +41,11 @@ def match_dot_product_sign(mod, target):
     from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
     want = preferred_activation(target)
-    if want is None:
+    if want is None or not _has_other_sign(mod, want):
         return mod
     mod = mod.clone()
     x, w = wildcard(), is_const()
-    patterns = [is_op(op)(x, w) for op in ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul")]
+    patterns = [is_op(op)(x, w) for op in _OPS]
 
     def rewriter(call, found):
         data, weight = found[x], found[w].value.numpy()
@@ -90,6 +90,28 @@ def match_dot_product_sign(mod, target):
                 func = rewrite_call(pattern, rewriter, func)
             mod[gv] = func
     return mod
+
+
+def _has_other_sign(mod, want: str) -> bool:
+    """True when some int32 conv / matmul of ``mod`` reads 8-bit activations of the other sign than ``want``."""
+    import tvm
+    from tvm import relax
+
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and expr.op.name in _OPS \
+                and str(expr.ty.dtype) == "int32" and str(expr.args[0].ty.dtype) in ("uint8", "int8") \
+                and str(expr.args[0].ty.dtype) != want:
+            found.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return bool(found)
+
+
+_OPS = ("relax.nn.conv2d", "relax.nn.conv1d", "relax.matmul")
 
 
 def _shifted(data, shift: int, dtype: str):
