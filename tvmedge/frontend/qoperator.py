@@ -359,6 +359,9 @@ class _Rewriter:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         x = self.activation(node.input[0])
         if x is None:
+            source = self.graph.producer.get(node.input[0])
+            if source is not None and source.op_type == "DequantizeLinear" and self.graph.const(source.input[1]) is None:
+                return "dynamic quantization (the activation's scale is known only at run time)"
             return "its input is not a per-tensor 8-bit DequantizeLinear"
         if op == "Gemm":
             if attrs.get("transA", 0):
