@@ -345,12 +345,12 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     UnsupportedOpError
         Ops TVM's importer lacks (all of them, with counts).
     """
-    from . import qdq, qoperator
+    from . import qcheck, qdq, qoperator
 
     source = model if isinstance(model, OnnxModel) else load_onnx(model, input_shapes, frozen_inputs)
     proto, stats, integer = source.proto, None, None
     if keep_weights_quantized and qoperator.is_quantized(proto):
-        qoperator.check_quantized(proto, source.path)
+        qcheck.check_quantized(proto, source.path)
         proto, integer = qoperator.to_qoperator(proto)
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
