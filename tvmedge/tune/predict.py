@@ -129,8 +129,9 @@ def _untensorized(schedule) -> bool:
     """A candidate blockized for a tensor intrinsic (x86 VNNI, ARM dot product on int8 layers) whose tensorize
     postprocessor then failed: it does not build (``VectorizeLoop before LiftStorageAlloc``), and a measured search
     would have discarded it, so the prediction must not pick it (issue 15)."""
-    kinds = {inst.kind.name for inst in schedule.trace.insts}
-    return "Blockize" in kinds and "Tensorize" not in kinds
+    insts = schedule.trace.insts
+    wanted = any(inst.kind.name == "Annotate" and "meta_schedule.auto_tensorize" in str(inst.attrs) for inst in insts)
+    return wanted and not any(inst.kind.name == "Tensorize" for inst in insts)
 
 
 def _heavy_tasks(tasks: list, share: float) -> set:
