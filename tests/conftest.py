@@ -88,26 +88,17 @@ def dynamic_cnn(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def unsupported_model(tmp_path_factory) -> Path:
-    """A valid model with two ops the importer lacks (Det and QLinearMatMul)."""
-    rng = np.random.default_rng(0)
-    f = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)  # noqa: E731
-    inits = [
-        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-        numpy_helper.from_array(np.array(0, np.uint8), "z"),
-        numpy_helper.from_array(rng.integers(0, 255, (4, 4)).astype(np.uint8), "B"),
-    ]
+    """A valid model with two ops the importer lacks (Det and DFT; until issue 15 the second was QLinearMatMul)."""
     nodes = [
         helper.make_node("Det", ["x"], ["y"]),
-        helper.make_node("QuantizeLinear", ["x2", "s", "z"], ["q"]),
-        helper.make_node("QLinearMatMul", ["q", "s", "z", "B", "s", "z", "s", "z"], ["qm"]),
+        helper.make_node("DFT", ["x2"], ["spectrum"]),
     ]
     graph = helper.make_graph(
         nodes, "unsupported",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 4]),
-         helper.make_tensor_value_info("x2", TensorProto.FLOAT, [4, 4])],
+         helper.make_tensor_value_info("x2", TensorProto.FLOAT, [4, 4, 1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2]),
-         helper.make_tensor_value_info("qm", TensorProto.UINT8, [4, 4])],
-        inits,
+         helper.make_tensor_value_info("spectrum", TensorProto.FLOAT, [4, 4, 2])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

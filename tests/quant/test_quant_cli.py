@@ -41,8 +41,11 @@ def test_compile_with_quant_reports_what_stayed_quantized(tmp_path, naive_tuning
     result = run("compile", MODEL, "--target", "x86-host", "--search", "naive", "-o", tmp_path / "art",
                  "--quant", DIGITS / "quant_mixed.yaml")
     assert result.exit_code == 0, result.output
-    assert ("quantized: conv1 8, conv2 8, fc1 4, final_fc 8; in the artifact 3 INT8 and 1 packed INT4 weights, "
-            "dequantized inside 4 layer kernels") in result.stdout
+    # issue 15: the INT8 layers compute on integers; the INT4 one stays float (packed weights), with its note
+    assert ("quantized: conv1 8, conv2 8, fc1 4, final_fc 8; 3 layer(s) compute on integers (int8 x int8 -> int32); "
+            "0 INT8 and 1 packed INT4 weights dequantized inside 1 float layer kernels") in result.stdout
+    assert ("    float fallback: fc1 (Gemm): float: INT4 weights (packed in the artifact, computed in float)"
+            in result.stdout)
 
 
 @pytest.mark.parametrize("verb", ["quantize", "compile"])

@@ -31,3 +31,35 @@ def test_quantized_artifact_runs_on_the_emulated_board_with_the_host_outputs(tmp
     # Same kernels, other ISA: float rounding may differ (FMA), quantized values must not drift apart.
     np.testing.assert_allclose(on_board["logits"], on_host["logits"], rtol=1e-4, atol=1e-4)
     assert on_board["logits"].argmax() == test["labels"][0]
+
+
+@pytest.fixture(scope="module")
+def ort_int8_digits(tmp_path_factory):
+    from quantized_models import ort_quantize
+
+    calib = np.load(DIGITS / "calib.npz")["input"]
+    return ort_quantize(DIGITS / "digits_cnn.onnx", tmp_path_factory.mktemp("ort") / "digits.qdq.onnx", "qdq", "uint8",
+                        [{"input": calib[i:i + 1]} for i in range(32)])
+
+
+@pytest.mark.parametrize("board", ["rk3588", "bananapi-f3"])
+def test_int8_artifact_on_emulated_boards_equals_the_hosts_bit_for_bit(tmp_path, ort_int8_digits, board):
+    # issue 15: integer code has no float reassociation to excuse a difference: the boards' outputs must be the
+    # host's exactly (the requantize's float32 multiply is the same IEEE operation on every ISA)
+    import subprocess
+
+    from tvmedge.tune.auto import TuningOptions
+
+    none = TuningOptions(search="none", use_records=False)
+    host = api.compile(ort_int8_digits, "x86-host", out=tmp_path / "host", tuning=none)
+    other = api.compile(ort_int8_digits, board, out=tmp_path / board, tuning=none)
+    assert other.manifest.build.quantization["integer"]["integer_layers"] == 4
+    x = np.load(DIGITS / "test.npz")["input"][:4]
+    for i in range(len(x)):
+        on_host = api.run(host.path, {"input": x[i:i + 1]}).outputs["logits"]
+        on_board = api.run(other.path, {"input": x[i:i + 1]}, board=f"emu:{board}").outputs["logits"]
+        assert np.array_equal(on_board, on_host)
+    if board == "rk3588":  # the int8 reductions use the A76's dot-product instruction
+        code = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(other.path / "model.so")],
+                              capture_output=True, text=True, check=True).stdout
+        assert "\tsdot\t" in code

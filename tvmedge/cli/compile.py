@@ -95,8 +95,13 @@ def _render(d):
     if q:
         bits = ", ".join(f"{name} {b}" for name, b in (q.get("layers") or {}).items())
         w = q.get("artifact_weights") or {}
-        click.echo(f"  quantized: {bits or 'QDQ model'}; in the artifact {w.get('int8_kept', 0)} INT8 and "
-                   f"{w.get('int4_packed', 0)} packed INT4 weights, dequantized inside {w.get('fused', 0)} layer kernels")
+        integer = q.get("integer") or {}
+        click.echo(f"  quantized: {bits or 'quantized model'}; {integer.get('integer_layers', 0)} layer(s) compute "
+                   f"on integers (int8 x int8 -> int32)"
+                   + (f"; {w.get('int8_kept', 0)} INT8 and {w.get('int4_packed', 0)} packed INT4 weights dequantized "
+                      f"inside {w.get('fused', 0)} float layer kernels" if w else ""))
+        for note in integer.get("float_fallback", []):
+            click.echo(f"    float fallback: {note}")
 
 
 def _where(measured_on: str) -> str:

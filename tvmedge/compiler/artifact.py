@@ -20,6 +20,7 @@ from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
 from .cross import export_library
+from .int8 import match_dot_product_sign
 from .signing import encrypt_libraries, sign_artifact, signing_key_id
 from .lower import build_executable
 
@@ -93,7 +94,8 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
                     + (f", built for {stage.built_for}" if stage.fallback else "") + ")") if stages.partitioned \
                 else stage.target.name
             progress(f"scheduling {what} (records, search {tuning.search})")
-            scheduled, provenance = auto_schedule(stage.mod, stage.target, tuning, progress=tune_progress)
+            mod = match_dot_product_sign(stage.mod, stage.target.tvm_target)  # VNNI: u8 x s8; SDOT: s8 x s8
+            scheduled, provenance = auto_schedule(mod, stage.target, tuning, progress=tune_progress)
             progress(f"building {name} for {stage.target.describe()}, linking with "
                      f"{stage.target.board.cross_compiler or 'the host compiler'}")
             executable = build_executable(scheduled, stage.target, opt_level=opt_level)

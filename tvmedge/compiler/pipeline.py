@@ -81,9 +81,12 @@ def import_for_compile(model, quant=None, input_shapes=None,
         result = quantize(source, quant, progress=progress)
         source = source.with_proto(result.model)
     imported = import_model(source)
-    if imported.quantized_weights is None:
+    if imported.quantized_weights is None and imported.integer is None:
         return imported, None
     record = result.manifest_record() if result is not None else \
-        {"config": None, "note": "model already quantized (QDQ weights)"}
-    record["artifact_weights"] = imported.quantized_weights
+        {"config": None, "note": "model already quantized (QDQ / quantized operators)"}
+    if imported.quantized_weights is not None:
+        record["artifact_weights"] = imported.quantized_weights
+    if imported.integer is not None:
+        record["integer"] = imported.integer.summary()
     return imported, record

@@ -39,10 +39,12 @@ def supported_ops() -> frozenset:
     from tvm.relax.frontend.onnx import onnx_frontend
 
     from .converters import register
+    from .qoperator import FLOAT_FALLBACK_OPS
 
     register()
-    # If is converted by the importer itself (a Relax If), not through the map.
-    return frozenset(onnx_frontend._get_convert_map()) | {"If"}
+    # If is converted by the importer itself (a Relax If), not through the map; the quantized operators without
+    # an integer kernel are expanded to float ops before import (qoperator).
+    return frozenset(onnx_frontend._get_convert_map()) | {"If"} | set(FLOAT_FALLBACK_OPS)
 
 
 def unsupported_ops(model: onnx.ModelProto) -> Counter:

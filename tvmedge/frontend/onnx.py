@@ -104,6 +104,8 @@ class ImportedModel:
     # quantized weights kept quantized (keep_weights_quantized's counts), None for a float model
     quantized_weights: Optional[dict] = None
     frozen_inputs: dict = field(default_factory=dict)  # inputs made constants (--freeze-input) -> values
+    # integer layers and float fallbacks of a quantized model (qoperator.IntegerReport), None for a float model
+    integer: Optional[object] = None
 
 
 def parse_input_shapes(items: Iterable[str]) -> dict:
@@ -330,9 +332,11 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     """Import an ONNX model into Relax: a path (read, checked, shapes fixed and folded by :func:`load_onnx`) or an
     :class:`OnnxModel` already loaded (``input_shapes`` are then its own).
 
-    A model that dequantizes integer weights (a QDQ model) is imported with its weights kept quantized through
-    TVM's build (:func:`.qdq.keep_weights_quantized`; ``keep_weights_quantized=False`` imports it as TVM's
-    importer alone would, for comparison).
+    A quantized model computes on integers where its patterns allow (:func:`.qoperator.to_qoperator`: QDQ
+    patterns become quantized operators, whose converters emit int8 x int8 -> int32 Relax); weights still
+    dequantized after that (a QDQ model's float layers, INT4 weights) are kept quantized through TVM's build
+    (:func:`.qdq.keep_weights_quantized`). ``keep_weights_quantized=False`` imports the model as TVM's importer
+    alone would, for comparison.
 
     Raises
     ------
@@ -341,10 +345,13 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     UnsupportedOpError
         Ops TVM's importer lacks (all of them, with counts).
     """
-    from . import qdq
+    from . import qcheck, qdq, qoperator
 
     source = model if isinstance(model, OnnxModel) else load_onnx(model, input_shapes, frozen_inputs)
-    proto, stats = source.proto, None
+    proto, stats, integer = source.proto, None, None
+    if keep_weights_quantized and qoperator.is_quantized(proto):
+        qcheck.check_quantized(proto, source.path)
+        proto, integer = qoperator.to_qoperator(proto)
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
         proto = qdq.lower_int4_initializers(proto)  # TVM's importer cannot read INT4 tensors: widened to INT8
@@ -354,7 +361,7 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     outputs = _relax_output_specs(mod, [v.name for v in source.proto.graph.output], source.path)
     return ImportedModel(mod, input_specs(source.proto), outputs, source.path, source.sha256,
                          dict(source.input_shapes), source.proto, quantized_weights=stats,
-                         frozen_inputs=dict(source.frozen_inputs))
+                         frozen_inputs=dict(source.frozen_inputs), integer=integer)
 
 
 def _raise_unsupported(path, missing) -> None:

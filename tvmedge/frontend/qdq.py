@@ -22,8 +22,10 @@ again. :func:`keep_weights_quantized` prevents it, in four steps on the imported
    arguments). The call takes the activation, so ``FoldConstant`` cannot evaluate it: int8 / packed int4
    constants reach the executable's constant pool as they are.
 
-Compute stays float32 (activations quantize -> dequantize where the model says so). TVM 0.27 has no int8 CPU
-kernels to lower to without a tensorization rewrite of our own.
+This serves the layers that stay float: weight-only and dynamic quantization, INT4 weights, and any QDQ
+pattern :mod:`.qoperator` does not turn into an integer layer (those compute float32 on int8 / int4 weight
+storage). Layers with 8-bit activations and weights compute on integers: :mod:`.qoperator` rewrites them before
+import, so they never reach this module.
 """
 
 from __future__ import annotations

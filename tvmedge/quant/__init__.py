@@ -11,26 +11,25 @@ treats activations by the config's type (static: calibrated ranges; dynamic: ``D
 weight_only: none), quantizes weights per output channel, symmetric, to INT8 or INT4 (``mixed``: per layer, by
 measured sensitivity, to meet a size or accuracy target), and writes a standard QDQ ONNX model plus a report.
 
-How the quantized model runs through TVM, and why this route
--------------------------------------------------------------
-TVM 0.27's ONNX importer has no ``QLinearConv`` / ``ConvInteger`` / ``MatMulNBits`` and there are no int8 CPU
-kernels to lower to. It does import ``DequantizeLinear`` as ``R.dequantize``, but the build's ``FoldConstant``
-evaluates a dequantize of a constant at compile time, so a plain QDQ model compiles to an artifact holding
-float weights again (checked in ``tests/frontend/test_frontend_qdq.py``). We keep the standard QDQ ONNX model (it
-also runs in ONNX Runtime, which calibration and the report use) and add one Relax rewrite after import
-(:mod:`tvmedge.frontend.qdq`, applied by the frontend's import to every model holding quantized weights):
+How the quantized model runs through TVM
+----------------------------------------
+The quantized model stays a standard QDQ ONNX model (ONNX Runtime runs it; calibration and the report use
+it). At import (:func:`tvmedge.frontend.onnx.import_model`, for every quantized model):
 
-- per-channel scales move out of the reduction (``conv(x, W_int8 * s) = conv(x, float(W_int8)) * s``), so
-  the layer kernel only casts each int8 weight as it loads it;
-- int8 weights whose values fit 4 bits are packed two per byte, unpacked by a small TIR kernel (TVM cannot
-  import ONNX ``INT4`` tensors, so they are widened to INT8 for the importer and re-packed: lossless);
-- the cast / unpack is fused with its layer (plus scale, bias, ReLU) into one primitive function whose
-  arguments include the activation, which constant folding cannot evaluate.
+- layers with 8-bit activations and weights (``static``) compute on integers: :mod:`tvmedge.frontend.qoperator`
+  rewrites ``DequantizeLinear -> Conv / Gemm / MatMul [-> Relu] -> QuantizeLinear`` into quantized operators
+  (ONNX's ``QLinearConv``, ``ConvInteger``, ...) and :mod:`tvmedge.frontend.converters.quantized` lowers those to
+  ``int8 x int8 -> int32`` Relax with the zero points folded into an int32 bias and one requantize (per-channel
+  scale, ReLU folded) per layer; a layer whose output stays float is scaled to float32 in the same kernel.
+  Per target the activation takes the sign of the CPU's dot-product instruction (:mod:`tvmedge.compiler.int8`:
+  VNNI on x86, SDOT on ARM);
+- layers that stay float (``weight_only``, ``dynamic``, INT4 weights, excluded layers) keep their int8 / packed
+  int4 weights through TVM's build (:mod:`tvmedge.frontend.qdq`): per-channel scales move out of the reduction,
+  the weights are cast (or unpacked) inside the layer's own kernel, and constant folding cannot undo it. Each
+  such quantized layer is named with its reason in the compile output and the manifest
+  (``build.quantization.integer.float_fallback``).
 
-The artifact's constant pool then holds int8 and packed int4 weights with float32 per-channel scales.
-Arithmetic stays float32. Measured on this host (``benchmarks/quant_bench.py``, digits CNN, 2.1 MB of
-weights): INT8 artifact 28.8 % of float, mixed 17.5 %; latency 0.61x / 0.67x of float with the no-search
-schedule, 0.78x / 0.90x after the quick search — a smaller weight stream, not int8 arithmetic.
+Measured: ``benchmarks/quant_results.md``.
 
 The same route serves ``tvmedge compile --quant quant.yaml`` and compiling a model that ``tvmedge quantize``
 wrote (:func:`tvmedge.frontend.onnx.import_model`).

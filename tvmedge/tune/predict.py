@@ -125,6 +125,15 @@ def predict_schedules(tasks: list, target, model, *, effort: Effort = Effort(),
     return prediction
 
 
+def _untensorized(schedule) -> bool:
+    """A candidate blockized for a tensor intrinsic (x86 VNNI, ARM dot product on int8 layers) whose tensorize
+    postprocessor then failed: it does not build (``VectorizeLoop before LiftStorageAlloc``), and a measured search
+    would have discarded it, so the prediction must not pick it (issue 15)."""
+    insts = schedule.trace.insts
+    wanted = any(inst.kind.name == "Annotate" and "meta_schedule.auto_tensorize" in str(inst.attrs) for inst in insts)
+    return wanted and not any(inst.kind.name == "Tensorize" for inst in insts)
+
+
 def _heavy_tasks(tasks: list, share: float) -> set:
     """Names of the heaviest tasks (calls x FLOPs) that together make up ``share`` of the model's FLOPs."""
     from .tuner import _importance
@@ -159,6 +168,7 @@ def _search(task, target, cost_model, model, effort: Effort, lanes: int) -> list
                            database=ms.database.MemoryDatabase(), cost_model=cost_model)
         candidates = context.generate_measure_candidates() or []
         context.post_tuning()
+    candidates = [c for c in candidates if not _untensorized(c.sch)]
     if not candidates:
         return []
     features = [x.numpy().astype("float32") for x in PerStoreFeature().extract_from(context, candidates)]
