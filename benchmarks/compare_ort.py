@@ -158,7 +158,7 @@ def render(rows, variants, meta) -> str:
     for row in sorted(rows, key=lambda r: r["model"] in HELD_OUT):
         cells = []
         for variant in variants:
-            entry = row["variants"][variant]
+            entry = row["variants"].get(variant, {})
             if "ratio" not in entry:
                 cells.append("—")
                 continue
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         rows.append(bench(name, MODELS[name], variants, args.rounds, args.per_round, args.board, threads))
         print(render(rows[-1:], variants, meta).splitlines()[-1], file=sys.stderr, flush=True)
     done = {r["model"] for r in rows}
-    rows += [r for m, r in previous.items() if m not in done and set(r["variants"]) == set(variants)]
+    rows += [r for m, r in previous.items() if m not in done]  # a variant a row lacks shows as a dash
     text = render(rows, variants, meta)
     Path(args.out + ".md").write_text(text)
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))

@@ -43,6 +43,20 @@ PATTERNS = {
 KERNEL = re.compile(r"conv|matmul|dense")
 
 
+def _rvv_kind(word: int):
+    """Decode the RVV 1.0 instructions Debian 12's binutils (2.40) prints as ``.4byte``: it does not know the
+    extensions LLVM lists in the object's arch attribute, so it decodes none of the V instructions. Encodings from
+    the RISC-V V specification 1.0 (OP-V major opcode 0x57; vector loads share LOAD-FP 0x07 with flw/fld, told
+    apart by the width field)."""
+    opcode, funct3, funct6 = word & 0x7F, (word >> 12) & 0x7, word >> 26
+    if opcode == 0x57 and funct3 in (0b001, 0b101):  # OPFVV / OPFVF
+        if funct6 in (0b101100, 0b101000, 0b101110, 0b101010, 0b100100):  # vfmacc vfmadd vfnmsac vfnmsub vfmul
+            return "vector_fma"
+    if opcode == 0x07 and funct3 in (0b000, 0b101, 0b110, 0b111):  # vle8/16/32/64 (and strided/indexed forms)
+        return "fp_load"
+    return None
+
+
 def count(so: Path, arch: str) -> dict:
     text = subprocess.run([OBJDUMP[arch], "-d", "--no-show-raw-insn", str(so)], check=True, capture_output=True,
                           text=True).stdout
@@ -56,6 +70,12 @@ def count(so: Path, arch: str) -> dict:
         if not in_kernel or "\t" not in line:
             continue
         instruction = line.split("\t", 1)[1]
+        word = re.match(r"^\s*\.4byte\s+0x([0-9a-f]+)", instruction)
+        if word and arch == "riscv64":
+            kind = _rvv_kind(int(word.group(1), 16))
+            if kind:
+                totals[kind] += 1
+            continue
         for name, pattern in PATTERNS[arch].items():
             if pattern.match(instruction):
                 totals[name] += 1
