@@ -18,7 +18,8 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .runtime.loader import RunResult
 
-__all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load", "run", "bundle", "deploy", "certify",
+__all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load", "run", "profile", "compare", "bundle",
+           "deploy", "certify",
            "bench", "setup_board", "serve_board", "rack", "tracker_boards", "load_board", "list_boards",
            "device_graph", "tuning_logs", "serve", "govern", "compare_governors"]
 
@@ -36,7 +37,8 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
             search: Optional[str] = None, tuning=None, input_shapes: Shapes = None, out="out", opt_level: int = 3,
             algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
             tune_progress: Optional[Callable[[dict], None]] = None, partition: Optional[str] = None,
-            partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None):
+            partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None,
+            expose_layers: bool = False):
     """Compile an ONNX model (or a ``torch.export`` program saved as ``.pt2``, when torch is installed) for a board
     (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
@@ -63,6 +65,10 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
     they leave the artifact's inputs, what they select is folded away, the manifest's ``build.frozen_inputs``
     records them.
 
+    ``expose_layers`` makes a debug build whose outputs are the model's followed by every floating-point
+    intermediate ONNX tensor, by name: what :func:`compare` compares layer by layer (slower: nothing fuses across
+    an output).
+
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
     from .compiler.pipeline import compile_model
@@ -76,7 +82,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
         plan, algorithm = partition, partition_algorithm
     return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
-                         tune_progress=tune_progress, frozen_inputs=frozen_inputs)
+                         tune_progress=tune_progress, frozen_inputs=frozen_inputs, expose_layers=expose_layers)
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
@@ -206,6 +212,59 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         result.comparison = compare_outputs(result.outputs, onnxruntime_outputs(reference, named))
         result.reference = str(reference)
     return result
+
+
+def _feed(manifest, inputs, input_files, random: bool, seed: int) -> dict:
+    """The inputs of a run, checked against the manifest: given arrays, files, or seeded random ones."""
+    from .runtime.inputs import random_inputs, read_inputs
+    from .runtime.loader import check_inputs
+
+    if random or (inputs is None and not input_files):
+        feed = random_inputs(manifest.inputs, seed)
+    else:
+        feed = read_inputs(input_files, manifest.inputs) if inputs is None else inputs
+    return dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
+
+
+def profile(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
+            repeat: int = 10, random: bool = False, seed: int = 0, plot=None):
+    """Per-kernel profile of an artifact here or on an emulated board (``board="emu:rk3588"``) ->
+    :class:`~tvmedge.analysis.profile.ProfileReport`: each kernel call's median time, share, FLOPs, GFLOP/s
+    against the board's peak and the ONNX layers it computes; stage totals; memory (the manifest's plus the
+    measured peak RSS). ``plot`` writes a bar chart PNG there. Inputs as :func:`run` takes them.
+    """
+    from .analysis.profile import build_report, plot_profile
+    from .runtime.manifest import Manifest
+
+    manifest = Manifest.read(artifact)
+    feed = _feed(manifest, inputs, input_files, random, seed)
+    if board is None:
+        from .runtime.profile import profile as _profile
+
+        measured, where, emulated = _profile(load(artifact), feed, repeat=repeat), "host", False
+    else:
+        emulated_board = _emulated_for(artifact, manifest, board)
+        if not hasattr(emulated_board, "profile_artifact"):
+            raise ConfigError(f"profiling on {board} is not supported: its artifacts run with the C++ loader, which "
+                              f"has no per-kernel profiler (boards with a Python runtime: aarch64)")
+        measured = emulated_board.profile_artifact(Path(artifact), feed, repeat=repeat)
+        where, emulated = board, True
+    report = build_report(artifact, measured, where=where, emulated=emulated)
+    if plot:
+        report.plot = plot_profile(report, plot)
+    return report
+
+
+def _emulated_for(artifact, manifest, board: str):
+    """The set-up emulated board for ``board`` (``emu:NAME``), checked against the artifact's architecture."""
+    from .devices.board import emulated_board_name
+    from .emulator import setup_board
+
+    name = emulated_board_name(board)
+    target_board = load_board(name)
+    if target_board.arch != manifest.arch:
+        raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
+    return setup_board(target_board)
 
 
 def bundle(board: Union[str, Board], out=None, *, loader: Optional[str] = None, progress=None):

@@ -18,7 +18,9 @@ from .. import __version__
 from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
+from ..runtime.layers import LAYERS_NAME, KernelCall, LayerMap, StageLayers
 from .cross import export_library
+from .layers import kernel_calls, memory_plan, recording_pipeline, weight_bytes, workspace_bytes
 from .lower import build_executable
 
 __all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
@@ -75,7 +77,7 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
     tuning = tuning or TuningOptions()
     out = Path(out)
     check_destination(out)
-    built, files = [], {}
+    built, files, layer_stages, memory = [], {}, [], []
     with tempfile.TemporaryDirectory(prefix="tvmedge-build-") as tmp:
         for stage in stages.stages:
             name = f"stage{stage.index}.so" if stages.partitioned else LIBRARY_NAME
@@ -86,25 +88,62 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
             scheduled, provenance = auto_schedule(stage.mod, stage.target, tuning, progress=tune_progress)
             progress(f"building {name} for {stage.target.describe()}, linking with "
                      f"{stage.target.board.cross_compiler or 'the host compiler'}")
-            executable = build_executable(scheduled, stage.target, opt_level=opt_level)
+            lowered: dict = {}
+            executable = build_executable(scheduled, stage.target, opt_level=opt_level,
+                                          relax_pipeline=recording_pipeline(lowered))
+            layer_stages.append(_stage_layers(stage, scheduled, imported))
+            memory.append({"weight_bytes": weight_bytes(scheduled), "workspace_bytes": workspace_bytes(scheduled),
+                           **memory_plan(lowered["mod"])})
             library = export_library(executable, Path(tmp) / name, stage.target)
             files[name] = {"sha256": sha256_file(library), "bytes": library.stat().st_size}
             built.append(Stage(
                 library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
                 unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
                 reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
-        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization)
+        layers = LayerMap(tuple(layer_stages)).write(tmp)
+        files[LAYERS_NAME] = {"sha256": sha256_file(layers), "bytes": layers.stat().st_size}
+        manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization,
+                             memory=_memory_record(memory))
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.so"):  # a previous artifact's libraries (check_destination allowed replacing it)
-            old.unlink()
+        for old in [*out.glob("*.so"), out / LAYERS_NAME]:  # a previous artifact's (check_destination allowed it)
+            old.unlink(missing_ok=True)
         for name in files:
             shutil.move(str(Path(tmp) / name), out / name)
         manifest.write(out)
     return Artifact(out, manifest)
 
 
-def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization) -> Manifest:
+def _stage_layers(stage, scheduled, imported) -> StageLayers:
+    """The stage's kernel calls tied to ONNX layers; an unexpected failure costs the map, never the build."""
+    try:
+        calls, note = kernel_calls(stage.mod, scheduled, getattr(imported, "layer_of_var", None) or {},
+                                   stage.target.tvm_target)
+    except Exception as err:  # noqa: BLE001 (a pass TVM cannot run on this module: the map is unknown)
+        calls, note = None, f"no layer map: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    if calls is None:
+        return StageLayers(stage.index, None, note)
+    return StageLayers(stage.index, tuple(KernelCall(c["kernel"], tuple(c["layers"]), c["flops"]) for c in calls))
+
+
+def _memory_record(stages: list) -> dict:
+    """The manifest's ``build.memory``: totals over the stages (activations are planned per stage and all stages'
+    storages stay allocated, so they add up), and each stage's figures when there are several."""
+    def total(key):
+        values = [s[key] for s in stages]
+        return None if any(v is None for v in values) else int(sum(values))
+
+    record = {"weight_bytes": total("weight_bytes"), "activation_bytes": total("activation_bytes"),
+              "workspace_bytes": max(s["workspace_bytes"] for s in stages),
+              "method": "weights: constants of main; activations: storages planned by Relax StaticPlanBlockMemory "
+                        "(outputs included); workspace: largest kernel-internal buffers"}
+    if len(stages) > 1:
+        record["stages"] = stages
+    return record
+
+
+def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization,
+              memory: Optional[dict] = None) -> Manifest:
     """The manifest of the built stages: a single library is format version 1 (no plan), a plan's stages
     version 2 with the plan stored."""
     import tvm
@@ -120,7 +159,8 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
         build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
                         frozen_inputs=dict(sorted(imported.frozen_inputs.items())) or None,
                         cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
-                        partitions=len(built) if plan is not None else None, quantization=quantization),
+                        partitions=len(built) if plan is not None else None, quantization=quantization,
+                        memory=memory, exposed_layers=getattr(imported, "exposed_layers", None)),
         # the schedule provenance of every library, when they share it
         tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
         plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,

@@ -214,6 +214,19 @@ class PythonEmulatedBoard:
             raise ArtifactError(f"emulated board {self.board.name}: the runtime printed no latency statistics")
         return outputs, LatencyStats.from_json(report["stats"])
 
+    def profile_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 10,
+                         timeout: float = 900) -> dict:
+        """Per-kernel times on the board (``python -m tvmedge.runtime.profile``): the
+        :func:`tvmedge.runtime.profile.profile` result, measured under qemu."""
+        import numpy as np
+
+        artifact = Path(artifact_dir).resolve()
+        with tempfile.TemporaryDirectory(prefix="tvmedge-emu-") as tmp:
+            in_path = Path(tmp) / "inputs.npz"
+            np.savez(in_path, **{name: np.asarray(value) for name, value in inputs.items()})
+            return self.run_json(["-P", "-m", "tvmedge.runtime.profile", str(artifact), "--inputs", str(in_path),
+                                  "--repeat", str(int(repeat)), "--json"], timeout=timeout, cwd=Path(tmp))
+
     def measure(self, artifact, duration: float) -> dict:
         """Certification measurements on the board (``python -m tvmedge.runtime.certify``; no temperatures:
         an emulated board's sensors would be the host's)."""

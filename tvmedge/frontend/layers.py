@@ -1,0 +1,102 @@
+"""Which ONNX tensor each Relax binding computes, and a debug model with every intermediate tensor exposed.
+
+TVM's ONNX importer keeps no link from a Relax binding back to the ONNX node that produced it. It does keep one
+while it runs: ``ONNXGraphImporter._nodes`` maps every ONNX tensor name to the Relax expression the importer
+made for it. :func:`capture_tensor_exprs` wraps the importer's ``_construct_nodes`` for the duration of one
+import and keeps that map; :func:`layer_of_bindings` then names, for every binding of ``main``, the ONNX tensor
+it belongs to. The importer emits a node's bindings in order (a Conv with a bias is conv2d, reshape, add), so a
+binding that computes no ONNX tensor itself belongs to the next binding that does. This is the map the profile
+groups kernels by (:mod:`tvmedge.compiler.layers`).
+
+:func:`expose_layers` is what per-layer accuracy comparison runs: the same graph with every floating-point
+intermediate tensor also a graph output (ONNX Runtime and tvmedge then both return them by name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import onnx
+
+__all__ = ["capture_tensor_exprs", "layer_of_bindings", "expose_layers", "FLOAT_TYPES"]
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+
+
+@contextlib.contextmanager
+def capture_tensor_exprs() -> Iterator[dict]:
+    """While active, the ONNX importer's ``tensor name -> Relax expression`` map of the top-level graph is copied
+    into the yielded dict (empty when the installed TVM's importer has no ``_construct_nodes``: the map is then
+    simply unknown, nothing fails)."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    importer = getattr(onnx_frontend, "ONNXGraphImporter", None)
+    original = getattr(importer, "_construct_nodes", None)
+    captured: dict = {}
+    if original is None:
+        yield captured
+        return
+
+    def construct_nodes(self, graph):
+        original(self, graph)
+        # subgraphs (If branches) are built by other importer instances first; the top-level graph finishes last
+        captured.clear()
+        captured.update(self._nodes)
+
+    importer._construct_nodes = construct_nodes
+    try:
+        yield captured
+    finally:
+        importer._construct_nodes = original
+
+
+def layer_of_bindings(mod, exprs: dict) -> dict:
+    """``{Relax variable name of a binding of main: ONNX tensor name}`` from a :func:`capture_tensor_exprs` map.
+
+    A binding is an ONNX tensor's when its value (or its variable) is the expression the importer recorded for
+    that tensor; the bindings emitted before it for the same node (and not matched themselves) are given the
+    same tensor. Bindings after the last match (the output tuple) are left out.
+    """
+    by_expr: dict = {}
+    for name, expr in exprs.items():
+        by_expr.setdefault(expr, name)
+    result, pending = {}, []
+    func = mod["main"]
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            var_name = str(binding.var.name)
+            tensor = by_expr.get(binding.value) or by_expr.get(binding.var)
+            pending.append(var_name)
+            if tensor is not None:
+                result.update((v, tensor) for v in pending)
+                pending = []
+    return result
+
+
+def expose_layers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph also outputs every floating-point intermediate tensor (in node order),
+    after its own outputs. Types come from ONNX shape inference; a tensor whose type it cannot infer is left
+    out."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(exposed)
+    except Exception:  # noqa: BLE001 (an op shape inference does not know): fall back to declared types
+        inferred = exposed
+    types = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    graph = exposed.graph
+    present = {o.name for o in graph.output} | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        for name in node.output:
+            info = types.get(name)
+            if not name or name in present or info is None:
+                continue
+            tensor = info.type.tensor_type
+            if not info.type.HasField("tensor_type") or tensor.elem_type not in FLOAT_TYPES:
+                continue
+            if not tensor.HasField("shape") or any(not d.HasField("dim_value") for d in tensor.shape.dim):
+                continue
+            graph.output.append(info)
+            present.add(name)
+    return exposed
