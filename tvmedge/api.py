@@ -255,6 +255,22 @@ def profile(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence
     return report
 
 
+def compare(a, b, *, inputs: Optional[Mapping] = None, input_files: Sequence[str] = (), seed: int = 0,
+            min_cosine: float = 0.999, rtol: float = 1e-2, plot=None):
+    """Run ``a`` and ``b`` on the same inputs and compare every tensor both return, by ONNX tensor name, layer by
+    layer -> :class:`~tvmedge.analysis.compare.CompareReport` (first diverging layer, largest jump).
+
+    A side is ``"ort:MODEL.onnx"`` (ONNX Runtime, every intermediate exposed), an artifact directory (built with
+    ``expose_layers=True`` to compare every layer) or ``"DIR@emu:NAME"`` (that artifact on an emulated board);
+    see :mod:`tvmedge.analysis.compare`. ``a`` is the reference.
+    """
+    from .analysis.compare import Side, compare as _compare, parse_side
+
+    a, b = (s if isinstance(s, Side) else parse_side(str(s)) for s in (a, b))
+    return _compare(a, b, inputs=inputs, input_files=input_files, seed=seed, min_cosine=min_cosine, rtol=rtol,
+                    plot=plot)
+
+
 def _emulated_for(artifact, manifest, board: str):
     """The set-up emulated board for ``board`` (``emu:NAME``), checked against the artifact's architecture."""
     from .devices.board import emulated_board_name

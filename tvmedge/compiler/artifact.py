@@ -58,6 +58,10 @@ class Artifact:
             data["quantization"] = m.build.quantization
         if m.build.frozen_inputs:
             data["frozen_inputs"] = m.build.frozen_inputs
+        if m.build.memory:
+            data["memory"] = m.build.memory
+        if m.build.exposed_layers:
+            data["exposed_layers"] = m.build.exposed_layers
         return data
 
 

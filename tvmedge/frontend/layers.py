@@ -74,10 +74,10 @@ def layer_of_bindings(mod, exprs: dict) -> dict:
     return result
 
 
-def expose_layers(model: onnx.ModelProto) -> onnx.ModelProto:
+def expose_layers(model: onnx.ModelProto, *, static_only: bool = True) -> onnx.ModelProto:
     """A copy of ``model`` whose graph also outputs every floating-point intermediate tensor (in node order),
     after its own outputs. Types come from ONNX shape inference; a tensor whose type it cannot infer is left
-    out."""
+    out, and with ``static_only`` (what a tvmedge build needs) so is one whose shape is not fully known."""
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     try:
@@ -95,7 +95,8 @@ def expose_layers(model: onnx.ModelProto) -> onnx.ModelProto:
             tensor = info.type.tensor_type
             if not info.type.HasField("tensor_type") or tensor.elem_type not in FLOAT_TYPES:
                 continue
-            if not tensor.HasField("shape") or any(not d.HasField("dim_value") for d in tensor.shape.dim):
+            if static_only and (not tensor.HasField("shape")
+                                or any(not d.HasField("dim_value") for d in tensor.shape.dim)):
                 continue
             graph.output.append(info)
             present.add(name)
