@@ -16,8 +16,8 @@ against a quantized artifact). Side A is the reference.
 Per common tensor, in the model's order: cosine similarity, max absolute error, and max relative error
 ``max|a - b| / max|a|`` (relative to the reference's range, so values near zero do not blow it up). The first
 diverging layer is the first whose cosine falls below ``min_cosine`` or whose relative error exceeds ``rtol``;
-the largest jump is the layer whose relative error grew most (at least ``JUMP_FACTOR`` times) over the largest
-error of the layers before it.
+the largest jump is the layer whose cosine distance (1 - cosine) grew most, at least ``JUMP_FACTOR`` times, over
+the largest distance of the layers before it.
 
 "Host vs board" compares two builds of one model (an aarch64 artifact does not run on an x86 host): e.g.
 ``compare out-x86-dbg/ out-rk3588-dbg/@emu:rk3588``, or ONNX Runtime here against the board's build.
@@ -33,7 +33,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-JUMP_FACTOR = 10.0  # an error 10x the largest before it is a jump; less is the usual drift along a network
+JUMP_FACTOR = 10.0  # a cosine distance 10x the largest before it is a jump; less is the usual drift along a network
+COSINE_FLOOR = 1e-6  # cosine distances below this are float32 rounding, not error
 
 __all__ = ["Side", "parse_side", "CompareReport", "compare", "compare_tensors", "plot_compare"]
 
@@ -170,11 +171,12 @@ def compare_tensors(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], or
         row["diverged"] = bool(row["cosine"] < min_cosine or row["max_rel"] > rtol)
         if row["diverged"] and first is None:
             first = name
-        if rows and row["max_rel"] > 0:
-            factor = row["max_rel"] / max(worst, 1e-7)
+        distance = 1.0 - row["cosine"] if row["cosine"] == row["cosine"] else 1.0  # NaN: as far as it gets
+        if rows:
+            factor = max(distance, COSINE_FLOOR) / max(worst, COSINE_FLOOR)
             if factor >= JUMP_FACTOR and (jump is None or factor > jump["factor"]):
-                jump = {"layer": name, "factor": factor, "from": worst}
-        worst = max(worst, row["max_rel"])
+                jump = {"layer": name, "factor": factor, "from": worst, "to": distance}
+        worst = max(worst, distance)
         rows.append(row)
     return CompareReport("a", "b", rows, first, jump, len(set(a) - set(b)), len(set(b) - set(a)), min_cosine, rtol,
                          notes)

@@ -60,7 +60,7 @@ def _render(d):
         click.echo(f"no layer diverges (cosine >= {d['min_cosine']}, max rel <= {d['rtol']} everywhere)")
     j = d["largest_jump"]
     if j:
-        click.echo(f"largest jump: {j['layer']} (max rel x{j['factor']:.3g} over the layers before it)")
+        click.echo(f"largest jump: {j['layer']} (1 - cosine {j['to']:.3g}, x{j['factor']:.3g} the largest before it)")
     for note in d["notes"]:
         click.echo(f"note: {note}")
     if d.get("plot"):

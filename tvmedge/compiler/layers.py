@@ -42,12 +42,20 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target) -> tuple:
     import tvm
     from tvm import relax
 
+    # A scheduled module was legalized and fused by tvmedge.tune.tasks.prepare; an unscheduled one (--search
+    # naive) is only legalized by TVM's default build pipeline (no constant folding, no fusion): mirror which.
+    prepared = not scheduled.same_as(stage_mod)  # auto_schedule returns the module itself for a naive build
     with target:
-        legal = tvm.transform.Sequential([
-            relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
-            relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
-        ])(stage_mod)
-        fused = relax.transform.FuseOps()(legal)
+        if prepared:
+            legal = tvm.transform.Sequential([
+                relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+                relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(), relax.transform.FoldConstant(),
+            ])(stage_mod)
+            fused = relax.transform.FuseOps()(legal)
+        else:
+            legal = tvm.transform.Sequential([relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(),
+                                              relax.transform.LegalizeOps()])(stage_mod)
+            fused = scheduled = legal
     legal_bindings = _bindings(legal["main"])
     groups, others = [], set()  # (kernel name, original binding names); other bindings of main (kept names)
     for binding in _bindings(fused["main"]):

@@ -87,7 +87,11 @@ def expose_layers(model: onnx.ModelProto, *, static_only: bool = True) -> onnx.M
     types = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
     graph = exposed.graph
     present = {o.name for o in graph.output} | {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    constant = {t.name for t in graph.initializer} | {""}
     for node in graph.node:
+        if all(name in constant for name in node.input):  # a weight's dequantize, a folded shape: no layer
+            constant.update(node.output)
+            continue
         for name in node.output:
             info = types.get(name)
             if not name or name in present or info is None:
