@@ -233,26 +233,11 @@ def profile(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence
     against the board's peak and the ONNX layers it computes; stage totals; memory (the manifest's plus the
     measured peak RSS). ``plot`` writes a bar chart PNG there. Inputs as :func:`run` takes them.
     """
-    from .analysis.profile import build_report, plot_profile
+    from .analysis.profile import profile_artifact
     from .runtime.manifest import Manifest
 
-    manifest = Manifest.read(artifact)
-    feed = _feed(manifest, inputs, input_files, random, seed)
-    if board is None:
-        from .runtime.profile import profile as _profile
-
-        measured, where, emulated = _profile(load(artifact), feed, repeat=repeat), "host", False
-    else:
-        emulated_board = _emulated_for(artifact, manifest, board)
-        if not hasattr(emulated_board, "profile_artifact"):
-            raise ConfigError(f"profiling on {board} is not supported: its artifacts run with the C++ loader, which "
-                              f"has no per-kernel profiler (boards with a Python runtime: aarch64)")
-        measured = emulated_board.profile_artifact(Path(artifact), feed, repeat=repeat)
-        where, emulated = board, True
-    report = build_report(artifact, measured, where=where, emulated=emulated)
-    if plot:
-        report.plot = plot_profile(report, plot)
-    return report
+    feed = _feed(Manifest.read(artifact), inputs, input_files, random, seed)
+    return profile_artifact(artifact, feed, board=board, repeat=repeat, plot=plot)
 
 
 def compare(a, b, *, inputs: Optional[Mapping] = None, input_files: Sequence[str] = (), seed: int = 0,
@@ -269,18 +254,6 @@ def compare(a, b, *, inputs: Optional[Mapping] = None, input_files: Sequence[str
     a, b = (s if isinstance(s, Side) else parse_side(str(s)) for s in (a, b))
     return _compare(a, b, inputs=inputs, input_files=input_files, seed=seed, min_cosine=min_cosine, rtol=rtol,
                     plot=plot)
-
-
-def _emulated_for(artifact, manifest, board: str):
-    """The set-up emulated board for ``board`` (``emu:NAME``), checked against the artifact's architecture."""
-    from .devices.board import emulated_board_name
-    from .emulator import setup_board
-
-    name = emulated_board_name(board)
-    target_board = load_board(name)
-    if target_board.arch != manifest.arch:
-        raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
-    return setup_board(target_board)
 
 
 def bundle(board: Union[str, Board], out=None, *, loader: Optional[str] = None, progress=None):

@@ -120,15 +120,20 @@ def _run_side(side: Side, feed: Mapping[str, np.ndarray]) -> tuple:
         own = [o.name for o in model.graph.output]
         order = [o.name for o in exposed.graph.output if o.name not in own] + own
         return outputs, order, len(order) - len(own)
-    from .. import api
+    from ..runtime.loader import load
     from ..runtime.manifest import Manifest
+    from .boards import emulated_board
 
     manifest = Manifest.read(side.path)
-    result = api.run(side.path, inputs=dict(feed), board=side.board)
+    if side.board is None:
+        outputs = load(side.path).run(dict(feed))
+    else:
+        outputs, _ = emulated_board(side.board, manifest, side.path).run_artifact(Path(side.path), feed, repeat=0)
     names = [s.name for s in manifest.outputs]
     exposed = manifest.build.exposed_layers or 0
     own = names[:len(names) - exposed]
-    return result.outputs, names[len(own):] + own, manifest.build.exposed_layers
+    return outputs, names[len(own):] + own, manifest.build.exposed_layers
+
 
 
 def compare(a: Side, b: Side, *, inputs: Optional[Mapping] = None, input_files: Sequence[str] = (), seed: int = 0,

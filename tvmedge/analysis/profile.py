@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["ProfileReport", "build_report", "plot_profile"]
+__all__ = ["ProfileReport", "profile_artifact", "build_report", "plot_profile"]
 
 
 @dataclass
@@ -38,6 +38,31 @@ class ProfileReport:
 
     def top(self, n: int) -> list:
         return sorted(self.rows, key=lambda r: -r["ms"])[:n]
+
+
+def profile_artifact(artifact, feed: dict, *, board: Optional[str] = None, repeat: int = 10,
+                     plot=None) -> ProfileReport:
+    """Measure ``artifact`` on ``feed`` (checked inputs by name) here or on an emulated board, and report."""
+    from ..errors import ConfigError
+    from ..runtime.manifest import Manifest
+
+    if board is None:
+        from ..runtime.loader import load
+        from ..runtime.profile import profile
+
+        measured = profile(load(artifact), feed, repeat=repeat)
+    else:
+        from .boards import emulated_board
+
+        emulated = emulated_board(board, Manifest.read(artifact), artifact)
+        if not hasattr(emulated, "profile_artifact"):
+            raise ConfigError(f"profiling on {board} is not supported: its artifacts run with the C++ loader, which "
+                              f"has no per-kernel profiler (boards with a Python runtime: aarch64)")
+        measured = emulated.profile_artifact(Path(artifact), feed, repeat=repeat)
+    report = build_report(artifact, measured, where=board or "host", emulated=board is not None)
+    if plot:
+        report.plot = plot_profile(report, plot)
+    return report
 
 
 def _peaks(manifest) -> dict:

@@ -11,16 +11,18 @@ The runtime times kernel calls (:mod:`tvmedge.runtime.profile`) but sees only ke
   call of the built module is the i-th group or ``call_tir`` here. The built (scheduled) module's call sequence is
   checked against it; if they differ the map is dropped, never guessed.
 - FLOPs come from TVM's ``estimate_tir_flops`` on each scheduled PrimFunc.
-- Activations: the sizes of the storages ``StaticPlanBlockMemory`` planned (``vm.alloc_storage`` in the lowered
-  ``main``, model outputs included); weights: the constants the stage holds; workspace: the largest sum of a
-  kernel's own intermediate buffers (one kernel runs at a time).
+- Memory (:mod:`tvmedge.partition.memory`, shared with ``targets rank``): activations are the storages
+  ``StaticPlanBlockMemory`` planned in the lowered module this build records, weights the stage's constants,
+  workspace the largest kernel-internal buffers.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["kernel_calls", "memory_plan", "weight_bytes", "workspace_bytes", "recording_pipeline"]
+from ..partition.memory import memory_plan, weight_bytes, workspace_bytes  # noqa: F401 (re-exported for the build)
+
+__all__ = ["kernel_calls", "recording_pipeline", "memory_plan", "weight_bytes", "workspace_bytes"]
 
 
 def _call_tir_callee(value) -> Optional[str]:
@@ -117,96 +119,3 @@ def recording_pipeline(store: dict):
         return mod
 
     return tvm.transform.Sequential([relax.get_pipeline("default"), record])
-
-
-def memory_plan(lowered) -> dict:
-    """``{"activation_bytes", "storages"}``: the storages the VM allocates per run of the lowered ``main`` (after
-    ``StaticPlanBlockMemory``, outputs included); ``activation_bytes`` is None when a size is not static."""
-    from tvm import relax
-
-    sizes = []
-
-    def visit(expr):
-        if isinstance(expr, relax.Call) and getattr(expr.op, "name", None) in ("relax.vm.alloc_storage",
-                                                                               "relax.memory.alloc_storage"):
-            shape = expr.args[0]
-            try:
-                sizes.append(int(shape.values[0]))
-            except (AttributeError, TypeError, IndexError):
-                sizes.append(None)
-
-    relax.analysis.post_order_visit(lowered["main"], visit)
-    total = None if any(s is None for s in sizes) else sum(sizes)
-    return {"activation_bytes": total, "storages": len(sizes)}
-
-
-def weight_bytes(mod) -> int:
-    """Bytes of the constants (weights) ``main`` holds, each counted once."""
-    from tvm import relax
-    from tvm.ir.expr import Constant  # TVM 0.27: Relax constants are tvm.ir Constants
-
-    seen = {}
-
-    def visit(expr):
-        data = getattr(expr, "value", None)  # a tensor constant's value is a runtime Tensor (IntImm: an int)
-        if isinstance(expr, Constant) and hasattr(data, "shape") and expr not in seen:
-            count = 1
-            for d in data.shape:
-                count *= int(d)
-            seen[expr] = count * _itemsize(str(data.dtype))
-
-    relax.analysis.post_order_visit(mod["main"], visit)
-    return int(sum(seen.values()))
-
-
-def workspace_bytes(mod) -> int:
-    """The largest total of one kernel's own buffers (allocated inside the PrimFunc, not its arguments)."""
-    from tvm import tirx
-
-    largest = 0
-    for _, func in mod.functions.items():
-        if isinstance(func, tirx.PrimFunc):
-            largest = max(largest, sum(_buffer_bytes(b) for b in _allocated_buffers(func.body)))
-    return largest
-
-
-def _allocated_buffers(stmt) -> list:
-    # TVM 0.27's Python API has no TIR statement visitor; the statement kinds that hold others are few.
-    found, stack = [], [stmt]
-    while stack:
-        node = stack.pop()
-        if node is None:
-            continue
-        found.extend(getattr(node, "alloc_buffers", None) or ())
-        if hasattr(node, "buffer") and type(node).__name__ == "AllocBuffer":
-            found.append(node.buffer)
-        seq = getattr(node, "seq", None)
-        if seq is not None:
-            stack.extend(seq)
-        for attr in ("body", "block", "then_case", "else_case"):
-            child = getattr(node, attr, None)
-            if child is not None and not isinstance(child, (int, float, str)):
-                stack.append(child)
-    return found
-
-
-def _buffer_bytes(buffer) -> int:
-    count = 1
-    for d in buffer.shape:
-        try:
-            count *= int(d)
-        except TypeError:
-            return 0
-    return count * _itemsize(str(buffer.dtype))
-
-
-def _itemsize(dtype: str) -> int:
-    import re
-
-    if dtype == "bool":
-        return 1
-    match = re.search(r"(\d+)(?:x(\d+))?$", dtype)
-    if not match:
-        return 4
-    bits = int(match.group(1)) * int(match.group(2) or 1)
-    return max(1, bits // 8)

@@ -1,0 +1,33 @@
+"""The compile-time layer map and memory report (issue 17): every kernel call of an artifact tied to the ONNX
+tensors it computes, FLOPs per kernel, and weights / planned activations / workspace in the manifest."""
+
+import json
+
+import numpy as np
+
+from tvmedge import api
+from tvmedge.frontend.onnx import load_onnx
+from tvmedge.runtime.layers import LayerMap
+
+
+def test_fused_kernels_are_tied_to_the_onnx_tensors_they_compute(tmp_path, tiny_cnn):
+    artifact = api.compile(tiny_cnn, "x86-host", search="none", out=tmp_path / "a")
+    calls = LayerMap.read(artifact.path).stage(0).calls
+    assert [c.layers for c in calls] == [("b1", "r1"), ("d1", "r2"), ("p1", "r3"), ("g1",), ("f1",), ("logits",),
+                                         ("probabilities",)]
+    assert calls[0].kernel == "fused_conv2d_add_relu"
+    # conv1: 16 output channels x 16x16 pixels x 3x3x3 taps, 2 FLOPs each, plus bias and ReLU per output
+    assert calls[0].flops >= 2 * 16 * 16 * 16 * 27
+    assert "layers.json" in artifact.manifest.files  # hashed with the libraries
+
+
+def test_memory_report_counts_weights_and_the_static_plan(tmp_path, tiny_cnn):
+    artifact = api.compile(tiny_cnn, "x86-host", search="none", out=tmp_path / "a")
+    memory = json.loads((artifact.path / "manifest.json").read_text())["build"]["memory"]
+    folded = load_onnx(tiny_cnn).proto
+    weights = sum(int(np.prod(t.dims)) * 4 for t in folded.graph.initializer if int(np.prod(t.dims)) > 1)
+    assert memory["weight_bytes"] >= weights  # every weight tensor (plus small constants)
+    # activations: at least the largest intermediate tensor (1x32x16x16 float32), at most all of them unshared
+    assert 32 * 16 * 16 * 4 <= memory["activation_bytes"] <= (3 * 16 + 2 * 32) * 16 * 16 * 4 + 4096
+    assert memory["workspace_bytes"] >= 0 and "StaticPlanBlockMemory" in memory["method"]
+    assert artifact.summary()["memory"] == memory
