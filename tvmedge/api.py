@@ -162,7 +162,8 @@ def load(artifact, device: str = "cpu", verify: bool = True, session=None):
 
 def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
         repeat: int = 0, random: bool = False, seed: int = 0, rpc: Optional[str] = None,
-        tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None) -> RunResult:
+        tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None,
+        threads: Optional[int] = None, cores: Optional[str] = None) -> RunResult:
     """Run an artifact here, on an emulated board (``board="emu:rk3588"``) or on a remote board through TVM's
     RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``) -> :class:`~tvmedge.runtime.RunResult`.
 
@@ -171,6 +172,12 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
     (an ONNX model) is run with ONNX Runtime on the same inputs and compared (``result.comparison``);
     ``output`` saves the outputs (``.npz``, or ``.npy`` for one output). An emulated board's timings say
     nothing about the real one (``result.emulated``).
+
+    ``threads`` and ``cores`` (``"big"``, ``"little"``, a cluster of the board YAML, or CPU numbers ``"0-3"``)
+    set TVM's thread pool and the cores it runs on (:mod:`tvmedge.runtime.execution`; here: this process, so
+    call it before other runs in the same thread). A throughput-partitioned artifact with ``repeat`` also
+    streams ``repeat`` inputs through the stage pipeline (:mod:`tvmedge.runtime.pipeline`):
+    ``result.stats.extra["pipeline"]`` holds the pipelined and sequential throughput.
     """
     from .runtime.inputs import random_inputs, read_inputs, write_outputs
     from .runtime.loader import RunResult, check_inputs
@@ -181,15 +188,27 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         feed = random_inputs(manifest.inputs, seed)
     else:
         feed = read_inputs(input_files, manifest.inputs) if inputs is None else inputs
+    if (threads or cores) and (rpc or tracker):
+        raise ConfigError("--threads/--cores apply where the runtime runs: not through RPC (TVM's RPC server owns the "
+                          "board's thread pool); use them with `python -m tvmedge.runtime` on the board")
     if board is None:
         session, where = (None, "host")
         if rpc or tracker:
             from .runtime.remote import connect
 
             session, where = connect(rpc=rpc, tracker=tracker, key=key)
+        from .runtime.__main__ import configure, pipelined
+
+        execution = configure(manifest, threads, cores) if session is None else None
         model = load(artifact, session=session)
         # a remote board's timings are its own (emulated or not, it cannot tell us)
         outputs, stats = model.timed_run(feed, repeat=repeat)
+        if session is None:
+            extra = pipelined(model, dict(zip((s.name for s in manifest.inputs), check_inputs(manifest.inputs, feed))),
+                              repeat)
+            if not execution.is_default:
+                extra["execution"] = execution.to_json()
+            stats = replace(stats, extra={**stats.extra, **extra})
         result = RunResult(outputs, stats, where, emulated=False)
     else:
         from .devices.board import emulated_board_name
@@ -201,7 +220,11 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
             raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
         # Validate here, before the emulator starts (it costs seconds).
         feed = dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
-        outputs, stats = setup_board(target_board).run_artifact(Path(artifact), feed, repeat=repeat)
+        emulated = setup_board(target_board)
+        kwargs = {"threads": threads, "cores": cores} if (threads or cores) else {}
+        if kwargs and emulated.loader_kind != "python":
+            raise ConfigError(f"--threads/--cores on {board}: its C++ loader has no thread control yet")
+        outputs, stats = emulated.run_artifact(Path(artifact), feed, repeat=repeat, **kwargs)
         result = RunResult(outputs, stats, f"emu:{name}", emulated=True)
     if output:
         result.written = str(write_outputs(output, result.outputs))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .. import __version__
+from ..devices.board import cpu_clusters
 from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
@@ -164,7 +165,8 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
                         frozen_inputs=dict(sorted(imported.frozen_inputs.items())) or None,
                         cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
                         partitions=len(built) if plan is not None else None, quantization=quantization,
-                        memory=memory, exposed_layers=getattr(imported, "exposed_layers", None)),
+                        memory=memory, exposed_layers=getattr(imported, "exposed_layers", None),
+                        cpu_clusters=cpu_clusters(main.board)),
         # the schedule provenance of every library, when they share it
         tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
         plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,

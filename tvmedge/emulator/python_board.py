@@ -178,7 +178,8 @@ class PythonEmulatedBoard:
         return json_report(self.board.name, proc, f"python {' '.join(map(str, args))[:60]}")
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
-                     timeout: float = 600) -> tuple[dict, LatencyStats]:
+                     timeout: float = 600, threads: Optional[int] = None,
+                     cores: Optional[str] = None) -> tuple[dict, LatencyStats]:
         """Run an artifact on the emulated board: ``python3.11 -m tvmedge.runtime ARTIFACT --json ...``.
 
         Returns ``(outputs, stats)``: the outputs by name (arrays) and the latency statistics the board printed
@@ -203,6 +204,7 @@ class PythonEmulatedBoard:
             np.savez(in_path, **{name: np.asarray(value) for name, value in inputs.items()})
             args = ["-P", "-m", "tvmedge.runtime", str(artifact), "--inputs", str(in_path), "--output",
                     str(out_path), "--repeat", str(int(repeat)), "--json"]
+            args += (["--threads", str(threads)] if threads else []) + (["--cores", cores] if cores else [])
             report = self.run_json(args, timeout=timeout, cwd=tmp_path)
             if not out_path.is_file():
                 raise ArtifactError(f"emulated board {self.board.name}: the runtime wrote no outputs file")

@@ -22,14 +22,21 @@ def main(argv=None) -> int:
     parser.add_argument("--output", help="write outputs to .npz (or .npy for one output)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs after the first one (default 1)")
     parser.add_argument("--json", action="store_true", help="print statistics as one JSON line")
+    parser.add_argument("--threads", type=int, help="TVM threads (default: TVM's)")
+    parser.add_argument("--cores", help="big, little, a cluster name or CPU numbers (0-3); from the manifest")
     args = parser.parse_args(argv)
     try:
         from . import inputs as io
         from .loader import load
 
+        stats_extra = {}
         model = load(args.artifact)
+        execution = configure(model.manifest, args.threads, args.cores)
         feed = io.random_inputs(model.inputs, args.seed) if args.random or not args.inputs else io.read_inputs(args.inputs, model.inputs)
         outputs, stats = model.timed_run(feed, repeat=args.repeat)
+        stats_extra = pipelined(model, feed, args.repeat)
+        if not execution.is_default:
+            stats_extra["execution"] = execution.to_json()
         if args.output:
             io.write_outputs(args.output, outputs)
     except TvmedgeError as err:
@@ -39,7 +46,7 @@ def main(argv=None) -> int:
         print(f"Error: ToolchainError: cannot start TVM's runtime ({type(err).__name__}): {first_line(err)}",
               file=sys.stderr)
         return 1
-    report = {"stats": stats.to_json(), "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
+    report = {"stats": {**stats.to_json(), **stats_extra}, "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
     if args.json:
         print(json.dumps(report))
     else:
@@ -48,6 +55,24 @@ def main(argv=None) -> int:
         if stats.repeat:
             print(f"latency: first {stats.first_ms:.3f} ms, median {stats.median_ms:.3f} ms over {stats.repeat} runs")
     return 0
+
+
+def configure(manifest, threads=None, cores=None):
+    """Apply ``--threads``/``--cores`` (clusters from the manifest) to this thread -> the ``Execution``."""
+    from .execution import Execution
+
+    execution = Execution.parse(threads, cores, manifest.build.cpu_clusters)
+    execution.apply()
+    return execution
+
+
+def pipelined(model, feed, repeat: int) -> dict:
+    """For a throughput-partitioned artifact: ``{"pipeline": measure_throughput(...)}`` over ``repeat`` inputs."""
+    from .pipeline import is_pipelined, measure_throughput
+
+    if repeat < 1 or not is_pipelined(model.manifest):
+        return {}
+    return {"pipeline": measure_throughput(model, feed, repeat)}
 
 
 if __name__ == "__main__":

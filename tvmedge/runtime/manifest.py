@@ -187,6 +187,8 @@ class BuildInfo:
     # bytes: weights, planned activations, kernel workspace (see tvmedge.compiler.layers), per stage when partitioned
     memory: Optional[dict] = None
     exposed_layers: Optional[int] = None  # a debug build: this many intermediate ONNX tensors are also outputs
+    # the board's CPU clusters: unit -> {"cpus": [Linux CPU numbers], "role": "big"|"little"|None} (--cores)
+    cpu_clusters: Optional[dict] = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -202,6 +204,8 @@ class BuildInfo:
             data["memory"] = self.memory
         if self.exposed_layers is not None:
             data["exposed_layers"] = self.exposed_layers
+        if self.cpu_clusters:
+            data["cpu_clusters"] = self.cpu_clusters
         data.update(self.extra)
         return data
 
