@@ -174,8 +174,8 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
     nothing about the real one (``result.emulated``).
 
     ``threads`` and ``cores`` (``"big"``, ``"little"``, a cluster of the board YAML, or CPU numbers ``"0-3"``)
-    set TVM's thread pool and the cores it runs on (:mod:`tvmedge.runtime.execution`; here: this process, so
-    call it before other runs in the same thread). A throughput-partitioned artifact with ``repeat`` also
+    set TVM's thread pool and the cores it runs on (:mod:`tvmedge.runtime.execution`; on this machine the run
+    happens in a thread of its own, the caller's thread is left as it was). A throughput-partitioned artifact with ``repeat`` also
     streams ``repeat`` inputs through the stage pipeline (:mod:`tvmedge.runtime.pipeline`):
     ``result.stats.extra["pipeline"]`` holds the pipelined and sequential throughput.
     """
@@ -197,18 +197,13 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
             from .runtime.remote import connect
 
             session, where = connect(rpc=rpc, tracker=tracker, key=key)
-        from .runtime.__main__ import configure, pipelined
-
-        execution = configure(manifest, threads, cores) if session is None else None
         model = load(artifact, session=session)
-        # a remote board's timings are its own (emulated or not, it cannot tell us)
-        outputs, stats = model.timed_run(feed, repeat=repeat)
         if session is None:
-            extra = pipelined(model, dict(zip((s.name for s in manifest.inputs), check_inputs(manifest.inputs, feed))),
-                              repeat)
-            if not execution.is_default:
-                extra["execution"] = execution.to_json()
-            stats = replace(stats, extra={**stats.extra, **extra})
+            from .runtime.__main__ import timed_run
+
+            outputs, stats = timed_run(model, feed, repeat, threads=threads, cores=cores)
+        else:  # a remote board's timings are its own (emulated or not, it cannot tell us)
+            outputs, stats = model.timed_run(feed, repeat=repeat)
         result = RunResult(outputs, stats, where, emulated=False)
     else:
         from .devices.board import emulated_board_name

@@ -29,14 +29,9 @@ def main(argv=None) -> int:
         from . import inputs as io
         from .loader import load
 
-        stats_extra = {}
         model = load(args.artifact)
-        execution = configure(model.manifest, args.threads, args.cores)
         feed = io.random_inputs(model.inputs, args.seed) if args.random or not args.inputs else io.read_inputs(args.inputs, model.inputs)
-        outputs, stats = model.timed_run(feed, repeat=args.repeat)
-        stats_extra = pipelined(model, feed, args.repeat)
-        if not execution.is_default:
-            stats_extra["execution"] = execution.to_json()
+        outputs, stats = timed_run(model, feed, args.repeat, threads=args.threads, cores=args.cores)
         if args.output:
             io.write_outputs(args.output, outputs)
     except TvmedgeError as err:
@@ -46,7 +41,7 @@ def main(argv=None) -> int:
         print(f"Error: ToolchainError: cannot start TVM's runtime ({type(err).__name__}): {first_line(err)}",
               file=sys.stderr)
         return 1
-    report = {"stats": {**stats.to_json(), **stats_extra}, "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
+    report = {"stats": stats.to_json(), "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()}}
     if args.json:
         print(json.dumps(report))
     else:
@@ -57,22 +52,27 @@ def main(argv=None) -> int:
     return 0
 
 
-def configure(manifest, threads=None, cores=None):
-    """Apply ``--threads``/``--cores`` (clusters from the manifest) to this thread -> the ``Execution``."""
+def timed_run(model, feed, repeat: int, *, threads=None, cores=None) -> tuple:
+    """``model.timed_run`` with ``--threads``/``--cores`` (clusters from the manifest) applied in the thread that
+    runs it; for a throughput-partitioned artifact also the pipelined throughput over ``repeat`` inputs
+    (``stats.extra["pipeline"]``) -> ``(outputs, LatencyStats)``."""
+    from dataclasses import replace
+
     from .execution import Execution
-
-    execution = Execution.parse(threads, cores, manifest.build.cpu_clusters)
-    execution.apply()
-    return execution
-
-
-def pipelined(model, feed, repeat: int) -> dict:
-    """For a throughput-partitioned artifact: ``{"pipeline": measure_throughput(...)}`` over ``repeat`` inputs."""
     from .pipeline import is_pipelined, measure_throughput
 
-    if repeat < 1 or not is_pipelined(model.manifest):
-        return {}
-    return {"pipeline": measure_throughput(model, feed, repeat)}
+    execution = Execution.parse(threads, cores, model.manifest.build.cpu_clusters)
+
+    def run():
+        outputs, stats = model.timed_run(feed, repeat=repeat)
+        extra = {}
+        if repeat >= 1 and is_pipelined(model.manifest):
+            extra["pipeline"] = measure_throughput(model, feed, repeat)
+        if not execution.is_default:
+            extra["execution"] = execution.to_json()
+        return outputs, replace(stats, extra={**stats.extra, **extra})
+
+    return execution.call(run)
 
 
 if __name__ == "__main__":

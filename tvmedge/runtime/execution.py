@@ -129,6 +129,30 @@ class Execution:
         mode = _ONE_CORE_PER_THREAD if threads == len(cpus) else _SHARE_ALL_CORES
         tvm.get_global_func("runtime.config_threadpool")(mode, threads, [str(c) for c in cpus])
 
+    def call(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` in a new thread that first applies this execution (a fresh TVM pool, sized as
+        asked; the calling thread keeps its affinity and pool). Returns its result or raises its error. The
+        default execution calls ``fn`` in the calling thread."""
+        if self.is_default:
+            return fn(*args, **kwargs)
+        import threading
+
+        outcome: dict = {}
+
+        def run():
+            try:
+                self.apply()
+                outcome["value"] = fn(*args, **kwargs)
+            except BaseException as err:  # noqa: BLE001 (re-raised in the caller)
+                outcome["error"] = err
+
+        thread = threading.Thread(target=run, name="tvmedge-run")
+        thread.start()
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
     @staticmethod
     def pool_threads() -> int:
         """The number of threads of the calling thread's TVM pool."""
