@@ -51,27 +51,51 @@ def capture_tensor_exprs() -> Iterator[dict]:
         importer._construct_nodes = original
 
 
-def layer_of_bindings(mod, exprs: dict) -> dict:
-    """``{Relax variable name of a binding of main: ONNX tensor name}`` from a :func:`capture_tensor_exprs` map.
+def layer_of_bindings(mod, exprs: dict) -> tuple:
+    """``(module, {Relax variable name of a binding of main: ONNX tensor name})`` from a
+    :func:`capture_tensor_exprs` map.
 
     A binding is an ONNX tensor's when its value (or its variable) is the expression the importer recorded for
     that tensor; the bindings emitted before it for the same node (and not matched themselves) are given the
-    same tensor. Bindings after the last match (the output tuple) are left out.
+    same tensor. Bindings after the last match (the output tuple) are left out. The bindings of ``main`` are
+    renamed ``onnx0``, ``onnx1``, ... in the returned module: the importer's ``lv``/``lv1`` names are the ones
+    TVM's passes give the bindings they create, and a clash would tie a kernel to the wrong layer.
     """
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
     by_expr: dict = {}
     for name, expr in exprs.items():
         by_expr.setdefault(expr, name)
     result, pending = {}, []
-    func = mod["main"]
-    for block in func.body.blocks:
-        for binding in block.bindings:
-            var_name = str(binding.var.name)
+
+    @mutator
+    class _Rename(PyExprMutator):
+        def __init__(self, module):
+            super().__init__(module)
+            self.count = 0
+
+        def visit_var_binding_(self, binding):
+            nonlocal pending
+            value = self.visit_expr(binding.value)
+            kind = relax.DataflowVar if isinstance(binding.var, relax.DataflowVar) else relax.Var
+            var = kind(f"{PREFIX}{self.count}", binding.var.ty)
+            self.count += 1
+            self.builder_.emit_normalized(relax.VarBinding(var, value))
+            self.set_var_remap(binding.var, var)
+            pending.append(str(var.name))
             tensor = by_expr.get(binding.value) or by_expr.get(binding.var)
-            pending.append(var_name)
             if tensor is not None:
                 result.update((v, tensor) for v in pending)
                 pending = []
-    return result
+
+    renamed = _Rename(mod).visit_expr(mod["main"])
+    out = mod.clone() if hasattr(mod, "clone") else mod
+    out["main"] = renamed
+    return out, result
+
+
+PREFIX = "onnx"  # binding names after import: onnx0, onnx1, ... (names TVM's passes do not make)
 
 
 def expose_layers(model: onnx.ModelProto, *, static_only: bool = True) -> onnx.ModelProto:

@@ -378,7 +378,7 @@ def _to_relax(model: onnx.ModelProto, path) -> tuple:
             mod = from_onnx(qualify_domains(model), keep_params_in_input=False)
     except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...
         raise ModelError(f"{path}: TVM's ONNX importer failed: {first_line(err)}") from err
-    return mod, layer_of_bindings(mod, exprs)
+    return layer_of_bindings(mod, exprs)
 
 
 def _relax_output_specs(mod, names: list, path) -> list:
