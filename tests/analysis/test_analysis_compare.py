@@ -111,3 +111,14 @@ def test_a_board_after_at_must_be_emulated(x86_artifact):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: compare side '{x86_artifact}@rk3588': after @ give an emulated board, "
                                      f"e.g. {x86_artifact}@emu:rk3588")
+
+
+def test_a_quantized_artifacts_kernels_are_tied_to_their_layers(outlier_mlp, tmp_path):
+    # the int8 matmuls become composite functions with new variables after the import: the layer map must still
+    # name them (and profile can say which layer is slow), not leave them unknown or shift them
+    from tvmedge.runtime.layers import LayerMap
+
+    artifact = api.compile(outlier_mlp[1], "x86-host", search="none", out=tmp_path / "int8")
+    calls = LayerMap.read(artifact.path).stage(0).calls
+    matmuls = [c.layers for c in calls if "matmul" in c.kernel]
+    assert matmuls == [("w1.int8.dequantized", "h1"), ("w2.int8.dequantized", "h2"), ("w3.int8.dequantized", "logits")]

@@ -31,3 +31,26 @@ def test_memory_report_counts_weights_and_the_static_plan(tmp_path, tiny_cnn):
     assert 32 * 16 * 16 * 4 <= memory["activation_bytes"] <= (3 * 16 + 2 * 32) * 16 * 16 * 4 + 4096
     assert memory["workspace_bytes"] >= 0 and "StaticPlanBlockMemory" in memory["method"]
     assert artifact.summary()["memory"] == memory
+
+
+def test_repeated_blocks_and_interleaved_helpers_map_to_their_own_layers():
+    # squeezenet's fire modules: fire2 and fire3 call the same fused functions, and the importer emits the two
+    # expand convolutions' helpers interleaved (an argument is emitted at its first use); each call site must
+    # still get its own ONNX tensors
+    import os
+
+    import onnx
+    import tvm
+
+    from tvmedge.compiler.layers import kernel_calls
+    from tvmedge.frontend.onnx import import_model
+    from tvmedge.tune.tasks import prepare
+
+    model = os.path.join(os.path.dirname(onnx.__file__), "backend/test/data/light/light_squeezenet.onnx")
+    imported = import_model(model)
+    target = tvm.target.Target("llvm")
+    calls, note = kernel_calls(imported.mod, prepare(imported.mod, target), imported.layer_of_var, target)
+    assert note is None
+    layers = [tuple(c["layers"]) for c in calls]
+    assert layers[3:9] == [("r5", "r6"), ("r7", "r8"), ("r9",), ("r10", "r11"), ("r12", "r13"), ("r14", "r15")]
+    assert calls[3]["kernel"] == calls[7]["kernel"]  # one fused function, two call sites

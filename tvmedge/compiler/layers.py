@@ -6,7 +6,8 @@ The runtime times kernel calls (:mod:`tvmedge.runtime.profile`) but sees only ke
 
 - The imported module's bindings are named by ONNX tensor (:func:`tvmedge.frontend.layers.layer_of_bindings`).
 - :func:`kernel_calls` legalizes and fuses the stage as :func:`tvmedge.tune.tasks.prepare` does, but stops before
-  ``FuseTIR`` so that each fused group's Relax bindings (and so its ONNX tensors) are still visible. ``FuseTIR``
+  ``FuseTIR`` so that each fused group's primitives are still visible; each call site claims the legal bindings
+  it computes (and so their ONNX tensors). ``FuseTIR``
   turns each group into one ``call_tir`` of a PrimFunc of the group's name, in the same order, so the i-th kernel
   call of the built module is the i-th group or ``call_tir`` here. The built (scheduled) module's call sequence is
   checked against it; if they differ the map is dropped, never guessed.
@@ -33,6 +34,16 @@ def _call_tir_callee(value) -> Optional[str]:
     return None
 
 
+def _callee(value) -> Optional[str]:
+    """What a binding calls: a ``call_tir`` PrimFunc, or a Relax function (e.g. a quantized layer's composite)."""
+    from tvm import relax
+
+    callee = _call_tir_callee(value)
+    if callee is None and isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
+        callee = str(value.op.name_hint)
+    return callee
+
+
 def _bindings(func) -> list:
     return [b for block in func.body.blocks for b in block.bindings]
 
@@ -44,6 +55,7 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target) -> tuple:
     import tvm
     from tvm import relax
 
+    layer_of_var = _recover_rewritten(stage_mod, layer_of_var)
     # A scheduled module was legalized and fused by tvmedge.tune.tasks.prepare; an unscheduled one (--search
     # naive) is only legalized by TVM's default build pipeline (no constant folding, no fusion): mirror which.
     prepared = not scheduled.same_as(stage_mod)  # auto_schedule returns the module itself for a naive build
@@ -58,31 +70,40 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target) -> tuple:
             legal = tvm.transform.Sequential([relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(),
                                               relax.transform.LegalizeOps()])(stage_mod)
             fused = scheduled = legal
-    legal_bindings = _bindings(legal["main"])
-    groups, others = [], set()  # (kernel name, original binding names); other bindings of main (kept names)
+    # Each kernel call claims the legal bindings it computes. A call_tir left alone keeps its binding (and name).
+    # A fused group's function is shared by every call site with the same structure (two identical fire modules
+    # call one fused function), so its inner names are those of one site only: each call site instead claims,
+    # for every primitive its function calls, the earliest unclaimed legal binding calling that primitive (both
+    # modules list bindings in topological order).
+    legal_bindings = [(str(b.var.name), _callee(b.value)) for b in _bindings(legal["main"])]
+    claimed: set = set()
+    groups = []  # (kernel name, original binding names)
     for binding in _bindings(fused["main"]):
         value = binding.value
         callee = _call_tir_callee(value)
         if callee is not None:
             groups.append((callee, [str(binding.var.name)]))
+            claimed.add(str(binding.var.name))
         elif isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar) \
                 and isinstance(fused[value.op], relax.Function):
-            # FuseOps keeps the group's bindings but its output binding (the last) gets a new name (``gv``)
-            inner = [str(b.var.name) for b in _bindings(fused[value.op])][:-1]
-            groups.append((str(value.op.name_hint), inner))
-        else:
-            others.add(str(binding.var.name))
-    claimed = {n for _, names in groups for n in names} | others
-    for kernel, names in groups:  # find each group's output binding: the first unclaimed one reading the group
-        known = set(names)
-        for b in legal_bindings:
-            name = str(b.var.name)
-            if name in claimed or not known:
+            groups.append((str(value.op.name_hint), [_callee(b.value) for b in _bindings(fused[value.op])]))
+    for kernel, names in groups:
+        if len(names) == 1 and names[0] in claimed:
+            continue
+        whole = next((n for n, used in legal_bindings if used == kernel and n not in claimed), None)
+        if whole is not None:  # a function main already called before fusion (a quantized layer's composite)
+            names[:] = [whole]
+            claimed.add(whole)
+            continue
+        primitives, names[:] = list(names), []
+        for primitive in primitives:
+            if primitive is None:
                 continue
-            if any(str(v.name) in known for v in relax.analysis.free_vars(b.value)):
-                names.append(name)
-                claimed.add(name)
-                break
+            for name, used in legal_bindings:
+                if used == primitive and name not in claimed:
+                    names.append(name)
+                    claimed.add(name)
+                    break
     built = [c for c in (_call_tir_callee(b.value) for b in _bindings(scheduled["main"])) if c]
     if [k for k, _ in groups] != built:
         return None, (f"the fused module's {len(groups)} kernel calls do not line up with the built module's "
@@ -92,9 +113,42 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target) -> tuple:
     for kernel, names in groups:
         if kernel not in flops:
             flops[kernel] = _flops(scheduled, kernel)
-        layers = list(dict.fromkeys(layer_of_var[n] for n in names if n in layer_of_var))
+        layers = list(dict.fromkeys(t for n in names if n in layer_of_var for t in _as_tuple(layer_of_var[n])))
         calls.append({"kernel": kernel, "layers": layers, "flops": flops[kernel]})
     return calls, None
+
+
+def _as_tuple(value) -> tuple:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _recover_rewritten(stage_mod, layer_of_var: dict) -> dict:
+    """Bindings a pass rewrote after the import (a quantized layer fused into a composite function gets a new
+    variable): such a binding stands where the vanished ``onnx<K>`` bindings stood, between the known ones
+    before and after it, and is given their tensors. The import numbers bindings in order, so the gap is exact."""
+    from ..frontend.layers import PREFIX
+
+    def index(name: str):
+        rest = name[len(PREFIX):]
+        return int(rest) if name.startswith(PREFIX) and rest.isdigit() else None
+
+    names = [str(b.var.name) for b in _bindings(stage_mod["main"])]
+    present = set(names)
+    vanished = sorted((index(n), t) for n, t in layer_of_var.items() if n not in present and index(n) is not None)
+    if not vanished:
+        return layer_of_var
+    result, previous = dict(layer_of_var), -1
+    for position, name in enumerate(names):
+        k = index(name)
+        if k is not None:
+            previous = k
+            continue
+        following = next((index(m) for m in names[position + 1:] if index(m) is not None), None)
+        tensors = tuple(dict.fromkeys(t for j, t in vanished if j > previous and (following is None or j < following)))
+        if tensors and name not in result:
+            result[name] = tensors
+            vanished = [(j, t) for j, t in vanished if not (j > previous and (following is None or j < following))]
+    return result
 
 
 def _flops(mod, kernel: str) -> Optional[float]:

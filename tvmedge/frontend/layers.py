@@ -56,8 +56,10 @@ def layer_of_bindings(mod, exprs: dict) -> tuple:
     :func:`capture_tensor_exprs` map.
 
     A binding is an ONNX tensor's when its value (or its variable) is the expression the importer recorded for
-    that tensor; the bindings emitted before it for the same node (and not matched themselves) are given the
-    same tensor. Bindings after the last match (the output tuple) are left out. The bindings of ``main`` are
+    that tensor. The helper bindings a node's conversion made (Conv: conv2d and the bias reshape before the add
+    that is the tensor) are given the tensor of the binding that reads them, through other helpers: the importer
+    emits an argument when it is first used, so helpers of two nodes can interleave and only the dataflow says
+    whose they are. Bindings no tensor reads are left out. The bindings of ``main`` are
     renamed ``onnx0``, ``onnx1``, ... in the returned module: the importer's ``lv``/``lv1`` names are the ones
     TVM's passes give the bindings they create, and a clash would tie a kernel to the wrong layer.
     """
@@ -67,7 +69,7 @@ def layer_of_bindings(mod, exprs: dict) -> tuple:
     by_expr: dict = {}
     for name, expr in exprs.items():
         by_expr.setdefault(expr, name)
-    result, pending = {}, []
+    records = []  # (new name, names of the variables its value reads, ONNX tensor or None), in binding order
 
     @mutator
     class _Rename(PyExprMutator):
@@ -76,20 +78,27 @@ def layer_of_bindings(mod, exprs: dict) -> tuple:
             self.count = 0
 
         def visit_var_binding_(self, binding):
-            nonlocal pending
             value = self.visit_expr(binding.value)
             kind = relax.DataflowVar if isinstance(binding.var, relax.DataflowVar) else relax.Var
             var = kind(f"{PREFIX}{self.count}", binding.var.ty)
             self.count += 1
             self.builder_.emit_normalized(relax.VarBinding(var, value))
             self.set_var_remap(binding.var, var)
-            pending.append(str(var.name))
-            tensor = by_expr.get(binding.value) or by_expr.get(binding.var)
-            if tensor is not None:
-                result.update((v, tensor) for v in pending)
-                pending = []
+            records.append((str(var.name), [str(v.name) for v in relax.analysis.free_vars(value)],
+                            by_expr.get(binding.value) or by_expr.get(binding.var)))
 
     renamed = _Rename(mod).visit_expr(mod["main"])
+    result = {name: tensor for name, _, tensor in records if tensor is not None}
+    reads = {name: args for name, args, _ in records}
+    for name, _, tensor in reversed(records):  # a tensor's helpers: what it reads that is no tensor itself
+        if tensor is None:
+            continue
+        stack = list(reads[name])
+        while stack:
+            arg = stack.pop()
+            if arg in reads and arg not in result:
+                result[arg] = tensor
+                stack.extend(reads[arg])
     out = mod.clone() if hasattr(mod, "clone") else mod
     out["main"] = renamed
     return out, result
