@@ -1,49 +1,32 @@
 """``tvmedge compare`` (issue 17): per-layer accuracy by ONNX tensor name. The quantized case is a model built to
-break int8 at one layer: fc1 writes one channel 400x larger than the others, so the per-tensor scale of its
-activations leaves the other channels a step or two, and fc2 (which ignores that channel) loses everything. The
-first diverging layer must be fc2's output ``h2``, not earlier (h1, a1 stay close) and not only the output."""
+break int8 at one layer (examples/models/make_outlier_mlp.py): fc1 writes one channel 400x larger than the
+others, so the per-tensor scale of its activations leaves the other channels a step or two, and fc2 (which
+ignores that channel) loses everything. The first diverging layer must be fc2's output ``h2``, not earlier (h1,
+a1 stay close) and not only the output."""
 
 import json
+from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
 
 from tvmedge import api
 from tvmedge.analysis.compare import compare_tensors
 from tvmedge.cli.main import cli
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def outlier_mlp(tmp_path_factory):
     """(float model, its static int8 QDQ model) with a per-tensor int8 trap at fc1's output."""
-    from tvmedge.quant import parse_config
+    import importlib.util
 
-    folder = tmp_path_factory.mktemp("outlier")
-    rng = np.random.default_rng(0)
-    w1 = (rng.standard_normal((32, 32)) / 6).astype(np.float32)
-    w1[:, 0] *= 400
-    w2 = (rng.standard_normal((32, 16)) / 6).astype(np.float32)
-    w2[0, :] = 0
-    w3 = (rng.standard_normal((16, 10)) / 4).astype(np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"),
-             helper.make_node("Relu", ["h1"], ["a1"], name="relu1"),
-             helper.make_node("MatMul", ["a1", "w2"], ["h2"], name="fc2"),
-             helper.make_node("Relu", ["h2"], ["a2"], name="relu2"),
-             helper.make_node("MatMul", ["a2", "w3"], ["logits"], name="fc3")]
-    graph = helper.make_graph(nodes, "outlier_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-                              [numpy_helper.from_array(w, n) for w, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"))])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, folder / "mlp.onnx")
-    np.savez(folder / "calib.npz", x=rng.standard_normal((32, 32)).astype(np.float32))
-    config = parse_config({"quantization": {"type": "static", "bit_width": 8,
-                                            "calibration_dataset": str(folder / "calib.npz")}})
-    api.quantize(folder / "mlp.onnx", config, out=folder / "mlp-int8.onnx")
-    return folder / "mlp.onnx", folder / "mlp-int8.onnx"
+    spec = importlib.util.spec_from_file_location("make_outlier_mlp", REPO / "examples/models/make_outlier_mlp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write(tmp_path_factory.mktemp("outlier"))
 
 
 def test_compare_shows_the_first_diverging_layer_of_a_quantized_artifact(outlier_mlp, tmp_path, naive_tuning):

@@ -27,13 +27,14 @@ class ProfileReport:
     rows: list
     stages: list  # {"index", "unit", "total_ms", "kernel_ms", "builtin_ms", "builtin_calls", "other_ms"}
     total_ms: float
+    plain_ms: Optional[float] = None  # the same runs without the profiler
     memory: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     plot: Optional[str] = None
 
     def to_json(self) -> dict:
         return {"artifact": self.artifact, "where": self.where, "emulated": self.emulated, "repeat": self.repeat,
-                "total_ms": self.total_ms, "stages": self.stages, "kernels": self.rows, "memory": self.memory,
+                "total_ms": self.total_ms, "plain_ms": self.plain_ms, "stages": self.stages, "kernels": self.rows, "memory": self.memory,
                 "notes": self.notes, "plot": self.plot}
 
     def top(self, n: int) -> list:
@@ -126,7 +127,8 @@ def build_report(artifact, measured: dict, *, where: str, emulated: bool) -> Pro
                      "against the board's peak mean nothing")
     memory = dict(manifest.build.memory or {})
     memory.update(peak_rss_bytes=measured.get("peak_rss_bytes"), rss_before_load_bytes=measured.get("rss_before_bytes"))
-    return ProfileReport(str(artifact), where, emulated, int(measured["repeat"]), rows, stages, total, memory, notes)
+    return ProfileReport(str(artifact), where, emulated, int(measured["repeat"]), rows, stages, total,
+                         measured.get("plain_ms"), memory, notes)
 
 
 def plot_profile(report: ProfileReport, path, *, top: int = 20) -> str:

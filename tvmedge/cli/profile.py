@@ -32,7 +32,9 @@ def _mb(value) -> str:
 
 def _render(d):
     where = d["where"] + (" (emulated: times are qemu's, not the board's)" if d["emulated"] else "")
-    click.echo(f"profile of {d['artifact']} on {where}: {d['total_ms']:.3f} ms per run (median of {d['repeat']})")
+    plain = f"; {d['plain_ms']:.3f} ms without the profiler" if d.get("plain_ms") is not None else ""
+    click.echo(f"profile of {d['artifact']} on {where}: {d['total_ms']:.3f} ms per run (median of {d['repeat']}"
+               f"{plain})")
     rows = []
     for r in sorted(d["kernels"], key=lambda r: -r["ms"])[:d["top"]]:
         layers = ", ".join(r["layers"][:4]) + (f" +{len(r['layers']) - 4}" if len(r["layers"]) > 4 else "")
@@ -45,7 +47,7 @@ def _render(d):
         click.echo(f"({len(d['kernels']) - d['top']} more kernel calls; --top N or --json for all)")
     for s in d["stages"]:
         click.echo(f"stage {s['index']} ({s['unit'] or 'cpu'}): {s['total_ms']:.3f} ms = kernels {s['kernel_ms']:.3f}"
-                   f" + VM builtins {s['builtin_ms']:.3f} ({s['builtin_calls']} calls) + dispatch/copies "
+                   f" + VM builtins {s['builtin_ms']:.3f} ({s['builtin_calls']} calls) + dispatch/copies/profiler "
                    f"{s['other_ms']:.3f}")
     m = d["memory"]
     click.echo(f"memory: weights {_mb(m.get('weight_bytes'))}, activations {_mb(m.get('activation_bytes'))} "
