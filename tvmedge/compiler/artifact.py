@@ -123,7 +123,7 @@ def _stage_layers(stage, scheduled, imported) -> StageLayers:
     """The stage's kernel calls tied to ONNX layers; an unexpected failure costs the map, never the build."""
     try:
         calls, note = kernel_calls(stage.mod, scheduled, getattr(imported, "layer_of_var", None) or {},
-                                   stage.target.tvm_target)
+                                   stage.target.tvm_target, getattr(imported, "binding_signatures", None))
     except Exception as err:  # noqa: BLE001 (a pass TVM cannot run on this module: the map is unknown)
         calls, note = None, f"no layer map: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
     if calls is None:

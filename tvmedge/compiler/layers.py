@@ -48,14 +48,14 @@ def _bindings(func) -> list:
     return [b for block in func.body.blocks for b in block.bindings]
 
 
-def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target) -> tuple:
+def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target, signatures: Optional[dict] = None) -> tuple:
     """``(calls, note)``: one ``{"kernel", "layers", "flops"}`` per kernel call of ``scheduled["main"]`` in order,
     ``layers`` the ONNX tensors it computes (empty when unknown); ``calls`` is None (and ``note`` says why) when
     the fused module does not line up with the scheduled one."""
     import tvm
     from tvm import relax
 
-    layer_of_var = _recover_rewritten(stage_mod, layer_of_var)
+    layer_of_var = _recover_rewritten(stage_mod, layer_of_var, signatures or {})
     # A scheduled module was legalized and fused by tvmedge.tune.tasks.prepare; an unscheduled one (--search
     # naive) is only legalized by TVM's default build pipeline (no constant folding, no fusion): mirror which.
     prepared = not scheduled.same_as(stage_mod)  # auto_schedule returns the module itself for a naive build
@@ -122,32 +122,37 @@ def _as_tuple(value) -> tuple:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _recover_rewritten(stage_mod, layer_of_var: dict) -> dict:
-    """Bindings a pass rewrote after the import (a quantized layer fused into a composite function gets a new
-    variable): such a binding stands where the vanished ``onnx<K>`` bindings stood, between the known ones
-    before and after it, and is given their tensors. The import numbers bindings in order, so the gap is exact."""
-    from ..frontend.layers import PREFIX
+def _recover_rewritten(stage_mod, layer_of_var: dict, signatures: dict) -> dict:
+    """The map for what ``main`` holds now. A pass after the import (quantized weights kept quantized) replaces
+    bindings, and the bindings it creates may reuse the importer's names for other values: a name whose binding
+    no longer computes what it did at import (:func:`~tvmedge.frontend.layers.binding_signature`) is not trusted.
+    Such a binding stands where the replaced ones stood, between the trusted bindings before and after it in the
+    import's order, and is given their tensors."""
+    from ..frontend.layers import binding_signature
 
-    def index(name: str):
-        rest = name[len(PREFIX):]
-        return int(rest) if name.startswith(PREFIX) and rest.isdigit() else None
-
-    names = [str(b.var.name) for b in _bindings(stage_mod["main"])]
-    present = set(names)
-    vanished = sorted((index(n), t) for n, t in layer_of_var.items() if n not in present and index(n) is not None)
-    if not vanished:
+    if not signatures:
         return layer_of_var
-    result, previous = dict(layer_of_var), -1
-    for position, name in enumerate(names):
-        k = index(name)
-        if k is not None:
-            previous = k
+    order = {name: i for i, name in enumerate(signatures)}
+    bindings, seen, trust = _bindings(stage_mod["main"]), set(), []
+    for b in bindings:  # per binding: a created binding may even repeat a name that is still in use
+        name = str(b.var.name)
+        trust.append(name not in seen and signatures.get(name) == binding_signature(b))
+        seen.add(name)
+    trusted = {str(b.var.name) for b, ok in zip(bindings, trust) if ok}
+    gone = [(order[n], layer_of_var[n]) for n in signatures if n not in trusted and n in layer_of_var]
+    result = {n: t for n, t in layer_of_var.items() if n in trusted}
+    previous = -1
+    for position, (binding, ok) in enumerate(zip(bindings, trust)):
+        name = str(binding.var.name)
+        if ok:
+            previous = order[name]
             continue
-        following = next((index(m) for m in names[position + 1:] if index(m) is not None), None)
-        tensors = tuple(dict.fromkeys(t for j, t in vanished if j > previous and (following is None or j < following)))
-        if tensors and name not in result:
-            result[name] = tensors
-            vanished = [(j, t) for j, t in vanished if not (j > previous and (following is None or j < following))]
+        following = next((order[str(b.var.name)] for b, good in zip(bindings[position + 1:], trust[position + 1:])
+                          if good), None)
+        inside = [(k, t) for k, t in gone if k > previous and (following is None or k < following)]
+        if inside and name not in result:
+            result[name] = tuple(dict.fromkeys(t for _, t in inside))
+            gone = [g for g in gone if g not in inside]
     return result
 
 

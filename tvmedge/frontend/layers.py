@@ -51,43 +51,38 @@ def capture_tensor_exprs() -> Iterator[dict]:
         importer._construct_nodes = original
 
 
+def binding_signature(binding) -> str:
+    """What a binding computes, enough to tell whether a later pass replaced it under the same name (TVM's passes
+    name the bindings they create ``lv``, ``lv1``, ... like the importer does)."""
+    value = binding.value
+    op = getattr(value, "op", None)
+    what = getattr(op, "name", None) or getattr(op, "name_hint", None) or type(value).__name__
+    return f"{what}:{binding.var.ty}"
+
+
 def layer_of_bindings(mod, exprs: dict) -> tuple:
-    """``(module, {Relax variable name of a binding of main: ONNX tensor name})`` from a
-    :func:`capture_tensor_exprs` map.
+    """``({Relax variable name of a binding of main: ONNX tensor name}, {name: binding_signature})`` from a
+    :func:`capture_tensor_exprs` map; the second dict is in binding order.
 
     A binding is an ONNX tensor's when its value (or its variable) is the expression the importer recorded for
     that tensor. The helper bindings a node's conversion made (Conv: conv2d and the bias reshape before the add
     that is the tensor) are given the tensor of the binding that reads them, through other helpers: the importer
     emits an argument when it is first used, so helpers of two nodes can interleave and only the dataflow says
-    whose they are. Bindings no tensor reads are left out. The bindings of ``main`` are
-    renamed ``onnx0``, ``onnx1``, ... in the returned module: the importer's ``lv``/``lv1`` names are the ones
-    TVM's passes give the bindings they create, and a clash would tie a kernel to the wrong layer.
+    whose they are. Bindings no tensor reads are left out. Names are the importer's own (a module renamed here
+    would give its kernels other block names than the tuning records measured on the importer's names).
     """
     from tvm import relax
-    from tvm.relax.expr_functor import PyExprMutator, mutator
 
     by_expr: dict = {}
     for name, expr in exprs.items():
         by_expr.setdefault(expr, name)
-    records = []  # (new name, names of the variables its value reads, ONNX tensor or None), in binding order
-
-    @mutator
-    class _Rename(PyExprMutator):
-        def __init__(self, module):
-            super().__init__(module)
-            self.count = 0
-
-        def visit_var_binding_(self, binding):
-            value = self.visit_expr(binding.value)
-            kind = relax.DataflowVar if isinstance(binding.var, relax.DataflowVar) else relax.Var
-            var = kind(f"{PREFIX}{self.count}", binding.var.ty)
-            self.count += 1
-            self.builder_.emit_normalized(relax.VarBinding(var, value))
-            self.set_var_remap(binding.var, var)
-            records.append((str(var.name), [str(v.name) for v in relax.analysis.free_vars(value)],
+    records, signatures = [], {}
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            name = str(binding.var.name)
+            signatures[name] = binding_signature(binding)
+            records.append((name, [str(v.name) for v in relax.analysis.free_vars(binding.value)],
                             by_expr.get(binding.value) or by_expr.get(binding.var)))
-
-    renamed = _Rename(mod).visit_expr(mod["main"])
     result = {name: tensor for name, _, tensor in records if tensor is not None}
     reads = {name: args for name, args, _ in records}
     for name, _, tensor in reversed(records):  # a tensor's helpers: what it reads that is no tensor itself
@@ -99,12 +94,7 @@ def layer_of_bindings(mod, exprs: dict) -> tuple:
             if arg in reads and arg not in result:
                 result[arg] = tensor
                 stack.extend(reads[arg])
-    out = mod.clone() if hasattr(mod, "clone") else mod
-    out["main"] = renamed
-    return out, result
-
-
-PREFIX = "onnx"  # binding names after import: onnx0, onnx1, ... (names TVM's passes do not make)
+    return result, signatures
 
 
 def expose_layers(model: onnx.ModelProto, *, static_only: bool = True) -> onnx.ModelProto:
