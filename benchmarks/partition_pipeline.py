@@ -11,14 +11,19 @@
    - ``single-2t``: the single library, TVM's thread pool on both cores (the normal way to use the host);
    - ``single-1t``: the single library, one thread pinned to core 0;
    - ``stages-2t``: the multi-partition artifact, stages one after another (``Model.run``), 2-thread pool;
-   - ``pipeline``: one Python thread per stage, pinned to its unit's core with ``os.sched_setaffinity`` and
-     its own TVM thread pool set to one thread on that core (``runtime.config_threadpool(-2, 1, [cpu])``: TVM's
-     pool is thread-local, so each stage thread gets its own), bounded queues between the stages; the
-     tensors are handed over without copies. The feeder and result collector are the main thread.
+   - ``pipeline``: the runtime's :class:`tvmedge.runtime.pipeline.PipelineExecutor` (what ``run``, ``serve`` and
+     ``certify`` use for throughput-partitioned artifacts): one thread per stage, pinned to its unit's core with
+     its own one-thread TVM pool, bounded queues, tensors handed over without copies.
 
-   Every mode's outputs for the first inputs are checked against ``single-2t``.
+   ``single-2t`` sets TVM's pool to two threads explicitly (:class:`tvmedge.runtime.execution.Execution`): on
+   x86 TVM's default pool has half the logical CPUs (it takes them for hyper-threads), one thread on this
+   2-vCPU host; ``single-default`` is that default. Every mode's outputs for the first inputs are checked
+   against the first mode's.
+4. ``--search quick``: both builds get the same tuning budget, ``compile``'s quick search (8 measured
+   candidates per task) into empty databases of their own, instead of ``none``.
 
     .venv/bin/python benchmarks/partition_pipeline.py [--model M.onnx] [-n 200] [--algorithm pipeline] [--workdir DIR]
+        [--search none|quick]
 """
 
 from __future__ import annotations
@@ -73,24 +78,20 @@ def stream(specs, n: int, seed: int = 0) -> list:
 # measuring (child process)
 
 
-def configure_threads(cpus) -> None:
-    import tvm
-
-    tvm.get_global_func("runtime.config_threadpool")(-2, len(cpus), [str(c) for c in cpus])
-
-
 def measure(mode: str, artifact: str, n: int, warmup: int, out: str) -> dict:
+    from tvmedge.runtime.execution import Execution
     from tvmedge.runtime.loader import load
 
     cpus = sorted(os.sched_getaffinity(0))
+    if mode == "single-1t":
+        Execution(threads=1, cpus=(cpus[0],)).apply()
+    elif mode in ("single-2t", "stages-2t", "single-2t-records"):
+        Execution(threads=2, cpus=tuple(cpus[:2])).apply()
     model = load(artifact)
     inputs = stream(model.inputs, n + warmup)
     threads_before = len(os.listdir("/proc/self/task"))
     result = {"mode": mode, "n": n, "stages": model.stage_count}
-    if mode == "single-1t":
-        os.sched_setaffinity(0, {cpus[0]})
-        configure_threads([cpus[0]])
-    if mode in ("single-2t", "single-1t", "stages-2t", "single-2t-records"):
+    if mode != "pipeline":
         outputs = []
         for x in inputs[:warmup]:
             model.run(x)
@@ -101,8 +102,7 @@ def measure(mode: str, artifact: str, n: int, warmup: int, out: str) -> dict:
                 outputs.append(y)
         elapsed = time.perf_counter() - start
     else:
-        outputs, elapsed, busy, peak = pipeline(model, inputs, warmup, cpus)
-        result["stage_busy_ms"] = [b / n * 1e3 for b in busy]
+        outputs, elapsed, peak = pipeline(model, inputs, warmup)
         result["os_threads_while_running"] = peak
     result["throughput_ips"] = n / elapsed
     result["os_threads"] = {"before": threads_before, "after": len(os.listdir("/proc/self/task"))}
@@ -110,92 +110,42 @@ def measure(mode: str, artifact: str, n: int, warmup: int, out: str) -> dict:
     return result
 
 
-def pipeline(model, inputs, warmup, cpus):
-    """One thread per stage pinned to its unit's core.
+def pipeline(model, inputs, warmup):
+    """The runtime's pipeline executor over the stream -> (first outputs, seconds for the timed inputs, most OS
+    threads seen)."""
+    from tvmedge.runtime.pipeline import PipelineExecutor
 
-    Returns (first outputs, seconds for the timed inputs, busy seconds per stage, most OS threads seen).
-    """
-    plan = model.manifest.plan
-    core = {u: cpus[i % len(cpus)] for i, u in enumerate(sorted({s.unit for s in plan.stages}))}
-    count = model.stage_count
-    queues = [queue.Queue(maxsize=2) for _ in range(count + 1)]
-    busy = [0.0] * count
-    timed_from = warmup
-    errors = []
-
-    def worker(k):
-        cpu = core[plan.stages[k].unit]
-        os.sched_setaffinity(0, {cpu})  # this thread only (Linux: pid 0 = the calling thread)
-        configure_threads([cpu])  # this thread's own TVM pool: one thread on that core
-        while True:
-            item = queues[k].get()
-            if item is None:
-                queues[k + 1].put(None)
-                return
-            index, tensors = item
-            try:
-                t0 = time.thread_time()  # CPU time of this thread: stages sharing a core do not double-count
-                if k == 0:
-                    tensors = model.to_device(tensors)
-                produced = model.run_stage(k, tensors)
-                if index >= timed_from:
-                    busy[k] += time.thread_time() - t0
-            except Exception as err:  # report, then drain
-                errors.append(err)
-                queues[k + 1].put(None)
-                return
-            tensors = dict(tensors)
-            tensors.update(produced)
-            queues[k + 1].put((index, tensors))
-
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(count)]
-    for t in threads:
-        t.start()
-    names = list(plan.outputs)
-    specs = [s.name for s in model.outputs]
-    outputs, start, peak = [], None, [0]
-
-    def feed():
-        for i, x in enumerate(inputs):
-            queues[0].put((i, x))
-        queues[0].put(None)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    while True:
-        item = queues[count].get()
-        if item is None:
-            break
-        index, tensors = item
-        peak[0] = max(peak[0], len(os.listdir("/proc/self/task")))
-        values = {spec: tensors[name].numpy() for spec, name in zip(specs, names)}
-        if index == warmup - 1 or (warmup == 0 and start is None):
-            start = time.perf_counter()
-        if warmup <= index < warmup + CHECKED:
-            outputs.append(values)
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-    return outputs, elapsed, busy, peak[0]
+    with PipelineExecutor(model) as pipe:
+        pipe.run_many(inputs[:warmup])
+        start = time.perf_counter()
+        outputs = pipe.run_many(inputs[warmup:])
+        elapsed = time.perf_counter() - start
+        peak = len(os.listdir("/proc/self/task"))
+    return outputs[:CHECKED], elapsed, peak
 
 
 # ---------------------------------------------------------------------------------------------------------
 # driving (parent process)
 
 
-def build(model: Path, workdir: Path, sync_us: float, algorithm=None):
+def build(model: Path, workdir: Path, sync_us: float, algorithm=None, search: str = "none"):
     from tvmedge import api
     from tvmedge.tune.auto import TuningOptions
 
     board = workdir / "host-2core.yaml"
     board.write_text(BOARD.format(sync=sync_us))
-    # No tuning records for either build: the repository ships records for the 2-core host target only, which
-    # would favour the single library (the stage libraries target one core each) and hide what partitioning does.
-    tuning = TuningOptions(search="none", use_records=False)
+    # No shipped tuning records for either build: the repository ships records for the 2-core host target only,
+    # which would favour the single library (the stage libraries target one core each). With --search quick each
+    # build gets the same budget (8 measured candidates per task) into an empty database of its own.
+    def tuning(name):
+        if search == "none":
+            return TuningOptions(search="none", use_records=False)
+        return TuningOptions(search=search, log_root=str(workdir / f"records-{name}"))
+
     t0 = time.perf_counter()
-    multi = api.compile(model, str(board), out=workdir / "multi", tuning=tuning, plan="throughput",
+    multi = api.compile(model, str(board), out=workdir / "multi", tuning=tuning("multi"), plan="throughput",
                         algorithm=algorithm)
-    single = api.compile(model, "x86-host", out=workdir / "single", tuning=tuning)
+    single = api.compile(model, "x86-host", out=workdir / "single", tuning=tuning("single"))
     # Reference only: what `tvmedge compile --target x86-host` gives by default (shipped records where present).
     tuned = api.compile(model, "x86-host", out=workdir / "single-records", tuning=TuningOptions(search="none"))
     return multi, single, tuned, time.perf_counter() - t0
@@ -222,6 +172,7 @@ def main():
     parser.add_argument("--algorithm", default=None,
                         help="throughput partitioner (default: balance; 'pipeline' = contiguous stages)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each mode (best and median reported)")
+    parser.add_argument("--search", default="none", help="schedule search of both builds: none or quick")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--artifact", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -234,7 +185,7 @@ def main():
     model = args.model or default_model()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tvmedge-pipeline-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    multi, single, tuned, build_s = build(model, workdir, args.sync_us, args.algorithm)
+    multi, single, tuned, build_s = build(model, workdir, args.sync_us, args.algorithm, args.search)
     plan = multi.manifest.plan
     print(f"model {model.name}; built in {build_s:.0f} s into {workdir}")
     print(f"plan ({plan.algorithm}): " + " | ".join(
@@ -242,8 +193,13 @@ def main():
     pred = plan.predicted
     print(f"predicted: {pred['throughput_ips']:.1f} inputs/s pipelined (bottleneck {pred['bottleneck_unit']}), "
           f"latency {pred['latency_ms']:.3f} ms; unit loads {pred['unit_load_ms']}, DRAM {pred['dram_ms']:.3f} ms")
-    modes = [("single-2t", single.path), ("single-1t", single.path), ("stages-2t", multi.path),
-             ("pipeline", multi.path), ("single-2t-records", tuned.path)]
+    modes = [("single-2t", single.path), ("single-default", single.path), ("single-1t", single.path),
+             ("stages-2t", multi.path), ("pipeline", multi.path), ("single-2t-records", tuned.path)]
+    for name, artifact in (("single", single), ("multi", multi)):
+        stages = artifact.manifest.plan.stages if artifact.manifest.plan else [None]
+        trials = [(s.tuning if s else artifact.manifest.tuning) or {} for s in stages]
+        print(f"{name}: search {args.search}, {sum(t.get('trials') or 0 for t in trials)} trials measured, "
+              f"{sum(t.get('tuned') or 0 for t in trials)}/{sum(t.get('tasks') or 0 for t in trials)} tasks tuned")
     print(f"single-2t-records: {tuned.manifest.tuning.get('tuned')}/{tuned.manifest.tuning.get('tasks')} tasks from "
           f"{tuned.manifest.tuning.get('records')}")
     results, reference = {}, None
@@ -262,19 +218,33 @@ def main():
         ips = [r["throughput_ips"] for r in rows]
         print(f"| {mode} | {np.median(ips):.1f} | {max(ips):.1f} | {np.median(ips) / base:.2f}x | "
               f"{rows[-1].get('os_threads_while_running', rows[-1]['os_threads']['after'])} |")
-    busy = np.median([r["stage_busy_ms"] for r in results["pipeline"]], axis=0)
-    print("\npipeline stage CPU time per input (ms, median): "
-          + ", ".join(f"stage{i} {b:.3f} (predicted {s.predicted['total_ms']:.3f})"
-                      for i, (b, s) in enumerate(zip(busy, plan.stages))))
-    loads = {}
-    for b, s in zip(busy, plan.stages):
-        loads[s.unit] = loads.get(s.unit, 0.0) + b
-    print("measured unit loads (ms CPU per input): " + ", ".join(f"{u} {v:.2f} (predicted "
-          f"{pred['unit_load_ms'].get(u, 0):.2f})" for u, v in loads.items()))
     measured = float(np.median([r["throughput_ips"] for r in results["pipeline"]]))
     print(f"pipeline measured {measured:.1f} inputs/s vs predicted {pred['throughput_ips']:.1f} "
           f"(measured/predicted {measured / pred['throughput_ips']:.2f}); vs single-2t {measured / base:.2f}x; "
           f"outputs of every mode equal single-2t's for the first {CHECKED} inputs")
+    ort = onnxruntime_ips(model, args.n)
+    print(f"ONNX Runtime (2 threads, same process kind): {ort:.1f} inputs/s; pipeline / ORT "
+          f"{measured / ort:.2f}, single-2t / ORT {base / ort:.2f}")
+
+
+def onnxruntime_ips(model: Path, n: int) -> float:
+    """ONNX Runtime's throughput on the same input stream (2 intra-op threads), for the ratio."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    from tvmedge.frontend.onnx import input_specs
+    import onnx
+
+    specs = input_specs(onnx.load(str(model)))
+    inputs = stream(specs, n + 3)
+    for x in inputs[:3]:
+        session.run(None, x)
+    start = time.perf_counter()
+    for x in inputs[3:]:
+        session.run(None, x)
+    return n / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ LAYERS = [
     "compiler",  # the compile pipeline: stages, lowering, linking, the artifact
     "native", "emulator", "deploy",  # the runtime for boards without Python, emulated boards, shipping
     "thermal", "bench", "serve", "peer",  # running artifacts: governor, measurements and certification, REST
+    "analysis",  # looking inside runs: per-kernel profile, per-layer comparison
 ]
 TOP = ("api", "cli", "__main__")
 

@@ -18,7 +18,8 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .runtime.loader import RunResult
 
-__all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load", "run", "bundle", "deploy", "certify",
+__all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load", "run", "profile", "compare", "bundle",
+           "deploy", "certify",
            "bench", "setup_board", "serve_board", "rack", "tracker_boards", "load_board", "list_boards",
            "device_graph", "tuning_logs", "serve", "govern", "compare_governors"]
 
@@ -68,7 +69,7 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
             algorithm: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
             tune_progress: Optional[Callable[[dict], None]] = None, partition: Optional[str] = None,
             partition_algorithm: Optional[str] = None, frozen_inputs: Optional[Mapping[str, list]] = None,
-            sign: Optional[str] = None, encrypt: Optional[str] = None):
+            sign: Optional[str] = None, encrypt: Optional[str] = None, expose_layers: bool = False):
     """Compile an ONNX model (or a ``torch.export`` program saved as ``.pt2``, when torch is installed) for a board
     (name, YAML path, TVM target JSON or ``Board``) -> ``Artifact``.
 
@@ -101,6 +102,10 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
     ``$TVMEDGE_ENCRYPTION_KEY``) encrypts the libraries (and the weights in them) at rest: the loader needs the key
     and decrypts them in memory only.
 
+    ``expose_layers`` makes a debug build whose outputs are the model's followed by every floating-point
+    intermediate ONNX tensor, by name: what :func:`compare` compares layer by layer (slower: nothing fuses across
+    an output).
+
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
     """
     from .compiler.pipeline import compile_model
@@ -114,7 +119,8 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
         plan, algorithm = partition, partition_algorithm
     return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
-                         tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign, encrypt=encrypt)
+                         tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign, encrypt=encrypt,
+                         expose_layers=expose_layers)
 
 
 def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget=None, log_dir=None,
@@ -198,7 +204,8 @@ def load(artifact, device: str = "cpu", verify: bool = True, session=None, trust
 def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
         repeat: int = 0, random: bool = False, seed: int = 0, rpc: Optional[str] = None,
         tracker: Optional[str] = None, key: Optional[str] = None, reference=None, output=None, trust=None,
-        allow_version_mismatch: bool = False, decrypt=None) -> RunResult:
+        allow_version_mismatch: bool = False, decrypt=None, threads: Optional[int] = None,
+        cores: Optional[str] = None) -> RunResult:
     """Run an artifact here, on an emulated board (``board="emu:rk3588"``) or on a remote board through TVM's
     RPC (``rpc="HOST:PORT"``, or ``tracker="HOST:PORT"`` and ``key``) -> :class:`~tvmedge.runtime.RunResult`.
 
@@ -208,6 +215,12 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
     ``output`` saves the outputs (``.npz``, or ``.npy`` for one output). An emulated board's timings say
     nothing about the real one (``result.emulated``). ``trust`` (public key(s), default
     ``$TVMEDGE_TRUSTED_KEYS``): the artifact must be signed by one of them, checked here before it runs anywhere.
+
+    ``threads`` and ``cores`` (``"big"``, ``"little"``, a cluster of the board YAML, or CPU numbers ``"0-3"``)
+    set TVM's thread pool and the cores it runs on (:mod:`tvmedge.runtime.execution`; on this machine the run
+    happens in a thread of its own, the caller's thread is left as it was). A throughput-partitioned artifact with ``repeat`` also
+    streams ``repeat`` inputs through the stage pipeline (:mod:`tvmedge.runtime.pipeline`):
+    ``result.stats.extra["pipeline"]`` holds the pipelined and sequential throughput.
     """
     from .runtime.inputs import random_inputs, read_inputs, write_outputs
     from .runtime.loader import RunResult, check_inputs
@@ -223,6 +236,9 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         feed = random_inputs(manifest.inputs, seed)
     else:
         feed = read_inputs(input_files, manifest.inputs) if inputs is None else inputs
+    if (threads or cores) and (rpc or tracker):
+        raise ConfigError("--threads/--cores apply where the runtime runs: not through RPC (TVM's RPC server owns the "
+                          "board's thread pool); use them with `python -m tvmedge.runtime` on the board")
     if board is None:
         session, where = (None, "host")
         if rpc or tracker:
@@ -231,8 +247,12 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
             session, where = connect(rpc=rpc, tracker=tracker, key=key)
         model = load(artifact, session=session, trust=keys, allow_version_mismatch=allow_version_mismatch,
                      decrypt=decrypt)
-        # a remote board's timings are its own (emulated or not, it cannot tell us)
-        outputs, stats = model.timed_run(feed, repeat=repeat)
+        if session is None:
+            from .runtime.__main__ import timed_run
+
+            outputs, stats = timed_run(model, feed, repeat, threads=threads, cores=cores)
+        else:  # a remote board's timings are its own (emulated or not, it cannot tell us)
+            outputs, stats = model.timed_run(feed, repeat=repeat)
         result = RunResult(outputs, stats, where, emulated=False)
     else:
         from .devices.board import emulated_board_name
@@ -247,7 +267,11 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
             raise ConfigError(f"artifact {artifact} is built for {manifest.arch}, board {name} is {target_board.arch}")
         # Validate here, before the emulator starts (it costs seconds).
         feed = dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
-        outputs, stats = setup_board(target_board).run_artifact(Path(artifact), feed, repeat=repeat)
+        emulated = setup_board(target_board)
+        kwargs = {"threads": threads, "cores": cores} if (threads or cores) else {}
+        if kwargs and emulated.loader_kind != "python":
+            raise ConfigError(f"--threads/--cores on {board}: its C++ loader has no thread control yet")
+        outputs, stats = emulated.run_artifact(Path(artifact), feed, repeat=repeat, **kwargs)
         result = RunResult(outputs, stats, f"emu:{name}", emulated=True)
     if output:
         result.written = str(write_outputs(output, result.outputs))
@@ -258,6 +282,48 @@ def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str
         result.comparison = compare_outputs(result.outputs, onnxruntime_outputs(reference, named))
         result.reference = str(reference)
     return result
+
+
+def _feed(manifest, inputs, input_files, random: bool, seed: int) -> dict:
+    """The inputs of a run, checked against the manifest: given arrays, files, or seeded random ones."""
+    from .runtime.inputs import random_inputs, read_inputs
+    from .runtime.loader import check_inputs
+
+    if random or (inputs is None and not input_files):
+        feed = random_inputs(manifest.inputs, seed)
+    else:
+        feed = read_inputs(input_files, manifest.inputs) if inputs is None else inputs
+    return dict(zip((spec.name for spec in manifest.inputs), check_inputs(manifest.inputs, feed)))
+
+
+def profile(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,
+            repeat: int = 10, random: bool = False, seed: int = 0, plot=None):
+    """Per-kernel profile of an artifact here or on an emulated board (``board="emu:rk3588"``) ->
+    :class:`~tvmedge.analysis.profile.ProfileReport`: each kernel call's median time, share, FLOPs, GFLOP/s
+    against the board's peak and the ONNX layers it computes; stage totals; memory (the manifest's plus the
+    measured peak RSS). ``plot`` writes a bar chart PNG there. Inputs as :func:`run` takes them.
+    """
+    from .analysis.profile import profile_artifact
+    from .runtime.manifest import Manifest
+
+    feed = _feed(Manifest.read(artifact), inputs, input_files, random, seed)
+    return profile_artifact(artifact, feed, board=board, repeat=repeat, plot=plot)
+
+
+def compare(a, b, *, inputs: Optional[Mapping] = None, input_files: Sequence[str] = (), seed: int = 0,
+            min_cosine: float = 0.999, rtol: float = 1e-2, plot=None):
+    """Run ``a`` and ``b`` on the same inputs and compare every tensor both return, by ONNX tensor name, layer by
+    layer -> :class:`~tvmedge.analysis.compare.CompareReport` (first diverging layer, largest jump).
+
+    A side is ``"ort:MODEL.onnx"`` (ONNX Runtime, every intermediate exposed), an artifact directory (built with
+    ``expose_layers=True`` to compare every layer) or ``"DIR@emu:NAME"`` (that artifact on an emulated board);
+    see :mod:`tvmedge.analysis.compare`. ``a`` is the reference.
+    """
+    from .analysis.compare import Side, compare as _compare, parse_side
+
+    a, b = (s if isinstance(s, Side) else parse_side(str(s)) for s in (a, b))
+    return _compare(a, b, inputs=inputs, input_files=input_files, seed=seed, min_cosine=min_cosine, rtol=rtol,
+                    plot=plot)
 
 
 def bundle(board: Union[str, Board], out=None, *, loader: Optional[str] = None, progress=None):

@@ -11,8 +11,9 @@ from .errors import ModelError, ToolchainError, first_line
 __all__ = ["onnxruntime_outputs", "compare_outputs"]
 
 
-def onnxruntime_outputs(model_path, inputs: Mapping[str, np.ndarray], *, threads: int = 0) -> dict:
-    """Run ``model_path`` with ONNX Runtime's CPU provider; returns ``{output name: array}``."""
+def onnxruntime_outputs(model_path, inputs: Mapping[str, np.ndarray], *, threads: int = 0, name=None) -> dict:
+    """Run ``model_path`` (or an ``onnx.ModelProto``, called ``name`` in errors) with ONNX Runtime's CPU provider;
+    returns ``{output name: array}``."""
     try:
         import onnxruntime as ort
     except ImportError as err:
@@ -20,12 +21,14 @@ def onnxruntime_outputs(model_path, inputs: Mapping[str, np.ndarray], *, threads
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    source = model_path.SerializeToString() if hasattr(model_path, "SerializeToString") else str(model_path)
+    name = name or model_path
     try:
-        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, dict(inputs))))
     except Exception as err:  # ORT raises its own Fail/InvalidArgument types
-        raise ModelError(f"onnxruntime could not run {model_path}: {first_line(err)}") from err
+        raise ModelError(f"onnxruntime could not run {name}: {first_line(err)}") from err
 
 
 def compare_outputs(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], *,

@@ -85,3 +85,18 @@ def test_cli_rank(tiny_cnn):
     text = CliRunner().invoke(cli, ["targets", "rank", str(tiny_cnn), "--input-shape", "input=1,3,32,32"])
     assert text.exit_code == 0, text.output
     assert "ranked by predicted latency" in text.stdout and "jetson-orin-nano" in text.stdout
+
+
+def test_the_fit_uses_relax_static_memory_plan(latency, tiny_cnn):
+    # issue 17: the memory a board must hold is what TVM plans (weights + planned activations + workspace), the
+    # figures the compiler writes into the manifest, not only a lower bound
+    from tvmedge.frontend.onnx import import_model
+    from tvmedge.partition.opgraph import extract_ops
+    from tvmedge.partition.rank import model_memory_bytes
+
+    memory = latency["memory"]
+    assert memory["activation_bytes"] > 0 and memory["weight_bytes"] > 0 and memory["storages"] >= 1
+    assert memory["bytes"] == memory["weight_bytes"] + memory["activation_bytes"] + memory["workspace_bytes"]
+    assert memory["bytes"] >= model_memory_bytes(extract_ops(import_model(tiny_cnn).mod, "tiny"))
+    assert all("Relax static plan" in next(r for r in row["reasons"] if r.startswith("memory"))
+               for row in latency["ranked"])

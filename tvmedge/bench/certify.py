@@ -141,6 +141,12 @@ def _judge(report: dict, m: dict, min_duration: float, thermal_note: str) -> Non
             status, why = "pass", ""
         checks.append(_check("sustained load", f"{min_duration:g} s, latency drift <= x{THROTTLE_RATIO:g}",
                              measured, status, why))
+    pipe = m.get("pipeline")
+    if pipe and m.get("runs"):  # a throughput plan: its stages streamed as a pipeline (tvmedge.runtime.pipeline)
+        sequential = m["runs"] / m["duration_s"]
+        checks.append(_check("pipelined throughput", "the plan's stages run as a pipeline",
+                             f"{pipe['throughput_ips']:.1f}/s ({pipe['throughput_ips'] / sequential:.2f}x stage after "
+                             f"stage; {' | '.join(pipe['executions'])})", timed or "pass", note))
     temps = m.get("temperatures") or []
     criterion = f"<= {TEMP_DRIFT_LIMIT_C:g} degC over the second half"
     if len(temps) < 2:

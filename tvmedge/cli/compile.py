@@ -31,9 +31,11 @@ from ._output import Steps, TuneProgress, emit
 @click.option("--encrypt", type=click.Path(dir_okay=False), envvar="TVMEDGE_ENCRYPTION_KEY", metavar="KEYFILE",
               help="Encrypt the libraries (and weights) at rest with this key (`tvmedge keys secret`; env "
                    "TVMEDGE_ENCRYPTION_KEY); boards decrypt in memory with --decrypt.")
+@click.option("--expose-layers", is_flag=True,
+              help="Debug build: every intermediate ONNX tensor is also an output, by name (for `tvmedge compare`).")
 @json_option
 def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tuning_records, no_tuning, tracker, key, opt_level,
-                quant, partition, sign, encrypt, as_json):
+                quant, partition, sign, encrypt, expose_layers, as_json):
     """Compile an ONNX model (or a torch.export .pt2 program) into a deployable artifact for a board."""
     from .. import api
     from ..frontend.freeze import parse_frozen_inputs
@@ -47,7 +49,7 @@ def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tunin
                                input_shapes=parse_input_shapes(input_shapes), out=output, opt_level=opt_level,
                                progress=Steps(total=4 if partition is None else None, quiet=as_json),
                                tune_progress=progress, frozen_inputs=parse_frozen_inputs(frozen_inputs), sign=sign,
-                               encrypt=encrypt)
+                               encrypt=encrypt, expose_layers=expose_layers)
     finally:
         progress.close()
     emit(artifact.summary(), as_json, _render)
@@ -55,11 +57,18 @@ def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tunin
 
 def _render(d):
     ins = ", ".join(f"{t['name']} {tuple(t['shape'])} {t['dtype']}" for t in d["inputs"])
-    outs = ", ".join(f"{t['name']} {tuple(t['shape'])} {t['dtype']}" for t in d["outputs"])
+    shown = d["outputs"][:len(d["outputs"]) - (d.get("exposed_layers") or 0)]
+    outs = ", ".join(f"{t['name']} {tuple(t['shape'])} {t['dtype']}" for t in shown)
     click.echo(f"wrote {d['artifact']}/ for {d['board']} ({d['triple']}): {d['library']} "
                f"{d['library_bytes'] / 1024:.0f} KiB, sha256 {d['library_sha256'][:12]}...")
     click.echo(f"  inputs:  {ins}")
-    click.echo(f"  outputs: {outs}")
+    click.echo(f"  outputs: {outs}" + (f" + {d['exposed_layers']} exposed intermediate tensors (debug build)"
+                                      if d.get("exposed_layers") else ""))
+    m = d.get("memory") or {}
+    if m:
+        mb = lambda v: "?" if v is None else f"{v / 1e6:.2f} MB"  # noqa: E731
+        click.echo(f"  memory: weights {mb(m.get('weight_bytes'))}, activations {mb(m.get('activation_bytes'))} "
+                   f"(Relax static plan), workspace {mb(m.get('workspace_bytes'))}")
     t = d.get("tuning") or {}
     if t.get("search") == "naive":
         click.echo("  schedules: TVM default build (naive loops)")

@@ -16,6 +16,8 @@ _VERBS = {
     "inspect": "tvmedge.cli.inspect:inspect_cmd",
     "compile": "tvmedge.cli.compile:compile_cmd",
     "run": "tvmedge.cli.run:run_cmd",
+    "profile": "tvmedge.cli.profile:profile_cmd",
+    "compare": "tvmedge.cli.compare:compare_cmd",
     "tune": "tvmedge.cli.tune:tune_cmd",
     "logs": "tvmedge.cli.logs:logs",
     "board": "tvmedge.cli.board:board",

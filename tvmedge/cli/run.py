@@ -27,15 +27,19 @@ from ._output import emit, table
               help="Key of an encrypted artifact (env TVMEDGE_DECRYPTION_KEY); its libraries are decrypted in memory.")
 @click.option("--allow-version-mismatch", is_flag=True,
               help="Load an artifact built with another TVM / tvm-ffi than this runtime's.")
+@click.option("--threads", type=click.IntRange(1), help="TVM threads (default: TVM's pool; on x86 half the CPUs).")
+@click.option("--cores", metavar="big|little|UNIT|0-3",
+              help="Cores to run on: a CPU cluster of the board YAML (big, little, or its name) or CPU numbers.")
 @json_option
 def run_cmd(artifact, input_files, random_inputs, seed, output, repeat, board, rpc, tracker, key, reference, trust,
-            decrypt, allow_version_mismatch, as_json):
+            decrypt, allow_version_mismatch, threads, cores, as_json):
     """Run a compiled artifact and print outputs and latency (first inference separately)."""
     from .. import api
 
     result = api.run(artifact, input_files=input_files, random=random_inputs, seed=seed, repeat=repeat, board=board,
                      rpc=rpc, tracker=tracker, key=key, reference=reference, output=output, trust=trust or None,
-                     allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
+                     allow_version_mismatch=allow_version_mismatch, decrypt=decrypt, threads=threads,
+                     cores=cores)
     data = {"artifact": artifact, "where": result.where, "emulated": result.emulated,
             "latency_ms": result.stats.to_json(), "outputs": {k: _describe(v) for k, v in result.outputs.items()}}
     if result.written:
@@ -76,5 +80,11 @@ def _render(d):
         line += (f"; then {s['repeat']} runs: median {s['median_ms']:.3f} ms, mean {s['mean_ms']:.3f}, "
                  f"p90 {s['p90_ms']:.3f}, min {s['min_ms']:.3f}, max {s['max_ms']:.3f}")
     click.echo(line)
+    if s.get("execution"):
+        click.echo(f"execution: {s['execution']['describe']}")
+    p = s.get("pipeline")
+    if p:
+        click.echo(f"pipelined ({' | '.join(p['executions'])}): {p['pipelined_ips']:.1f} inputs/s vs "
+                   f"{p['sequential_ips']:.1f} stage after stage ({p['speedup']:.2f}x) over {p['count']} inputs")
     if d.get("written"):
         click.echo(f"outputs written to {d['written']}")

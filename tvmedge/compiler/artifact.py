@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .. import __version__
+from ..devices.board import cpu_clusters
 from ..errors import ArtifactError
 from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMAT_VERSION, BuildInfo, Manifest, Stage,
                                 StoredPlan, sha256_file)
+from ..runtime.layers import LAYERS_NAME, KernelCall, LayerMap, StageLayers
 from .cross import export_library
 from .int8 import match_dot_product_sign
 from .signing import encrypt_libraries, sign_artifact, signing_key_id
+from .layers import kernel_calls, memory_plan, recording_pipeline, weight_bytes, workspace_bytes
 from .lower import build_executable
 
 __all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
@@ -62,6 +65,10 @@ class Artifact:
             data["quantization"] = m.build.quantization
         if m.build.frozen_inputs:
             data["frozen_inputs"] = m.build.frozen_inputs
+        if m.build.memory:
+            data["memory"] = m.build.memory
+        if m.build.exposed_layers:
+            data["exposed_layers"] = m.build.exposed_layers
         return data
 
 
@@ -82,7 +89,7 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
     tuning = tuning or TuningOptions()
     out = Path(out)
     check_destination(out)
-    built, files = [], {}
+    built, files, layer_stages, memory = [], {}, [], []
     out.parent.mkdir(parents=True, exist_ok=True)
     # The whole artifact is written in a hidden folder beside ``out`` (same file system) and put in place with
     # one rename: a kill at any moment leaves either the previous artifact or the new one, never a mix.
@@ -98,20 +105,28 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
             scheduled, provenance = auto_schedule(mod, stage.target, tuning, progress=tune_progress)
             progress(f"building {name} for {stage.target.describe()}, linking with "
                      f"{stage.target.board.cross_compiler or 'the host compiler'}")
-            executable = build_executable(scheduled, stage.target, opt_level=opt_level)
+            lowered: dict = {}
+            executable = build_executable(scheduled, stage.target, opt_level=opt_level,
+                                          relax_pipeline=recording_pipeline(lowered))
+            layer_stages.append(_stage_layers(stage, scheduled, imported))
+            memory.append({"weight_bytes": weight_bytes(scheduled), "workspace_bytes": workspace_bytes(scheduled),
+                           **memory_plan(lowered["mod"])})
             library = export_library(executable, tmp / name, stage.target)
             files[name] = {"sha256": sha256_file(library), "bytes": library.stat().st_size}
             built.append(Stage(
                 library=name, inputs=tuple(stage.inputs), outputs=tuple(stage.outputs), index=stage.index,
                 unit=stage.unit, built_for=stage.built_for, target=stage.target.spec, fallback=stage.fallback,
                 reason=stage.reason, ops=tuple(stage.ops), predicted=stage.predicted, tuning=provenance))
+        layers = LayerMap(tuple(layer_stages)).write(tmp)
+        libraries = list(files)  # encrypted below; the layer map is not secret and profile reads it as is
+        files[LAYERS_NAME] = {"sha256": sha256_file(layers), "bytes": layers.stat().st_size}
         encryption = None
         if encryption_key is not None:  # the hashes (and the signature) then cover what is on disk: ciphertext
-            progress(f"encrypting {', '.join(files)} (ChaCha20-Poly1305)")
-            encryption = encrypt_libraries(tmp, list(files), encryption_key)
+            progress(f"encrypting {', '.join(libraries)} (ChaCha20-Poly1305)")
+            encryption = encrypt_libraries(tmp, libraries, encryption_key)
             files = {name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in files}
         manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization,
-                             signer=signing_key_id(signing_key))
+                             signer=signing_key_id(signing_key), memory=_memory_record(memory))
         manifest.encryption = encryption
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         for leftover in [p for p in tmp.iterdir() if p.name not in files]:  # the linker's scratch files
@@ -163,8 +178,36 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
+def _stage_layers(stage, scheduled, imported) -> StageLayers:
+    """The stage's kernel calls tied to ONNX layers; an unexpected failure costs the map, never the build."""
+    try:
+        calls, note = kernel_calls(stage.mod, scheduled, getattr(imported, "layer_of_var", None) or {},
+                                   stage.target.tvm_target, getattr(imported, "binding_signatures", None))
+    except Exception as err:  # noqa: BLE001 (a pass TVM cannot run on this module: the map is unknown)
+        calls, note = None, f"no layer map: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    if calls is None:
+        return StageLayers(stage.index, None, note)
+    return StageLayers(stage.index, tuple(KernelCall(c["kernel"], tuple(c["layers"]), c["flops"]) for c in calls))
+
+
+def _memory_record(stages: list) -> dict:
+    """The manifest's ``build.memory``: totals over the stages (activations are planned per stage and all stages'
+    storages stay allocated, so they add up), and each stage's figures when there are several."""
+    def total(key):
+        values = [s[key] for s in stages]
+        return None if any(v is None for v in values) else int(sum(values))
+
+    record = {"weight_bytes": total("weight_bytes"), "activation_bytes": total("activation_bytes"),
+              "workspace_bytes": max(s["workspace_bytes"] for s in stages),
+              "method": "weights: constants of main; activations: storages planned by Relax StaticPlanBlockMemory "
+                        "(outputs included); workspace: largest kernel-internal buffers"}
+    if len(stages) > 1:
+        record["stages"] = stages
+    return record
+
+
 def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, quantization,
-              signer: Optional[str] = None) -> Manifest:
+              signer: Optional[str] = None, memory: Optional[dict] = None) -> Manifest:
     """The manifest of the built stages: a single library is format version 1 (no plan), a plan's stages
     version 2 with the plan stored. ``signer`` is the signing key's id (provenance)."""
     import tvm
@@ -181,7 +224,9 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
         build=BuildInfo(input_shapes=dict(sorted(imported.input_shapes.items())), opt_level=opt_level,
                         frozen_inputs=dict(sorted(imported.frozen_inputs.items())) or None,
                         cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
-                        partitions=len(built) if plan is not None else None, quantization=quantization),
+                        partitions=len(built) if plan is not None else None, quantization=quantization,
+                        memory=memory, exposed_layers=getattr(imported, "exposed_layers", None),
+                        cpu_clusters=cpu_clusters(main.board)),
         # the schedule provenance of every library, when they share it
         tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
         plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,

@@ -26,7 +26,7 @@ __all__ = ["compile_model", "import_for_compile"]
 def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: Optional[str] = None,
                   costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, frozen_inputs=None, sign=None,
-                  encrypt=None):
+                  encrypt=None, expose_layers: bool = False):
     """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
     -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
     from ..devices.target import CompileTarget
@@ -49,7 +49,8 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
     devices, cost_model = partition_setup(target, plan, costs) if plan is not None else (None, None)
     progress(f"importing {Path(model).name} ({'quantize, ' if quant is not None else ''}check, fix shapes, fold, "
              f"convert to Relax)")
-    imported, quantization = import_for_compile(model, quant, input_shapes, progress=None, frozen_inputs=frozen_inputs)
+    imported, quantization = import_for_compile(model, quant, input_shapes, progress=None, frozen_inputs=frozen_inputs,
+                                                expose_layers=expose_layers)
     stages = single_stage(imported, target) if plan is None else \
         plan_stages(imported, target, devices, cost_model, objective=plan, algorithm=algorithm, progress=progress)
     return build_artifact(imported, stages, out, tuning=tuning, opt_level=opt_level, quantization=quantization,
@@ -58,16 +59,21 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
 
 
 def import_for_compile(model, quant=None, input_shapes=None,
-                       progress: Optional[Callable[[str], None]] = None, frozen_inputs=None) -> tuple:
+                       progress: Optional[Callable[[str], None]] = None, frozen_inputs=None,
+                       expose_layers: bool = False) -> tuple:
     """Read, fold, (quantize,) import -> ``(ImportedModel, quantization record for the manifest or None)``.
 
     ``quant``: a ``QuantConfig`` or the path of its YAML. A model that already holds quantized weights (e.g.
     ``tvmedge quantize``'s output) is recorded as such. ``frozen_inputs``: ``--freeze-input`` values by name.
     A ``.pt2`` file is a ``torch.export`` program, imported by TVM's own importer for those.
+    ``expose_layers``: every floating-point intermediate ONNX tensor (of the quantized model, with ``quant``) is
+    also an output, by name (a debug build for ``tvmedge compare``; :func:`tvmedge.frontend.layers.expose_layers`).
     """
     from ..frontend.onnx import import_model, load_onnx
 
     if is_exported_program(model):
+        if expose_layers:
+            raise ConfigError("--expose-layers takes ONNX models (intermediate tensors are named by ONNX)")
         if quant is not None:
             raise ConfigError("--quant takes ONNX models; export the model to ONNX to quantize it")
         from ..frontend.pytorch import import_exported_program
@@ -80,7 +86,15 @@ def import_for_compile(model, quant=None, input_shapes=None,
 
         result = quantize(source, quant, progress=progress)
         source = source.with_proto(result.model)
+    exposed = None
+    if expose_layers:
+        from ..frontend.layers import expose_layers as _expose
+
+        before = len(source.proto.graph.output)
+        source = source.with_proto(_expose(source.proto))
+        exposed = len(source.proto.graph.output) - before
     imported = import_model(source)
+    imported.exposed_layers = exposed
     if imported.quantized_weights is None and imported.integer is None:
         return imported, None
     record = result.manifest_record() if result is not None else \

@@ -36,9 +36,9 @@ marked ``"fallback": "cpu"`` with the reason in the manifest's plan:
 - a GPU (Mali ``opencl``): TVM can generate OpenCL, but the tvmedge runtime drives only ``cpu`` devices and
   neither this host nor the emulated board has an OpenCL driver, so such a library could not be run or tested.
 
-The runtime runs stages one after another in the calling thread (what the *latency* objective prices). The
-throughput objective's pipelined execution (a thread per stage, inputs streaming through) is measured by
-``benchmarks/partition_pipeline.py``.
+The runtime runs stages one after another in the calling thread (what the *latency* objective prices); the
+throughput objective's pipelined execution (a thread per stage, inputs streaming through) is
+:class:`tvmedge.runtime.pipeline.PipelineExecutor`, measured by ``benchmarks/partition_pipeline.py``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ..errors import ConfigError, ToolchainError
 from ..runtime.manifest import machine_arch
 from ..yamlfile import read_yaml
 
-__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target",
+__all__ = ["Board", "ComputeUnit", "Link", "DeclaredMetric", "load_board", "list_boards", "resolve_target", "cpu_clusters",
            "targets_dir", "emulated_board_name"]
 
 Arch = Literal["x86_64", "aarch64", "riscv64"]
@@ -88,6 +88,8 @@ class ComputeUnit(_Strict):
     # The TVM target that generates code for this unit; None when TVM has no code generator for it
     # (a vendor NPU), in which case the unit is reachable only through a vendor toolchain.
     target: Optional[TargetSpec] = None
+    # A CPU cluster's Linux CPU numbers (e.g. [4, 5, 6, 7] for rk3588's Cortex-A76s): what `--cores big` pins to.
+    cpus: Optional[list[int]] = None
 
     def supports(self, op_kind: str) -> bool:
         return self.ops == "all" or op_kind in self.ops
@@ -95,6 +97,19 @@ class ComputeUnit(_Strict):
     def tvm_target(self) -> Optional[dict[str, Any]]:
         """This unit's TVM target with ``host`` values resolved, or None when TVM cannot generate code for it."""
         return resolve_target(self.target) if self.target is not None else None
+
+
+def cpu_clusters(board) -> Optional[dict]:
+    """``{unit: {"cpus": [...], "role": "big"|"little"|None}}`` for the board's CPU units that declare ``cpus``;
+    with two or more, the one with the highest fp32 peak per core is ``big`` and the lowest ``little``."""
+    units = [u for u in board.compute_units if u.kind == "cpu" and u.cpus]
+    if not units:
+        return None
+    per_core = {u.name: (u.peak_gops.get("fp32") or 0.0) / u.cores for u in units}
+    ordered = sorted(units, key=lambda u: per_core[u.name])
+    roles = {ordered[-1].name: "big", ordered[0].name: "little"} if len(units) > 1 and \
+        per_core[ordered[0].name] < per_core[ordered[-1].name] else {}
+    return {u.name: {"cpus": list(u.cpus), "role": roles.get(u.name)} for u in units}
 
 
 class Link(_Strict):

@@ -178,7 +178,8 @@ class PythonEmulatedBoard:
         return json_report(self.board.name, proc, f"python {' '.join(map(str, args))[:60]}")
 
     def run_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 1,
-                     timeout: float = 600) -> tuple[dict, LatencyStats]:
+                     timeout: float = 600, threads: Optional[int] = None,
+                     cores: Optional[str] = None) -> tuple[dict, LatencyStats]:
         """Run an artifact on the emulated board: ``python3.11 -m tvmedge.runtime ARTIFACT --json ...``.
 
         Returns ``(outputs, stats)``: the outputs by name (arrays) and the latency statistics the board printed
@@ -203,6 +204,7 @@ class PythonEmulatedBoard:
             np.savez(in_path, **{name: np.asarray(value) for name, value in inputs.items()})
             args = ["-P", "-m", "tvmedge.runtime", str(artifact), "--inputs", str(in_path), "--output",
                     str(out_path), "--repeat", str(int(repeat)), "--json"]
+            args += (["--threads", str(threads)] if threads else []) + (["--cores", cores] if cores else [])
             report = self.run_json(args, timeout=timeout, cwd=tmp_path)
             if not out_path.is_file():
                 raise ArtifactError(f"emulated board {self.board.name}: the runtime wrote no outputs file")
@@ -213,6 +215,19 @@ class PythonEmulatedBoard:
         if not isinstance(report.get("stats"), dict) or "first_ms" not in report["stats"]:
             raise ArtifactError(f"emulated board {self.board.name}: the runtime printed no latency statistics")
         return outputs, LatencyStats.from_json(report["stats"])
+
+    def profile_artifact(self, artifact_dir, inputs: Mapping[str, "np.ndarray"], *, repeat: int = 10,
+                         timeout: float = 900) -> dict:
+        """Per-kernel times on the board (``python -m tvmedge.runtime.profile``): the
+        :func:`tvmedge.runtime.profile.profile` result, measured under qemu."""
+        import numpy as np
+
+        artifact = Path(artifact_dir).resolve()
+        with tempfile.TemporaryDirectory(prefix="tvmedge-emu-") as tmp:
+            in_path = Path(tmp) / "inputs.npz"
+            np.savez(in_path, **{name: np.asarray(value) for name, value in inputs.items()})
+            return self.run_json(["-P", "-m", "tvmedge.runtime.profile", str(artifact), "--inputs", str(in_path),
+                                  "--repeat", str(int(repeat)), "--json"], timeout=timeout, cwd=Path(tmp))
 
     def measure(self, artifact, duration: float) -> dict:
         """Certification measurements on the board (``python -m tvmedge.runtime.certify``; no temperatures:

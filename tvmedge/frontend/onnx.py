@@ -106,6 +106,10 @@ class ImportedModel:
     frozen_inputs: dict = field(default_factory=dict)  # inputs made constants (--freeze-input) -> values
     # integer layers and float fallbacks of a quantized model (qoperator.IntegerReport), None for a float model
     integer: Optional[object] = None
+    # Relax variable name of each binding of main -> the ONNX tensor it computes (:mod:`.layers`)
+    layer_of_var: dict = field(default_factory=dict)
+    binding_signatures: dict = field(default_factory=dict)  # name -> what it computed at import, in binding order
+    exposed_layers: Optional[int] = None  # a debug import: this many intermediate tensors made outputs too
 
 
 def parse_input_shapes(items: Iterable[str]) -> dict:
@@ -355,13 +359,14 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
         proto = qdq.lower_int4_initializers(proto)  # TVM's importer cannot read INT4 tensors: widened to INT8
-    mod = _to_relax(proto, source.path)
+    mod, (layer_of_var, signatures) = _to_relax(proto, source.path)
     if quantized:
         mod, stats = qdq.keep_weights_quantized(mod)
     outputs = _relax_output_specs(mod, [v.name for v in source.proto.graph.output], source.path)
     return ImportedModel(mod, input_specs(source.proto), outputs, source.path, source.sha256,
                          dict(source.input_shapes), source.proto, quantized_weights=stats,
-                         frozen_inputs=dict(source.frozen_inputs), integer=integer)
+                         frozen_inputs=dict(source.frozen_inputs), integer=integer, layer_of_var=layer_of_var,
+                         binding_signatures=signatures)
 
 
 def _raise_unsupported(path, missing) -> None:
@@ -369,16 +374,20 @@ def _raise_unsupported(path, missing) -> None:
     raise UnsupportedOpError(f"{path}: TVM's ONNX importer cannot convert {len(missing)} op type(s): {listed}", missing)
 
 
-def _to_relax(model: onnx.ModelProto, path):
+def _to_relax(model: onnx.ModelProto, path) -> tuple:
+    """``(Relax module, (binding name -> ONNX tensor, binding name -> signature))`` (:mod:`.layers`)."""
     from tvm.relax.frontend.onnx import from_onnx
 
     from .converters import qualify_domains, register
+    from .layers import capture_tensor_exprs, layer_of_bindings
 
     register()
     try:
-        return from_onnx(qualify_domains(model), keep_params_in_input=False)
+        with capture_tensor_exprs() as exprs:
+            mod = from_onnx(qualify_domains(model), keep_params_in_input=False)
     except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...
         raise ModelError(f"{path}: TVM's ONNX importer failed: {first_line(err)}") from err
+    return mod, layer_of_bindings(mod, exprs)
 
 
 def _relax_output_specs(mod, names: list, path) -> list:

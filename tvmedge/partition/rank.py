@@ -3,8 +3,10 @@
 The model is imported once; every board is then partitioned with the same cost model
 (:func:`tvmedge.partition.report.partition_ops`, default plan for the objective) and ranked by the predicted
 latency (``latency``) or pipelined throughput (``throughput``) of that plan. A feasibility check comes first:
-the model's memory (weights + the largest op's activations) must fit in the board's declared
-``metrics.memory_capacity`` (or ``memory_gb``). A board that cannot be predicted (no compute units, an op no unit
+the model's memory must fit in the board's declared ``metrics.memory_capacity`` (or ``memory_gb``): weights plus
+the activation storages Relax's static memory plan allocates plus the largest kernel workspace
+(:func:`tvmedge.partition.memory.planned_memory`, as the compiler records it in every manifest); if TVM cannot
+plan the model, the lower bound of weights plus the largest op's tensors is used and the row says so. A board that cannot be predicted (no compute units, an op no unit
 runs, no capacity to check) is listed as not ranked with the reason, never dropped silently.
 
 >>> from tvmedge.partition.rank import rank_boards
@@ -20,7 +22,7 @@ from typing import Mapping, Optional, Sequence
 
 from ..errors import ConfigError, PartitionError
 
-__all__ = ["model_memory_bytes", "rank_boards"]
+__all__ = ["model_memory_bytes", "model_memory", "rank_boards"]
 
 
 def model_memory_bytes(ops) -> int:
@@ -28,6 +30,22 @@ def model_memory_bytes(ops) -> int:
     weights = sum(op.bytes_weights for op in ops.ops)
     activations = max((op.bytes_in + op.bytes_out for op in ops.ops), default=0)
     return int(weights + activations)
+
+
+def model_memory(mod, ops) -> dict:
+    """``{"bytes", "how", ...planned figures}``: what the fit checks (see the module docstring)."""
+    from .memory import planned_memory
+
+    try:
+        plan = planned_memory(mod)
+    except Exception as err:  # noqa: BLE001 (a module TVM's pipeline cannot plan): fall back, and say so
+        return {"bytes": model_memory_bytes(ops), "how": f"weights + largest op (no static plan: {type(err).__name__})"}
+    if plan["activation_bytes"] is None:
+        return {"bytes": model_memory_bytes(ops), "how": "weights + largest op (the plan has dynamic sizes)"}
+    total = plan["weight_bytes"] + plan["activation_bytes"] + plan["workspace_bytes"]
+    return {"bytes": int(total), **plan,
+            "how": f"weights {plan['weight_bytes'] / 1e6:.2f} + activations {plan['activation_bytes'] / 1e6:.2f} "
+                   f"(Relax static plan) + workspace {plan['workspace_bytes'] / 1e6:.2f} MB"}
 
 
 def _capacity_gb(board):
@@ -70,7 +88,8 @@ def rank_boards(model, *, objective: str = "latency", input_shapes: Optional[Map
     ops = extract_ops(imported.mod, Path(str(model)).stem)
     if not ops.ops:
         raise PartitionError(f"{model}: the model has no operators to place (only constants)")
-    need = model_memory_bytes(ops)
+    memory = model_memory(imported.mod, ops)
+    need = memory["bytes"]
     ranked, not_ranked = [], []
     for name in names:
         try:
@@ -104,7 +123,7 @@ def rank_boards(model, *, objective: str = "latency", input_shapes: Optional[Map
             reasons.append(f"{', '.join(plan.vendor_units())} needs the vendor toolchain (no TVM codegen)")
         if plan.transfers:
             reasons.append(f"{len(plan.transfers)} transfers, {plan.transfer_us / 1e3:.3f} ms")
-        reasons.append(f"memory {need / 1e6:.2f} MB of {capacity_gb:g} GB"
+        reasons.append(f"memory {need / 1e6:.2f} MB ({memory['how']}) of {capacity_gb:g} GB"
                        + ("" if "memory_capacity" in board.metrics else " (memory_gb, not a declared metric)"))
         ranked.append({
             "board": board.name, "latency_ms": float(plan.latency_us / 1e3),
@@ -126,4 +145,5 @@ def rank_boards(model, *, objective: str = "latency", input_shapes: Optional[Map
             gap = "slower than" if objective == "latency" else "less throughput than"
             row["reasons"].insert(0, f"{ratio:.2f}x {gap} {best['board']}")
     return {"model": str(model), "objective": objective, "plan": DEFAULT_ALGORITHM[objective],
-            "correction": correction, "model_mb": need / 1e6, "ranked": ranked, "not_ranked": not_ranked}
+            "correction": correction, "model_mb": need / 1e6, "memory": memory, "ranked": ranked,
+            "not_ranked": not_ranked}

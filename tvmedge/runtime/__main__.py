@@ -29,6 +29,8 @@ def main(argv=None) -> int:
                         help="key of an encrypted artifact (default $TVMEDGE_DECRYPTION_KEY); decrypted in memory only")
     parser.add_argument("--allow-version-mismatch", action="store_true",
                         help="load an artifact built with another TVM / tvm-ffi version")
+    parser.add_argument("--threads", type=int, help="TVM threads (default: TVM's)")
+    parser.add_argument("--cores", help="big, little, a cluster name or CPU numbers (0-3); from the manifest")
     args = parser.parse_args(argv)
     try:
         from . import inputs as io
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
         model = load(args.artifact, trust=args.trust or None, allow_version_mismatch=args.allow_version_mismatch,
                      decrypt=args.decrypt)
         feed = io.random_inputs(model.inputs, args.seed) if args.random or not args.inputs else io.read_inputs(args.inputs, model.inputs)
-        outputs, stats = model.timed_run(feed, repeat=args.repeat)
+        outputs, stats = timed_run(model, feed, args.repeat, threads=args.threads, cores=args.cores)
         if args.output:
             io.write_outputs(args.output, outputs)
     except TvmedgeError as err:
@@ -56,6 +58,29 @@ def main(argv=None) -> int:
         if stats.repeat:
             print(f"latency: first {stats.first_ms:.3f} ms, median {stats.median_ms:.3f} ms over {stats.repeat} runs")
     return 0
+
+
+def timed_run(model, feed, repeat: int, *, threads=None, cores=None) -> tuple:
+    """``model.timed_run`` with ``--threads``/``--cores`` (clusters from the manifest) applied in the thread that
+    runs it; for a throughput-partitioned artifact also the pipelined throughput over ``repeat`` inputs
+    (``stats.extra["pipeline"]``) -> ``(outputs, LatencyStats)``."""
+    from dataclasses import replace
+
+    from .execution import Execution
+    from .pipeline import is_pipelined, measure_throughput
+
+    execution = Execution.parse(threads, cores, model.manifest.build.cpu_clusters)
+
+    def run():
+        outputs, stats = model.timed_run(feed, repeat=repeat)
+        extra = {}
+        if repeat >= 1 and is_pipelined(model.manifest):
+            extra["pipeline"] = measure_throughput(model, feed, repeat)
+        if not execution.is_default:
+            extra["execution"] = execution.to_json()
+        return outputs, replace(stats, extra={**stats.extra, **extra})
+
+    return execution.call(run)
 
 
 if __name__ == "__main__":

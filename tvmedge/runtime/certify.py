@@ -88,8 +88,28 @@ def measure(artifact, duration: float = 60.0, read_temp: Optional[Callable[[], f
             next_sample = t1 + sample_every
     end = time.perf_counter()
     sample(end)
-    return {"load_s": load_s, "first_inference_ms": stats.first_ms, "runs": len(latencies),
-            "duration_s": end - begin, "latency_ms": summarize_latencies(latencies), "temperatures": temperatures}
+    result = {"load_s": load_s, "first_inference_ms": stats.first_ms, "runs": len(latencies),
+              "duration_s": end - begin, "latency_ms": summarize_latencies(latencies), "temperatures": temperatures}
+    from .pipeline import is_pipelined
+
+    if is_pipelined(model.manifest):  # what a throughput plan is for: inputs streaming through the stages
+        result["pipeline"] = _pipelined_throughput(model, feed, max(1.0, duration / 4))
+    return result
+
+
+def _pipelined_throughput(model, feed, seconds: float) -> dict:
+    """Inputs per second through the stage pipeline for about ``seconds`` (after the sequential sustained run)."""
+    from .pipeline import PipelineExecutor
+
+    with PipelineExecutor(model) as pipe:
+        pipe.run_many([feed])
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            pipe.run_many([feed] * 16)
+            count += 16
+        elapsed = time.perf_counter() - start
+        return {"inputs": count, "seconds": elapsed, "throughput_ips": count / elapsed,
+                "executions": [e.describe() for e in pipe.executions]}
 
 
 def summarize_latencies(latencies: list) -> dict:

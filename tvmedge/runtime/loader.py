@@ -134,6 +134,10 @@ class Model:
         """Number of libraries run one after another (1 for a single-library artifact)."""
         return len(self._stages)
 
+    def stage_vms(self) -> list:
+        """The Relax ``VirtualMachine`` of every stage, in order (for instrumenting: :mod:`.profile`)."""
+        return [vm for _, vm in self._libraries]
+
     def run_stage(self, index: int, tensors: dict) -> dict:
         """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
         tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""

@@ -184,6 +184,11 @@ class BuildInfo:
     partitions: Optional[int] = None  # number of stages of a partitioned artifact
     quantization: Optional[dict] = None  # how the weights were quantized and kept quantized
     frozen_inputs: Optional[dict] = None  # model inputs made constants at compile time -> their values
+    # bytes: weights, planned activations, kernel workspace (see tvmedge.compiler.layers), per stage when partitioned
+    memory: Optional[dict] = None
+    exposed_layers: Optional[int] = None  # a debug build: this many intermediate ONNX tensors are also outputs
+    # the board's CPU clusters: unit -> {"cpus": [Linux CPU numbers], "role": "big"|"little"|None} (--cores)
+    cpu_clusters: Optional[dict] = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -195,6 +200,12 @@ class BuildInfo:
             data["quantization"] = self.quantization
         if self.frozen_inputs:
             data["frozen_inputs"] = self.frozen_inputs
+        if self.memory is not None:
+            data["memory"] = self.memory
+        if self.exposed_layers is not None:
+            data["exposed_layers"] = self.exposed_layers
+        if self.cpu_clusters:
+            data["cpu_clusters"] = self.cpu_clusters
         data.update(self.extra)
         return data
 
