@@ -200,8 +200,6 @@ def _measure_given(task: Task, database, schedules: list, *, builder, runner) ->
     Written here because MetaSchedule's tuning loop only measures what its search strategy draws; these
     candidates were chosen beforehand (by the shipped cost model). Returns the number of candidates tried.
     """
-    import os as _os
-
     from tvm.s_tir import meta_schedule as ms
 
     args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
@@ -219,7 +217,7 @@ def _measure_given(task: Task, database, schedules: list, *, builder, runner) ->
                 trace=schedule.trace, workload=workload, run_secs=result.run_secs, target=task.target,
                 args_info=args_info))
         try:
-            _os.remove(build.artifact_path)
+            os.remove(build.artifact_path)
         except OSError:
             pass
     return len(schedules)
