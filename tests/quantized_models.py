@@ -109,3 +109,41 @@ def ort_outputs(path, feeds: list) -> list:
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return [session.run(None, feed)[0] for feed in feeds]
+
+
+def ort_u8s8_exact() -> bool:
+    """Whether ONNX Runtime's uint8 x int8 kernels compute exact integer products on this CPU.
+
+    On x86 without VNNI, ORT's MLAS multiplies uint8 by int8 with VPMADDUBSW, whose int16 pair sums saturate (ORT's
+    quantization guide warns of it): outputs then differ from the integer arithmetic by several steps (measured: 6
+    on an AVX2 Zen 3). AVX-VNNI / AVX512-VNNI (and other ISAs) accumulate in int32 and are exact."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def ort_reference(path, feeds: list, *, qdq_twin=None) -> list:
+    """The integer arithmetic's outputs, from ONNX Runtime: its fused integer kernels where they are exact on this
+    CPU (:func:`ort_u8s8_exact`), else the QDQ form (``path`` itself, or ``qdq_twin`` for a QOperator model quantized
+    with the same calibration) run without graph optimisations — DequantizeLinear, the float op, QuantizeLinear —
+    which is the same arithmetic up to float rounding ties."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    u8_activations = any(init.data_type == TensorProto.UINT8 for init in model.graph.initializer)
+    if ort_u8s8_exact() or not u8_activations:
+        return ort_outputs(path, feeds)
+    qdq = qdq_twin or path
+    if any(n.op_type.startswith("QLinear") or n.op_type == "QGemm" for n in onnx.load(str(qdq)).graph.node):
+        raise ValueError(f"{qdq}: a QOperator model needs its QDQ twin as the reference on a CPU without VNNI")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(qdq), options, providers=["CPUExecutionProvider"])
+    return [session.run(None, feed)[0] for feed in feeds]

@@ -70,11 +70,22 @@ def weight_as_int8(w: np.ndarray, zero, op: str) -> np.ndarray:
     return shifted.astype(np.int8)
 
 
-def _rint(value):
-    """Round half to even in the default rounding mode (``llvm.rint``). Not ``nearbyint``: that one must not raise
-    the inexact flag, so LLVM saves and restores the FP flags around it (``frflags``/``fsflags`` on RISC-V,
-    where qemu 7.2 aborts on them: ``decode_save_opc`` assertion); the results are the same."""
-    return tirx.call_llvm_pure_intrin("float32", "llvm.rint", value)
+# Round-to-nearest-even float -> int32 without a conversion instruction: adding 1.5 * 2**23 to |v| <= 2**22
+# leaves an integer in [2**23, 2**24], where a float's ulp is 1, so the add itself rounds (half to even, the
+# default mode) and the integer is the low bits of the sum. Written out because LLVM's float -> int conversions
+# on RISC-V vectors (``vfcvt.rtz``, ``vfncvt.rtz``, and ``frflags`` around ``nearbyint``) switch the rounding
+# mode inside one instruction, which aborts qemu 7.2 (the emulated riscv64 boards: ``decode_save_opc``
+# assertion); an add, a bit cast and an integer subtract are the same on every ISA and exact in this range.
+_ROUNDING_BIAS = 12582912.0          # 1.5 * 2**23
+_ROUNDING_BITS = 0x4B400000          # the bits of _ROUNDING_BIAS
+_ROUNDABLE = 4194304.0               # 2**22
+
+
+def _round_to_int32(value):
+    """float32 -> int32, rounded half to even; values beyond +-2**22 saturate there (callers clamp further)."""
+    bounded = tirx.max(tirx.min(value, _ROUNDABLE), -_ROUNDABLE)
+    biased = bounded + tirx.const(_ROUNDING_BIAS, "float32")
+    return tirx.reinterpret("int32", biased) - tirx.const(_ROUNDING_BITS, "int32")
 
 
 def _quantize(bb, value, zero: int, dtype: str):
@@ -83,10 +94,8 @@ def _quantize(bb, value, zero: int, dtype: str):
 
     def compute(x):
         def element(*index):
-            rounded = _rint(x(*index)) + tirx.const(float(zero), "float32")
-            # through int32: LLVM turns a direct float -> 8-bit vector cast into RVV narrowing converts that
-            # qemu 7.2 (the emulated riscv64 boards) aborts on; the clamped value is the same either way
-            return tirx.max(tirx.min(rounded, float(high)), float(low)).astype("int32").astype(dtype)
+            shifted = _round_to_int32(x(*index)) + tirx.const(zero, "int32")
+            return tirx.max(tirx.min(shifted, high), low).astype(dtype)
 
         return te.compute(x.shape, element, name="requantize")
 
@@ -369,7 +378,8 @@ from tvm.relax.frontend.onnx.onnx_frontend import QuantizeLinear as _TvmQuantize
 
 def _per_tensor_quantize(impl):
     """Wrap one of TVM's ``QuantizeLinear`` implementations: a per-tensor float32 -> 8-bit quantize with constant
-    parameters gets :func:`_quantize` (``rint``, see there); anything else TVM's own lowering."""
+    parameters gets :func:`_quantize` (rounding without a conversion instruction, see there); anything else
+    TVM's own lowering."""
 
     def convert(cls, bb, inputs, attr, params):
         x, scale = inputs[0], inputs[1]
@@ -389,8 +399,9 @@ def _per_tensor_quantize(impl):
 
 
 class QuantizeLinear(_TvmQuantizeLinear):
-    """ONNX ``QuantizeLinear``: per-tensor 8-bit with constant parameters rounds with ``llvm.rint`` (identical
-    results to TVM's lowering, whose ``nearbyint`` the emulated RISC-V board cannot run); the rest is TVM's."""
+    """ONNX ``QuantizeLinear``: per-tensor 8-bit with constant parameters rounds as :func:`_round_to_int32` does
+    (identical results to TVM's lowering, whose ``nearbyint`` the emulated RISC-V board cannot run); the rest is
+    TVM's."""
 
     _impl_v10 = _per_tensor_quantize(_TvmQuantizeLinear._impl_v10)
     _impl_v13 = _per_tensor_quantize(_TvmQuantizeLinear._impl_v13)
