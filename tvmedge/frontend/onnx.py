@@ -36,6 +36,8 @@ __all__ = [
     "fold_onnx",
     "inspect_onnx",
     "load_onnx",
+    "node_names",
+    "weight_digest",
     "output_specs",
     "parse_input_shapes",
     "read_onnx",
@@ -84,6 +86,9 @@ class OnnxModel:
     sha256: str  # of that file
     input_shapes: dict  # name -> dims, as the user fixed them
     frozen_inputs: dict = field(default_factory=dict)  # name -> value, as the user froze them
+    # names in the file before folding (folding renames fused nodes): weight initializer -> the nodes reading it,
+    # and node name -> op type (:func:`node_names`); the quantizer matches exclude_layers against them too
+    source_names: dict = field(default_factory=dict)
 
     def with_proto(self, proto: onnx.ModelProto) -> "OnnxModel":
         """The same source with another graph (e.g. its quantized version): path and sha256 stay the file's."""
@@ -277,6 +282,37 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def node_names(model: onnx.ModelProto) -> dict:
+    """Layer names as the file has them, taken before folding: onnxslim renames what it fuses (a MatMul + Add
+    becomes a Gemm named after its output, its weight transposed and renamed), and users name layers as their
+    exporter wrote them (``exclude_layers: [final_fc]``).
+
+    ``{"weights": {initializer: [reading nodes]}, "digests": {weight_digest(value): [reading nodes]},
+    "ops": {node: op type}}``; digests are taken of the weights of MatMul / Gemm / Conv nodes only.
+    """
+    from onnx import numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    weights, digests, ops = {}, {}, {}
+    for index, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        ops[name] = node.op_type
+        for position, value in enumerate(node.input):
+            if value in inits:
+                weights.setdefault(value, []).append(name)
+                if position == 1 and node.op_type in ("MatMul", "Gemm", "Conv"):
+                    digests.setdefault(weight_digest(numpy_helper.to_array(inits[value])), []).append(name)
+    return {"weights": weights, "digests": digests, "ops": ops}
+
+
+def weight_digest(value) -> str:
+    """A digest of an array's shape and values (what identifies a weight across renames)."""
+    import numpy as np
+
+    value = np.ascontiguousarray(value)
+    return hashlib.blake2b(f"{value.dtype}{value.shape}".encode() + value.tobytes(), digest_size=16).hexdigest()
+
+
 def fold_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """Fold shape subgraphs and constants with onnxslim (inputs must have static shapes).
 
@@ -318,6 +354,7 @@ def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
     missing = Counter({op: n for op, n in unsupported_ops(model).items() if op not in _UNROLLED})
     if missing:
         _raise_unsupported(path, missing)
+    names = node_names(model)
     model = fold_onnx(model)
     _check_shape_inputs(model, path)  # first: a loop's trip count may be such an input
     model = _unroll(model, path)
@@ -325,7 +362,7 @@ def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
     missing = unsupported_ops(model)
     if missing:
         _raise_unsupported(path, missing)
-    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()}, frozen)
+    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()}, frozen, names)
 
 
 _UNROLLED = ("Loop", "Scan")  # unrolled by load_onnx when their iteration count is static
