@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -396,14 +397,37 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
         proto = qdq.lower_int4_initializers(proto)  # TVM's importer cannot read INT4 tensors: widened to INT8
+    nbits = _check_matmul_nbits(proto, source.path)
     mod, (layer_of_var, signatures) = _to_relax(proto, source.path)
     if quantized:
         mod, stats = qdq.keep_weights_quantized(mod)
+    if nbits:
+        stats = dict(stats or {}, **nbits)
     outputs = _relax_output_specs(mod, [v.name for v in source.proto.graph.output], source.path)
     return ImportedModel(mod, input_specs(source.proto), outputs, source.path, source.sha256,
                          dict(source.input_shapes), source.proto, quantized_weights=stats,
                          frozen_inputs=dict(source.frozen_inputs), integer=integer, layer_of_var=layer_of_var,
                          binding_signatures=signatures)
+
+
+def _check_matmul_nbits(model: onnx.ModelProto, path) -> dict:
+    """One-line ModelError for a MatMulNBits node the importer cannot run; counts of those it runs (packed 4-bit
+    weights kept packed: :mod:`.converters.nbits`) for the manifest."""
+    from .converters.nbits import check_matmul_nbits
+
+    nodes = [node for node in model.graph.node if node.op_type == "MatMulNBits" and node.domain == "com.microsoft"]
+    if not nodes:
+        return {}
+    inits = {init.name: init for init in model.graph.initializer}
+    shapes = {value.name: _dims(value) for value in list(model.graph.input) + list(model.graph.value_info)}
+    packed = 0
+    for node in nodes:
+        try:
+            check_matmul_nbits(node, inits, shapes.get(node.input[0]))
+        except ValueError as err:
+            raise ModelError(f"{path}: {err}") from None
+        packed += int(np.prod(inits[node.input[1]].dims))
+    return {"matmul_nbits": len(nodes), "int4_packed_bytes": packed}
 
 
 def _raise_unsupported(path, missing) -> None:
