@@ -397,6 +397,7 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
         proto = qdq.lower_int4_initializers(proto)  # TVM's importer cannot read INT4 tensors: widened to INT8
+    proto = _direct_nbits_scales(proto)
     nbits = _check_matmul_nbits(proto, source.path)
     mod, (layer_of_var, signatures) = _to_relax(proto, source.path)
     if quantized:
@@ -408,6 +409,32 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
                          dict(source.input_shapes), source.proto, quantized_weights=stats,
                          frozen_inputs=dict(source.frozen_inputs), integer=integer, layer_of_var=layer_of_var,
                          binding_signatures=signatures)
+
+
+def _direct_nbits_scales(model: onnx.ModelProto) -> onnx.ModelProto:
+    """MatMulNBits scales written as float16 behind a ``Cast`` (its scales must have A's type; the quantizer's
+    ``scale_dtype: float16``) are read from the float16 initializer itself: the kernel widens them in registers
+    (a copy of ``model`` is changed; the Cast goes when nothing else reads it)."""
+    from onnx import TensorProto
+
+    inits = {init.name: init for init in model.graph.initializer}
+    casts = {node.output[0]: node for node in model.graph.node if node.op_type == "Cast" and node.input
+             and node.input[0] in inits and inits[node.input[0]].data_type == TensorProto.FLOAT16}
+    targets = [node for node in model.graph.node if node.op_type == "MatMulNBits" and len(node.input) > 2
+               and node.input[2] in casts]
+    if not targets:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    casts = {node.output[0]: node for node in model.graph.node if node.op_type == "Cast" and node.output[0] in casts}
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits" and len(node.input) > 2 and node.input[2] in casts:
+            node.input[2] = casts[node.input[2]].input[0]
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    kept = [node for node in model.graph.node if not (node.op_type == "Cast" and node.output[0] in casts
+                                                      and node.output[0] not in used)]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
 
 
 def _check_matmul_nbits(model: onnx.ModelProto, path) -> dict:

@@ -233,7 +233,7 @@ def _describe(err: ValidationError) -> str:
     key = f"quantization.{loc}" if loc else "quantization"
     message = first["msg"].removeprefix("Value error, ")
     field, sep, rest = message.partition(": ")
-    if not loc and sep and field in QuantConfig.model_fields:  # a check across keys names its key first
+    if not loc and sep and field in ("group_size", "symmetric", "scale_dtype"):  # a check across keys names its key
         key, message = f"quantization.{field}", rest
     if first["type"] == "literal_error":
         message = f"{first.get('input')!r} is not valid; choose {first['ctx']['expected'].replace(chr(39), '')}"
