@@ -104,7 +104,7 @@ def bench_shape(shape: str, work: Path, threads: int, rounds: int, inner: int) -
     theirs = sessions["ORT int4 (acc 0)"].run(None, {"x": x})[0]
     ms = measure(engines, rounds, inner)
     weights = {name: Manifest.read(a.path).build.memory["weight_bytes"] for name, a in (("fp32", fp32), ("int4", int4))}
-    tasks = Manifest.read(int4.path).stages[0].tuning.get("sources", {})
+    tasks = (Manifest.read(int4.path).tuning or {}).get("sources", {})
     return {"shape": shape, "M": m, "K": k, "N": n, "ms": ms, "weight_bytes": weights,
             "weight_ratio": weights["int4"] / weights["fp32"], "max_abs_diff_vs_ort_int4": float(np.abs(ours - theirs).max()),
             "int4_searched_tasks": sorted(tasks), "compile_s": round(compile_s, 1),
@@ -120,7 +120,8 @@ def report(rows: list, threads: int) -> str:
     lines = ["# Group-wise INT4 (MatMulNBits) layers: tvmedge vs ONNX Runtime (issue 16)", "",
              f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/int4_bench.py` on {platform.machine()} "
              f"({codegen.llvm_get_system_cpu()}, {os.cpu_count()} cores shared with other jobs: a noisy machine, "
-             f"hence same-run ratios), {threads} thread(s) for every engine; TVM {tvm.__version__}, onnxruntime "
+             f"hence same-run ratios; load average {os.getloadavg()[0]:.1f} when the report was written), "
+             f"{threads} thread(s) for every engine; TVM {tvm.__version__}, onnxruntime "
              f"{onnxruntime.__version__}. Weights: random normal, group_size 32, symmetric, float32 scales; "
              "tvmedge built with `--search none` (no measurement).", "",
              "| layer M x K x N | tvmedge int4 ms | ORT int4 acc0 ms | ratio | ORT int4 acc4 ms | ratio | "

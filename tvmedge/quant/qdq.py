@@ -47,6 +47,9 @@ class Layer:
     sensitivity: Optional[dict] = None
     groupable: bool = False  # can be a MatMulNBits: MatMul, or Gemm without transA / alpha / beta
     transposed: bool = False  # the weight is stored N x K (Gemm transB=1)
+    source_name: Optional[str] = None  # the node's name in the file before folding (when folding renamed it)
+    stored_bytes: Optional[int] = None  # quantized weight bytes as stored (set once quantized)
+    group_size: Optional[int] = None  # group-wise INT4 (MatMulNBits): weights per scale along K
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The weight as the ``K x N`` matrix ``y = x @ W`` multiplies by."""
@@ -97,11 +100,13 @@ def find_layers(model, exclude: tuple = (), source_names: Optional[dict] = None)
         elif node.op_type == "MatMul":
             axis, groupable = 1, True
         name = _node_name(node, index)
-        names = [name, init.name] + _source_names(init, source_names) if exclude else []
+        sources = _source_names(init, source_names)
+        names = [name, init.name] + sources
         hits = {p for p in exclude if any(fnmatch.fnmatchcase(n, p) for n in names)}
         used |= hits
         layers.append(Layer(name, node.op_type, init.name, axis, shape, node.input[0], excluded=bool(hits),
-                            groupable=groupable, transposed=bool(trans_b)))
+                            groupable=groupable, transposed=bool(trans_b),
+                            source_name=None if name in sources or not sources else sources[0]))
     return layers, [p for p in exclude if p not in used]
 
 

@@ -105,6 +105,10 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
         for layer in active:
             layer.bits = config.bit_width
     quantized = {layer.node: weights.get(layer) for layer in active}
+    for layer in active:
+        layer.stored_bytes = quantized[layer.node].nbytes
+        if isinstance(quantized[layer.node], BlockQuantizedWeight):
+            layer.group_size = quantized[layer.node].block_size
     storage = "int4"
     if any(layer.bits == 4 and not isinstance(quantized[layer.node], BlockQuantizedWeight) for layer in active):
         float_model, storage = _int4_opset(float_model, name, notes)

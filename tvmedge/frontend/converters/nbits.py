@@ -7,11 +7,12 @@ along K, low nibble first), ``scales`` ``[N, n_blocks]`` (or flat) and optional 
 
 The weights stay packed: the layer is one hand-written TIR kernel (:func:`matmul_nbits_kernel`, called with
 ``R.call_tir``) that reads the packed bytes and dequantizes them in registers inside the reduction; no float
-copy of the weights exists anywhere, in memory or in the artifact. It is written by hand (not Relax ops for
-FuseOps to fuse) because the schedule is the point: FuseOps would fuse an unpack into the matmul, but
-MetaSchedule's CPU design space has no rule for a reduction whose operand is a bit-field decode and falls back to
-scalar loops (tvm.s_tir.dlight's CPU GEMV rule does not match it either). The kernel carries
-``tirx.is_scheduled`` so that neither the zero-measurement predictor nor a tuning run reschedules it, and
+copy of the weights exists anywhere, in memory or in the artifact. It is written by hand (rather than as Relax
+unpack + matmul ops for FuseOps to fuse) so that the decode-in-registers schedule is fixed by construction and
+does not depend on what a search or a predictor picks: the zero-measurement predictor and the quick search have
+no measurement budget for it on a cross target, and a decode (nibble select, zero point, scale) inside the
+reduction is exactly what LLVM needs laid out for vector loads. The kernel carries ``tirx.is_scheduled`` so that
+neither the predictor nor a tuning run reschedules it (MetaSchedule's task extraction skips such functions), and
 ``op_pattern`` opaque so that FuseOps leaves it whole.
 
 The kernel's layout (the same bytes, reordered once at import; see :func:`repack`): the output columns are
