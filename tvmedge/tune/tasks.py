@@ -79,5 +79,8 @@ def extract_tasks(prepared_mod, target) -> list:
     for task in ms_extract(prepared_mod, target):
         if task.mod.attrs is not None and task.mod.attrs.get("tirx.is_scheduled", False):
             continue
+        func = task.dispatched[0]["main"]
+        if func.attrs is not None and func.attrs.get("tirx.is_scheduled", False):
+            continue  # a hand-scheduled kernel (e.g. MatMulNBits'): MetaSchedule checks only the module's attrs
         tasks.append(Task(name=task.task_name, mod=task.dispatched[0], weight=int(task.weight), target=task.target))
     return tasks
