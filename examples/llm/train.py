@@ -92,8 +92,8 @@ def torch_model(cfg: gpt.GPTConfig, weights: dict):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the character-level GPT example (seeded, torch CPU).")
     parser.add_argument("-o", "--out", default=str(Path(__file__).resolve().parent / "charlm"))
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
@@ -101,10 +101,12 @@ def main(argv=None) -> None:
     parser.add_argument("--prefill", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     import torch
 
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)  # one thread: on a shared 2-core machine a second one mostly waits
     rng = np.random.default_rng(args.seed)
     train_text, held_text = split_corpus(read_corpus())
     vocab = sorted(set(train_text) | {"\n", "?"})

@@ -147,6 +147,10 @@ class Model:
             raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
         return dict(zip(stage.output_names, values))
 
+    def tensor(self, array: np.ndarray):
+        """One numpy array as a TVM tensor on this model's device (on the board, for an RPC session)."""
+        return self._tvm.runtime.tensor(np.require(array, requirements="C"), self._device)
+
     def to_device(self, inputs: Optional[ArrayLike] = None) -> dict:
         """Checked inputs as TVM tensors by input name (what :meth:`run_stage` takes)."""
         return dict(zip((s.name for s in self.manifest.inputs), self._arrays(inputs)))
