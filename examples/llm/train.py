@@ -8,7 +8,7 @@ of the training part (sorted) plus ``\\n``; a held-out character missing from it
 Seeded torch CPU training (one thread per core, a few minutes under ``nice``), then the weights go through
 :mod:`gpt` into an LM package: ``prefill.onnx``, ``decode.onnx``, ``lm.json``.
 
-    nice -n 10 python examples/llm/train.py -o examples/llm/charlm        # ~10 min on 2 busy cores
+    nice -n 10 python examples/llm/train.py -o examples/llm/charlm        # ~30 min on a busy 2-core machine
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def torch_model(cfg: gpt.GPTConfig, weights: dict):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the character-level GPT example (seeded, torch CPU).")
     parser.add_argument("-o", "--out", default=str(Path(__file__).resolve().parent / "charlm"))
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dim", type=int, default=128)
