@@ -33,8 +33,13 @@ LM_PACKAGE_FORMAT = "tvmedge-lm"
 
 
 def is_lm_package(path) -> bool:
-    """Is ``path`` a folder holding an LM package's ``lm.json``?"""
-    return Path(path).is_dir() and (Path(path) / LM_MANIFEST).is_file()
+    """Is ``path`` a folder meant as an LM package? ModelError for a folder without ``lm.json`` (a folder is
+    never an ONNX model)."""
+    path = Path(path)
+    if path.is_dir() and not (path / LM_MANIFEST).is_file():
+        raise ModelError(f"{path} is a folder without {LM_MANIFEST}; give an ONNX file or an LM package folder "
+                         "(prefill.onnx, decode.onnx, lm.json)")
+    return path.is_dir()
 
 
 def read_package(path) -> dict:
