@@ -52,7 +52,7 @@ def test_the_example_configs_load():
 BAD = [
     ("quantization:\n  type: dynamic\n  bit_widht: 8\n",
      "quant.yaml: quantization.bit_widht: unknown key for type dynamic; known keys: bit_width, calibration_dataset, "
-     "exclude_layers, max_samples, mixed, type, weight_scale"),
+     "exclude_layers, group_size, max_samples, mixed, scale_dtype, symmetric, type, weight_scale"),
     ("quantization:\n  type: dynamic\n  bit_width: 16\n",
      "quant.yaml: quantization.bit_width: 16 is not valid; choose 8, 4 or mixed"),
     ("quantization:\n  type: int8\n",

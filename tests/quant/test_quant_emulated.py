@@ -68,3 +68,31 @@ def test_int8_artifact_on_emulated_boards_equals_the_hosts_bit_for_bit(tmp_path,
         code = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(plain.path / "model.so")],
                               capture_output=True, text=True, check=True).stdout
         assert "\tsdot\t" in code
+
+
+def test_group_wise_int4_artifact_runs_on_the_emulated_rk3588_with_the_host_outputs(tmp_path):
+    # issue 16: the MatMulNBits kernel (packed int4 decoded in NEON registers) cross-compiled for the A76
+    import tvm
+
+    from nbits_models import mlp_model, save
+    from tvmedge.frontend.onnx import import_model
+    from tvmedge.quant import load_config, quantize
+    from tvmedge.tune.auto import TuningOptions
+
+    model = save(mlp_model(k=256, hidden=128, n=64, m=1), tmp_path / "mlp.onnx")
+    quant = tmp_path / "int4.yaml"
+    quant.write_text("quantization:\n  type: weight_only\n  bit_width: 4\n  group_size: 32\n  symmetric: false\n"
+                     "  scale_dtype: float16\n")
+    none = TuningOptions(search="none", use_records=False, predict=False)
+    arm = api.compile(model, "rk3588", out=tmp_path / "arm", tuning=none, quant=quant)
+    assert arm.manifest.build.quantization["artifact_weights"]["matmul_nbits"] == 2
+    x = np.random.default_rng(0).standard_normal((1, 1, 256)).astype(np.float32)
+    # the host's outputs: the same quantized model through the same import, built for this CPU (TVM's default
+    # pipeline; the kernels that matter are the hand-scheduled MatMulNBits ones either way)
+    quantized = quantize(model, load_config(quant)).save(tmp_path / "mlp.int4.onnx")
+    host = tvm.relax.VirtualMachine(tvm.compile(import_model(quantized).mod, target="llvm"), tvm.cpu())
+    on_host = host["main"](tvm.runtime.tensor(x)).numpy()
+    result = api.run(arm.path, {"x": x}, board="emu:rk3588")
+    assert result.emulated is True
+    # same loop nest, other ISA: only the float rounding of fused multiply-adds may differ
+    np.testing.assert_allclose(result.outputs["y"], on_host, rtol=1e-5, atol=1e-5)

@@ -116,7 +116,9 @@ def _render(d):
         click.echo(f"  quantized: {bits or 'quantized model'}; {integer.get('integer_layers', 0)} layer(s) compute "
                    f"on integers (int8 x int8 -> int32)"
                    + (f"; {w.get('int8_kept', 0)} INT8 and {w.get('int4_packed', 0)} packed INT4 weights dequantized "
-                      f"inside {w.get('fused', 0)} float layer kernels" if w else ""))
+                      f"inside {w.get('fused', 0)} float layer kernels" if w.get("fused") is not None else "")
+                   + (f"; {w['matmul_nbits']} MatMulNBits layer(s) read {w['int4_packed_bytes']} bytes of packed "
+                      f"group-wise INT4" if w.get("matmul_nbits") else ""))
         for note in integer.get("float_fallback", []):
             click.echo(f"    float fallback: {note}")
 

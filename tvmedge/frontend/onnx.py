@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+import numpy as np
 import onnx
 from onnx import helper
 
@@ -36,6 +37,8 @@ __all__ = [
     "fold_onnx",
     "inspect_onnx",
     "load_onnx",
+    "node_names",
+    "weight_digest",
     "output_specs",
     "parse_input_shapes",
     "read_onnx",
@@ -84,6 +87,9 @@ class OnnxModel:
     sha256: str  # of that file
     input_shapes: dict  # name -> dims, as the user fixed them
     frozen_inputs: dict = field(default_factory=dict)  # name -> value, as the user froze them
+    # names in the file before folding (folding renames fused nodes): weight initializer -> the nodes reading it,
+    # and node name -> op type (:func:`node_names`); the quantizer matches exclude_layers against them too
+    source_names: dict = field(default_factory=dict)
 
     def with_proto(self, proto: onnx.ModelProto) -> "OnnxModel":
         """The same source with another graph (e.g. its quantized version): path and sha256 stay the file's."""
@@ -277,6 +283,37 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def node_names(model: onnx.ModelProto) -> dict:
+    """Layer names as the file has them, taken before folding: onnxslim renames what it fuses (a MatMul + Add
+    becomes a Gemm named after its output, its weight transposed and renamed), and users name layers as their
+    exporter wrote them (``exclude_layers: [final_fc]``).
+
+    ``{"weights": {initializer: [reading nodes]}, "digests": {weight_digest(value): [reading nodes]},
+    "ops": {node: op type}}``; digests are taken of the weights of MatMul / Gemm / Conv nodes only.
+    """
+    from onnx import numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    weights, digests, ops = {}, {}, {}
+    for index, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        ops[name] = node.op_type
+        for position, value in enumerate(node.input):
+            if value in inits:
+                weights.setdefault(value, []).append(name)
+                if position == 1 and node.op_type in ("MatMul", "Gemm", "Conv"):
+                    digests.setdefault(weight_digest(numpy_helper.to_array(inits[value])), []).append(name)
+    return {"weights": weights, "digests": digests, "ops": ops}
+
+
+def weight_digest(value) -> str:
+    """A digest of an array's shape and values (what identifies a weight across renames)."""
+    import numpy as np
+
+    value = np.ascontiguousarray(value)
+    return hashlib.blake2b(f"{value.dtype}{value.shape}".encode() + value.tobytes(), digest_size=16).hexdigest()
+
+
 def fold_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """Fold shape subgraphs and constants with onnxslim (inputs must have static shapes).
 
@@ -318,6 +355,7 @@ def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
     missing = Counter({op: n for op, n in unsupported_ops(model).items() if op not in _UNROLLED})
     if missing:
         _raise_unsupported(path, missing)
+    names = node_names(model)
     model = fold_onnx(model)
     _check_shape_inputs(model, path)  # first: a loop's trip count may be such an input
     model = _unroll(model, path)
@@ -325,7 +363,7 @@ def load_onnx(path, input_shapes: Optional[Mapping[str, tuple]] = None,
     missing = unsupported_ops(model)
     if missing:
         _raise_unsupported(path, missing)
-    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()}, frozen)
+    return OnnxModel(model, str(path), sha, {k: list(v) for k, v in shapes.items()}, frozen, names)
 
 
 _UNROLLED = ("Loop", "Scan")  # unrolled by load_onnx when their iteration count is static
@@ -359,14 +397,64 @@ def import_model(model, input_shapes: Optional[Mapping[str, tuple]] = None, *,
     quantized = keep_weights_quantized and qdq.has_quantized_weights(proto)
     if quantized:
         proto = qdq.lower_int4_initializers(proto)  # TVM's importer cannot read INT4 tensors: widened to INT8
+    proto = _direct_nbits_scales(proto)
+    nbits = _check_matmul_nbits(proto, source.path)
     mod, (layer_of_var, signatures) = _to_relax(proto, source.path)
     if quantized:
         mod, stats = qdq.keep_weights_quantized(mod)
+    if nbits:
+        stats = dict(stats or {}, **nbits)
     outputs = _relax_output_specs(mod, [v.name for v in source.proto.graph.output], source.path)
     return ImportedModel(mod, input_specs(source.proto), outputs, source.path, source.sha256,
                          dict(source.input_shapes), source.proto, quantized_weights=stats,
                          frozen_inputs=dict(source.frozen_inputs), integer=integer, layer_of_var=layer_of_var,
                          binding_signatures=signatures)
+
+
+def _direct_nbits_scales(model: onnx.ModelProto) -> onnx.ModelProto:
+    """MatMulNBits scales written as float16 behind a ``Cast`` (its scales must have A's type; the quantizer's
+    ``scale_dtype: float16``) are read from the float16 initializer itself: the kernel widens them in registers
+    (a copy of ``model`` is changed; the Cast goes when nothing else reads it)."""
+    from onnx import TensorProto
+
+    inits = {init.name: init for init in model.graph.initializer}
+    casts = {node.output[0]: node for node in model.graph.node if node.op_type == "Cast" and node.input
+             and node.input[0] in inits and inits[node.input[0]].data_type == TensorProto.FLOAT16}
+    targets = [node for node in model.graph.node if node.op_type == "MatMulNBits" and len(node.input) > 2
+               and node.input[2] in casts]
+    if not targets:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    casts = {node.output[0]: node for node in model.graph.node if node.op_type == "Cast" and node.output[0] in casts}
+    for node in model.graph.node:
+        if node.op_type == "MatMulNBits" and len(node.input) > 2 and node.input[2] in casts:
+            node.input[2] = casts[node.input[2]].input[0]
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    kept = [node for node in model.graph.node if not (node.op_type == "Cast" and node.output[0] in casts
+                                                      and node.output[0] not in used)]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
+def _check_matmul_nbits(model: onnx.ModelProto, path) -> dict:
+    """One-line ModelError for a MatMulNBits node the importer cannot run; counts of those it runs (packed 4-bit
+    weights kept packed: :mod:`.converters.nbits`) for the manifest."""
+    from .converters.nbits import check_matmul_nbits
+
+    nodes = [node for node in model.graph.node if node.op_type == "MatMulNBits" and node.domain == "com.microsoft"]
+    if not nodes:
+        return {}
+    inits = {init.name: init for init in model.graph.initializer}
+    shapes = {value.name: _dims(value) for value in list(model.graph.input) + list(model.graph.value_info)}
+    packed = 0
+    for node in nodes:
+        try:
+            check_matmul_nbits(node, inits, shapes.get(node.input[0]))
+        except ValueError as err:
+            raise ModelError(f"{path}: {err}") from None
+        packed += int(np.prod(inits[node.input[1]].dims))
+    return {"matmul_nbits": len(nodes), "int4_packed_bytes": packed}
 
 
 def _raise_unsupported(path, missing) -> None:

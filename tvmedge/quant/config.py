@@ -7,6 +7,9 @@ The seed's form is accepted as written (``calibration_dataset`` relative to the 
       bit_width: 8           # 8 | 4 | mixed
       calibration_dataset: ./data/calib_set
       exclude_layers: [embeddings, final_fc]
+      group_size: 32         # 32 | 64 | 128: INT4 MatMul / Gemm weights group-wise (ONNX Runtime's MatMulNBits)
+      symmetric: true        # false: a zero point per group too
+      scale_dtype: float32   # float32 | float16
 
 ``type`` picks the class (:class:`DynamicQuantConfig`, :class:`StaticQuantConfig`, :class:`WeightOnlyConfig`);
 :func:`tvmedge.quant.quantize` dispatches on it. Unknown keys, bad values and keys of another type are
@@ -24,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError
 from ..yamlfile import read_yaml
+from .blockwise import GROUP_SIZES
 
 __all__ = [
     "QuantConfig",
@@ -71,6 +75,32 @@ class QuantConfig(_Strict):
     weight_scale: Literal["absmax", "mse"] = "mse"  # mse: per-channel clipping that minimises the weight error
     max_samples: int = Field(default=256, gt=0)
     mixed: Optional[MixedTarget] = None
+    # Group-wise INT4 (MatMul / Gemm with a constant weight): scales per group_size values along K, written as
+    # com.microsoft.MatMulNBits; without group_size INT4 weights are per output channel (QDQ).
+    group_size: Optional[int] = None
+    symmetric: bool = True
+    scale_dtype: Literal["float32", "float16"] = "float32"
+
+    @field_validator("group_size", mode="before")
+    @classmethod
+    def _group(cls, value):
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or value not in GROUP_SIZES:
+            raise ValueError(f"{value!r} is not valid; choose 32, 64 or 128")
+        return value
+
+    @model_validator(mode="after")
+    def _group_options(self):
+        if self.group_size is not None and self.bit_width == 8:
+            raise ValueError("group_size: group-wise weights are 4-bit; use it with bit_width: 4 or mixed")
+        if self.group_size is None and not self.symmetric:
+            raise ValueError("symmetric: false needs group_size (per-channel weights are symmetric)")
+        if self.group_size is None and self.scale_dtype != "float32":
+            raise ValueError("scale_dtype: float16 needs group_size (per-channel scales are float32)")
+        return self
 
     @field_validator("exclude_layers", mode="before")
     @classmethod
@@ -202,6 +232,9 @@ def _describe(err: ValidationError) -> str:
     loc = ".".join(str(part) for part in first["loc"] if not str(part).startswith(("literal[", "function-")))
     key = f"quantization.{loc}" if loc else "quantization"
     message = first["msg"].removeprefix("Value error, ")
+    field, sep, rest = message.partition(": ")
+    if not loc and sep and field in ("group_size", "symmetric", "scale_dtype"):  # a check across keys names its key
+        key, message = f"quantization.{field}", rest
     if first["type"] == "literal_error":
         message = f"{first.get('input')!r} is not valid; choose {first['ctx']['expected'].replace(chr(39), '')}"
     elif first["type"] in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):

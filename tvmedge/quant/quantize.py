@@ -16,11 +16,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import ConfigError, ModelError
-from ..frontend.onnx import OnnxModel, fold_onnx, input_specs, read_onnx
+from ..frontend.onnx import OnnxModel, fold_onnx, input_specs, node_names, read_onnx
 from .calibrate import calibrate
 from .config import DynamicQuantConfig, QuantConfig, StaticQuantConfig, WeightOnlyConfig, load_config
 from .dataset import Dataset, load_dataset
 from .engine import Engine, outputs_of, relative_error, top1
+from .blockwise import BlockQuantizedWeight, quantize_blockwise
 from .int8 import quantize_weight
 from .mixed import choose_mixed
 from .qdq import INT4_OPSET, ActivationPlan, build_qdq, find_layers, weight_bytes_of
@@ -82,9 +83,10 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
     if not isinstance(config, QuantConfig):
         config = load_config(config)
     float_model, name, sha, onnx_bytes, folded = _read(model)
+    source_names = model.source_names if isinstance(model, OnnxModel) else node_names(float_model)
     float_model = _prepare(float_model, name, _BASE_OPSET, fold=not folded)
     specs = input_specs(float_model)
-    layers, unmatched = find_layers(float_model, config.exclude_layers)
+    layers, unmatched = find_layers(float_model, config.exclude_layers, source_names)
     active = [layer for layer in layers if not layer.excluded]
     if not active:
         raise ConfigError(f"{name}: no layer to quantize (Conv/Gemm/MatMul with a constant weight"
@@ -92,8 +94,8 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
     data = _calibration_data(config, specs, progress)
     progress(f"activations: {config.type}")
     plan = activation_plan(config, float_model, active, data)
-    weights = _WeightCache(float_model, config.weight_scale)
-    notes = [f"exclude_layers pattern '{p}' matches no layer" for p in unmatched]
+    weights = _WeightCache(float_model, config)
+    notes = [_unmatched_note(p, source_names) for p in unmatched]
     mixed = None
     if config.bit_width == "mixed":
         progress(f"mixed precision: measuring the sensitivity of {len(active)} layers")
@@ -103,8 +105,12 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
         for layer in active:
             layer.bits = config.bit_width
     quantized = {layer.node: weights.get(layer) for layer in active}
+    for layer in active:
+        layer.stored_bytes = quantized[layer.node].nbytes
+        if isinstance(quantized[layer.node], BlockQuantizedWeight):
+            layer.group_size = quantized[layer.node].block_size
     storage = "int4"
-    if any(layer.bits == 4 for layer in active):
+    if any(layer.bits == 4 and not isinstance(quantized[layer.node], BlockQuantizedWeight) for layer in active):
         float_model, storage = _int4_opset(float_model, name, notes)
     qmodel = build_qdq(float_model, layers, quantized, plan, int4_storage=storage)
     _check(qmodel, name)
@@ -114,6 +120,16 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
         report.accuracy = evaluate_models(float_model, qmodel, load_dataset(evaluate, specs, key="--evaluate"))
     report.engine = _engine_name()
     return QuantResult(qmodel, report, float_model)
+
+
+def _unmatched_note(pattern: str, source_names: dict) -> str:
+    import fnmatch
+
+    ops = sorted({op for node, op in (source_names.get("ops") or {}).items() if fnmatch.fnmatchcase(node, pattern)})
+    if ops:
+        return (f"exclude_layers pattern '{pattern}' names {'/'.join(ops)} node(s), which are not quantized "
+                f"(only Conv / Gemm / MatMul weights are)")
+    return f"exclude_layers pattern '{pattern}' matches no layer"
 
 
 def _calibration_data(config, specs, progress) -> Optional[Dataset]:
@@ -173,22 +189,32 @@ def _(config: StaticQuantConfig, model, layers, data):
 # --- helpers --------------------------------------------------------------------------------------
 
 class _WeightCache:
-    """Quantized weights per (weight, bits), computed once (mixed precision asks for both widths)."""
+    """Quantized weights per (weight, bits), computed once (mixed precision asks for both widths).
 
-    def __init__(self, model, method: str):
+    INT4 weights of MatMul / Gemm layers are group-wise (:mod:`.blockwise`, a MatMulNBits node) when the config
+    sets ``group_size``; every other quantized weight is per output channel (:mod:`.int8`).
+    """
+
+    def __init__(self, model, config: QuantConfig):
         from onnx import numpy_helper
 
         self._arrays = {init.name: init for init in model.graph.initializer}
         self._to_array = numpy_helper.to_array
-        self._method = method
+        self._config = config
         self._cache = {}
 
     def get(self, layer, bits: Optional[int] = None):
         bits = bits or layer.bits
-        key = (layer.weight, layer.axis, bits)
+        config = self._config
+        grouped = bits == 4 and config.group_size is not None and layer.groupable
+        key = (layer.weight, layer.axis, bits, grouped and layer.transposed)
         if key not in self._cache:
-            self._cache[key] = quantize_weight(self._to_array(self._arrays[layer.weight]), layer.axis, bits,
-                                               self._method)
+            w = self._to_array(self._arrays[layer.weight])
+            if grouped:
+                self._cache[key] = quantize_blockwise(layer.matrix(w), config.group_size, symmetric=config.symmetric,
+                                                      scale_dtype=config.scale_dtype, method=config.weight_scale)
+            else:
+                self._cache[key] = quantize_weight(w, layer.axis, bits, config.weight_scale)
         return self._cache[key]
 
 

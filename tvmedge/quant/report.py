@@ -40,6 +40,12 @@ class QuantReport:
                    "bits": bits if bits is not None else "float",
                    "bytes": weight_bytes(layer.params, bits or 32) + (layer.shape[layer.axis] * 4 if bits else 0),
                    "excluded": layer.excluded}
+            if bits is not None and layer.stored_bytes is not None:
+                row["bytes"] = layer.stored_bytes
+            if bits is not None and layer.group_size:
+                row["group_size"] = layer.group_size  # MatMulNBits: one scale per group_size weights along K
+            if layer.source_name and layer.source_name != layer.node:
+                row["source_name"] = layer.source_name  # the node's name in the file, before folding renamed it
             if layer.sensitivity is not None:
                 row["sensitivity"] = layer.sensitivity
             rows.append(row)
@@ -93,8 +99,10 @@ class QuantReport:
         rows = []
         for row in self.layers:
             sens = row.get("sensitivity") or {}
-            rows.append([row["name"], row["op"], "x".join(map(str, row["shape"])),
-                         str(row["bits"]) + (" (excluded)" if row["excluded"] else ""), f"{row['bytes']:,}",
+            rows.append([row["name"] + (f" ({row['source_name']})" if row.get("source_name") else ""), row["op"],
+                         "x".join(map(str, row["shape"])),
+                         str(row["bits"]) + (f" g{row['group_size']}" if row.get("group_size") else "")
+                         + (" (excluded)" if row["excluded"] else ""), f"{row['bytes']:,}",
                          _fmt(sens.get("accuracy_drop")), _fmt(sens.get("output_error"))])
         lines += ["", _table(rows, headers)]
         lines += [f"note: {note}" for note in self.notes]

@@ -22,10 +22,10 @@ _TVM_CONTRIB = ("EmbedLayerNormalization",)
 @lru_cache(maxsize=1)
 def converters() -> dict:
     """Op type -> converter class, for every op tvmedge converts itself."""
-    from . import attention, elementwise, losses, misc, quantized, recurrent
+    from . import attention, elementwise, losses, misc, nbits, quantized, recurrent
 
     table = {}
-    for module in (recurrent, attention, losses, misc, elementwise, quantized):
+    for module in (recurrent, attention, losses, misc, elementwise, quantized, nbits):
         table.update(module.CONVERTERS)
     return table
 
