@@ -186,12 +186,22 @@ def quantize(model, config, *, out=None, evaluate=None, report=None, progress: O
     """Quantize an ONNX model as ``config`` (a ``QuantConfig`` or its YAML path) says -> ``QuantResult``.
 
     ``out`` writes the quantized (QDQ) ONNX model, ``report`` the report as JSON; ``evaluate`` (a data set with
-    labels) measures float vs quantized accuracy. A bad config fails before the model is read.
+    labels) measures float vs quantized accuracy. A bad config fails before the model is read. An LM package
+    folder (:mod:`tvmedge.compiler.lm`) has both graphs quantized into the package folder ``out``.
     """
     from .quant import QuantConfig, load_config
     from .quant.quantize import quantize as _quantize
 
     config = config if isinstance(config, QuantConfig) else load_config(config)
+    from .compiler.lm import is_lm_package, quantize_package
+
+    if is_lm_package(model):  # both graphs, into a new LM package folder; the decode graph's report
+        if out is None or evaluate is not None:
+            raise ConfigError("an LM package is quantized into a new package folder: give -o DIR (and no --evaluate)")
+        result = quantize_package(model, config, out, progress=progress)
+        if report is not None:
+            result.report.write(report)
+        return result
     result = _quantize(model, config, evaluate=evaluate, progress=progress)
     if out is not None:
         result.save(out)

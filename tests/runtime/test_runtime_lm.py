@@ -104,3 +104,18 @@ def test_emulated_boards_generate_what_the_host_generates(tiny_lm_package, tmp_p
         on_board = api.generate(artifact, "The ", board=f"emu:{board}", **options)
         assert on_board.where == f"emu:{board}"
         assert on_board.tokens == ort_generate(tiny_lm_package, "The ", SamplingOptions(**options))
+
+
+@pytest.mark.slow
+def test_int4_lm_package_generates_what_onnxruntime_generates(tiny_lm_package, tmp_path):
+    # `tvmedge quantize` on an LM package writes both graphs with MatMulNBits (group-wise INT4, the seed's YAML);
+    # the compiled artifact keeps the packed weights and generates ONNX Runtime's tokens on the same files.
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "llm" / "quant_int4.yaml"
+    quantized = tmp_path / "int4"
+    api.quantize(tiny_lm_package, config, out=quantized)
+    artifact = api.compile(quantized, "x86-host", search="naive", out=tmp_path / "int4-lm").path
+    options = SamplingOptions(max_tokens=8)
+    assert api.generate(artifact, "The ", max_tokens=8).tokens == ort_generate(quantized, "The ", options)
+    assert json.loads((quantized / "lm.json").read_text())["quantization"]["group_size"] == 32

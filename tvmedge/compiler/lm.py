@@ -27,7 +27,7 @@ from ..errors import ArtifactError, ModelError
 from ..runtime.lm import GRAPHS, LM_MANIFEST, LMManifest
 from .artifact import Artifact, _install
 
-__all__ = ["LMArtifact", "LM_PACKAGE_FORMAT", "is_lm_package", "read_package", "compile_lm"]
+__all__ = ["LMArtifact", "LM_PACKAGE_FORMAT", "is_lm_package", "read_package", "compile_lm", "quantize_package"]
 
 LM_PACKAGE_FORMAT = "tvmedge-lm"
 
@@ -58,6 +58,29 @@ def read_package(path) -> dict:
         if not (path / str(data[graph])).is_file():
             raise ModelError(f"{path / LM_MANIFEST} names {graph} graph {data[graph]}, which is not in {path}")
     return data
+
+
+def quantize_package(package, config, out, *, progress: Optional[Callable[[str], None]] = None):
+    """Quantize both graphs of an LM package with one config into a new package ``out`` (same ``lm.json``, the
+    quantization recorded in it) -> the decode graph's ``QuantResult`` (its report: what generation reads)."""
+    from ..quant.quantize import quantize
+
+    package, out = Path(package), Path(out)
+    data = read_package(package)
+    if out.resolve() == package.resolve():
+        raise ModelError(f"-o {out} is the package being quantized; write the quantized package elsewhere")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / LM_MANIFEST).is_file())):
+        raise ArtifactError(f"output folder {out} is not empty and holds no LM package; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for graph in GRAPHS:
+        if progress:
+            progress(f"quantizing the {graph} graph ({data[graph]})")
+        results[graph] = quantize(str(package / str(data[graph])), config)
+        results[graph].save(out / str(data[graph]))
+    data["quantization"] = results["decode"].report.config
+    (out / LM_MANIFEST).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    return results["decode"]
 
 
 @dataclass
