@@ -111,19 +111,36 @@ def weight_bytes(artifact: Path, graph: str = "decode") -> int:
     return int(manifest["build"]["memory"]["weight_bytes"])
 
 
-def speed(work: Path, search: str) -> dict:
+def big_package(work: Path) -> Path:
     package = work / "gpt-100m"
     if not (package / "lm.json").is_file():
         print(f"writing the {BIG.parameters() / 1e6:.1f} M-parameter package (random weights, seed 0)", flush=True)
         vocab = [chr(c) for c in range(32, 127)] + ["\n"]
         gpt.write_package(gpt.random_weights(BIG, 0), BIG, vocab, package, meta={"weights": "random seed 0"})
-    artifact, compile_s = compile_lm(package, work / f"gpt-100m-{search}", search)
+    return package
+
+
+def speed(work: Path, search: str, variant: str = "fp32") -> dict:
+    """Decode/prefill speed of the big model: ``fp32``, or ``int4`` (both graphs quantized once with
+    examples/llm/quant_int4.yaml into MatMulNBits; tvmedge compiles that package, ONNX Runtime runs it)."""
+    package = big_package(work)
+    if variant == "int4":
+        from tvmedge import api
+
+        quantized = work / "gpt-100m-int4"
+        if not (quantized / "lm.json").is_file():
+            print("quantizing the big package to INT4 (group 32)", flush=True)
+            api.quantize(package, REPO / "examples" / "llm" / "quant_int4.yaml", out=quantized)
+        package = quantized
+    artifact, compile_s = compile_lm(package, work / f"gpt-100m-{variant}-{search}", search)
     prompt_len, new_tokens = BIG.prefill, 33
     tvm = worker("tvm", artifact, prompt_len, new_tokens)
     ort = worker("ort", package, prompt_len, new_tokens)
     bw = bandwidth()
     w = BIG.parameters() * 4
-    read_per_token = w - (BIG.vocab + BIG.context) * BIG.dim * 4 + 2 * BIG.layers * BIG.context * BIG.dim * 4
+    embeddings = (BIG.vocab + BIG.context) * BIG.dim * 4
+    decode_weights = weight_bytes(artifact)
+    read_per_token = decode_weights - embeddings + 2 * BIG.layers * BIG.context * BIG.dim * 4
     bound = bw["gbps"] * 1e9 / read_per_token
     rows = {}
     for name, r in (("tvmedge", tvm), ("onnxruntime", ort)):
@@ -131,8 +148,9 @@ def speed(work: Path, search: str) -> dict:
         rows[name] = {"decode_tokens_per_s": tps, "fraction_of_bound": tps / bound, "ttft_ms": r["ttft_ms"],
                       "prefill_tokens_per_s": prompt_len / (r["ttft_ms"] / 1e3), "peak_rss_bytes": r["peak_rss_bytes"],
                       "load_s": r["load_s"]}
-    return {"config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
+    return {"variant": variant, "config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
             "artifact_weight_bytes": {g: weight_bytes(artifact, g) for g in ("prefill", "decode")},
+            "package_onnx_bytes": sum(p.stat().st_size for p in package.glob("*.onnx*")),
             "bytes_read_per_decode_token": read_per_token, "bandwidth": bw, "bound_tokens_per_s": bound,
             "search": search, "compile_s": compile_s, "prompt_tokens": prompt_len, "new_tokens": new_tokens,
             "same_greedy_tokens": tvm["tokens"] == ort["tokens"], "rows": rows,
@@ -203,7 +221,7 @@ def quality(work: Path) -> dict:
         variants["int4"] = REPO / "examples" / "llm" / "quant_int4.yaml"
     for name, quant in variants.items():
         try:
-            artifact, _ = compile_lm(package, work / f"charlm-{name}", "none", quant=quant)
+            artifact, _ = compile_lm(package, work / f"charlm-{name}", "naive", quant=quant)  # speed is not measured here
             result[f"tvmedge_{name}"] = perplexity_tvm(artifact, ids, window)
             result[f"tvmedge_{name}_weight_bytes"] = weight_bytes(artifact)
         except Exception as err:  # noqa: BLE001 - a variant that cannot be built is reported, not hidden
@@ -212,14 +230,17 @@ def quality(work: Path) -> dict:
 
 
 def write_report(data: dict, path: Path) -> None:
-    s, q = data.get("speed"), data.get("quality")
+    q = data.get("quality")
     lines = ["# Language model benchmark (issue 16)", "",
              f"Run {data['date']} on this host ({data['cpu']}, {THREADS} threads for both engines; a shared, noisy "
              "machine: ratios are from the same run). `python benchmarks/llm_bench.py` writes this file.", ""]
-    if s:
-        r, t, o = s["rows"], s["rows"]["tvmedge"], s["rows"]["onnxruntime"]
-        mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
-        lines += [f"## Decode and prefill speed: {s['parameters'] / 1e6:.1f} M-parameter GPT, fp32", "",
+    mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
+    for s in data.get("speed", []):
+        if "error" in s:
+            lines += [f"## Decode and prefill speed, {s['variant']}: not measured", "", s["error"], ""]
+            continue
+        r = s["rows"]
+        lines += [f"## Decode and prefill speed: {s['parameters'] / 1e6:.1f} M-parameter GPT, {s['variant']}", "",
                   f"{s['config']['layers']} layers, dim {s['config']['dim']}, {s['config']['heads']} heads, context "
                   f"{s['config']['context']}, prefill graph {s['config']['prefill']} tokens; random seeded weights "
                   f"(examples/llm/gpt.py, speed only). Prompt {s['prompt_tokens']} tokens, {s['new_tokens']} generated "
@@ -237,7 +258,8 @@ def write_report(data: dict, path: Path) -> None:
         lines += ["", f"tvmedge / ONNX Runtime: decode tokens/s **{s['ratio_decode_vs_ort']:.2f}x**, time to first "
                   f"token {s['ratio_ttft_vs_ort']:.2f}x (lower is better). Greedy tokens identical: "
                   f"{s['same_greedy_tokens']}.", "",
-                  f"Weights: {mb(s['weight_bytes_fp32'])} fp32; the artifact holds them twice (prefill "
+                  f"Weights: {mb(s['weight_bytes_fp32'])} as fp32; ONNX files of this variant {mb(s['package_onnx_bytes'])} "
+                  f"(both graphs); the artifact holds the weights twice (prefill "
                   f"{mb(s['artifact_weight_bytes']['prefill'])} + decode {mb(s['artifact_weight_bytes']['decode'])}: "
                   "two libraries, each with its constants), and peak RSS above shows what that costs.", ""]
     if q:
@@ -263,6 +285,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/tvmedge-llm-bench")
     parser.add_argument("--search", default="none", help="tvmedge compile --search for the big model")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--variants", default="fp32,int4", help="speed variants of the big model")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("-o", "--out", default=str(REPO / "benchmarks" / "llm_results.md"))
     args = parser.parse_args()
@@ -274,7 +297,12 @@ def main() -> None:
                platform.processor())
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu}
     if not args.skip_speed:
-        data["speed"] = speed(work, args.search)
+        data["speed"] = []
+        for variant in args.variants.split(","):
+            try:
+                data["speed"].append(speed(work, args.search, variant))
+            except Exception as err:  # noqa: BLE001 - reported in the results, not hidden
+                data["speed"].append({"variant": variant, "error": f"{type(err).__name__}: {str(err)[:300]}"})
     if not args.skip_quality:
         data["quality"] = quality(work)
     Path(args.out).with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")

@@ -93,6 +93,25 @@ def test_api_generate_streams_to_a_callback(tiny_lm_artifact):
     assert result.ttft_ms > 0 and result.decode_steps == 3
 
 
+def test_board_side_generation_needs_no_compiler(tiny_lm_artifact, lm):
+    # What a board runs: `python -m tvmedge.runtime.lm` with TVM's runtime library alone.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
+    code = ("import runpy, sys; sys.argv = ['lm', sys.argv[1], '--prompt', 'ab', '--max-tokens', '4', '--json']\n"
+            "try:\n    runpy.run_module('tvmedge.runtime.lm', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('compiler loaded:', any(m.startswith('tvm.relax') for m in sys.modules), "
+            "'libtvm_compiler' in open('/proc/self/maps').read())")
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_lm_artifact)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert json.loads(lines[-2])["tokens"] == lm.generate("ab", max_tokens=4).tokens
+    assert lines[-1] == "compiler loaded: False False"
+
+
 @pytest.mark.emulated
 @pytest.mark.slow
 @pytest.mark.parametrize("board", ["rk3588", "visionfive2"])
