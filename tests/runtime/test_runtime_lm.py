@@ -118,7 +118,7 @@ def test_board_side_generation_needs_no_compiler(tiny_lm_artifact, lm):
 def test_emulated_boards_generate_what_the_host_generates(tiny_lm_package, tmp_path, board):
     # The libraries and the KV cache live on the emulated board (TVM's RPC server under qemu); greedy and seeded
     # sampled outputs equal the host's.
-    artifact = api.compile(tiny_lm_package, board, search="none", out=tmp_path / board).path
+    artifact = api.compile(tiny_lm_package, board, search="naive", out=tmp_path / board).path
     for options in ({"max_tokens": 6}, {"max_tokens": 6, "temperature": 0.8, "top_k": 10, "seed": 2}):
         on_board = api.generate(artifact, "The ", board=f"emu:{board}", **options)
         assert on_board.where == f"emu:{board}"

@@ -15,7 +15,7 @@ __all__ = ["board_session"]
 
 
 @contextlib.contextmanager
-def board_session(emulated, *, start_timeout: float = 120.0, session_timeout: float = 3600.0):
+def board_session(emulated, *, start_timeout: float = 600.0, session_timeout: float = 3600.0):
     """``(session, where)`` for the emulated board ``emulated`` while the block runs."""
     from ..runtime.remote import connect
     from .rack import free_ports
