@@ -296,13 +296,19 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu}
+    previous = Path(args.out).with_suffix(".json")
+    if (args.skip_speed or args.skip_quality) and previous.is_file():  # keep the part not rerun (each part is
+        kept = json.loads(previous.read_text())                       # one same-run comparison on its own)
+        data.update({k: kept[k] for k in ("speed", "quality") if k in kept})
     if not args.skip_speed:
+        old = {s["variant"]: s for s in data.get("speed", [])}
         data["speed"] = []
         for variant in args.variants.split(","):
             try:
                 data["speed"].append(speed(work, args.search, variant))
             except Exception as err:  # noqa: BLE001 - reported in the results, not hidden
                 data["speed"].append({"variant": variant, "error": f"{type(err).__name__}: {str(err)[:300]}"})
+        data["speed"] += [s for v, s in old.items() if v not in args.variants.split(",")]
     if not args.skip_quality:
         data["quality"] = quality(work)
     Path(args.out).with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
