@@ -21,7 +21,7 @@ def board_session(emulated, *, start_timeout: float = 600.0, session_timeout: fl
     from .rack import free_ports
 
     port = free_ports(1)[0]
-    server = emulated.serve_rpc(port=port, key=emulated.board.name, stdout=subprocess.DEVNULL)
+    server = emulated.serve_rpc(port=port, stdout=subprocess.DEVNULL)  # no key: a direct session, no tracker
     try:
         deadline = time.monotonic() + start_timeout
         while True:  # an emulated server takes seconds to start
