@@ -87,9 +87,10 @@ class Model:
                     library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi)
                 elif session is None:
                     library = tvm_ffi.load_module(str(path), keep_module_alive=False)
-                else:
-                    session.upload(str(path))
-                    library = session.load_module(stage.library)
+                else:  # named by content on the board: two artifacts' model.so must not overwrite each other
+                    remote = f"{self.manifest.files[stage.library]['sha256'][:16]}-{stage.library}"
+                    session.upload(str(path), target=remote)
+                    library = session.load_module(remote)
                 vm = VirtualMachine(library, self._device)
             except ArtifactError:
                 raise
