@@ -72,6 +72,7 @@ class Model:
         secret = self._secret(decrypt, session)
 
         self._tvm = tvm
+        self._session = session
         self._device = tvm.cpu(0) if session is None else session.cpu(0)
         # Every artifact runs as a list of stages (a single-library artifact is one stage): the manifest's
         # typed plan says which tensors each stage's ``main`` takes and returns, by name.
@@ -143,7 +144,7 @@ class Model:
         """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
         tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""
         stage, main = self._stages[index]
-        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]))
+        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]), self._session)
         if len(values) != len(stage.outputs):
             raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
         return dict(zip(stage.output_names, values))
@@ -301,13 +302,17 @@ def _flatten(result) -> list:
     return values
 
 
-def _flatten_tensors(result) -> list:
-    """Like :func:`_flatten`, but the tensors stay TVM tensors (handed to the next stage without a copy)."""
+def _flatten_tensors(result, session=None) -> list:
+    """Like :func:`_flatten`, but the tensors stay TVM tensors (handed to the next stage without a copy). Over
+    RPC a tuple of results stays on the board as a remote array: its items are fetched as remote tensors."""
     if hasattr(result, "numpy"):
         return [result]
+    if session is not None and type(result).__name__ == "RPCObjectRef":
+        size, item = session.get_function("ffi.ArraySize"), session.get_function("ffi.ArrayGetItem")
+        result = [item(result, i) for i in range(int(size(result)))]
     values = []
     for item in result:
-        values.extend(_flatten_tensors(item))
+        values.extend(_flatten_tensors(item, session))
     return values
 
 
