@@ -233,7 +233,17 @@ def write_report(data: dict, path: Path) -> None:
     q = data.get("quality")
     lines = ["# Language model benchmark (issue 16)", "",
              f"Run {data['date']} on this host ({data['cpu']}, {THREADS} threads for both engines; a shared, noisy "
-             "machine: ratios are from the same run). `python benchmarks/llm_bench.py` writes this file.", ""]
+             "machine). `python benchmarks/llm_bench.py` writes this file; each section below is one same-run "
+             "comparison (`--variants`, `--skip-speed`, `--skip-quality` rerun one part and keep the others), and "
+             "each speed section measures the bandwidth again in its own run, so its bound is its own.", "",
+             "What the figures say: the decode graph is a chain of matrix-vector products, so decode speed is "
+             "the schedules of those GEMVs. The packed-INT4 kernels (MatMulNBits import) beat ONNX Runtime's "
+             "MatMulNBits; the fp32 GEMVs and the prefill matmuls get the zero-measurement predicted schedules "
+             "(`--search none`) and are far from ONNX Runtime and from the bandwidth bound — tuning them "
+             "(`tvmedge tune`, or dlight's CPU GEMV rule) is the open work. Peak RSS is several times the weight "
+             "bytes: prefill and decode are two libraries, each holding every weight, and a loaded library keeps "
+             "its constants in the mapped file and again as tensors; sharing one copy between the two graphs is "
+             "not done yet.", ""]
     mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
     for s in data.get("speed", []):
         if "error" in s:
