@@ -241,9 +241,9 @@ def write_report(data: dict, path: Path) -> None:
              "MatMulNBits; the fp32 GEMVs and the prefill matmuls get the zero-measurement predicted schedules "
              "(`--search none`) and are far from ONNX Runtime and from the bandwidth bound — tuning them "
              "(`tvmedge tune`, or dlight's CPU GEMV rule) is the open work. Peak RSS is several times the weight "
-             "bytes: prefill and decode are two libraries, each holding every weight, and a loaded library keeps "
-             "its constants in the mapped file and again as tensors; sharing one copy between the two graphs is "
-             "not done yet.", ""]
+             "bytes: prefill and decode are two libraries, each holding every weight (and where the rest of the "
+             "RSS goes — likely the mapped library plus the tensors loaded from it — is not measured yet); sharing "
+             "one copy of the weights between the two graphs is not done yet.", ""]
     mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
     for s in data.get("speed", []):
         if "error" in s:
