@@ -135,3 +135,37 @@ def artifact_copy(tmp_path, x86_artifact) -> Path:
 @pytest.fixture(scope="session")
 def tiny_input() -> np.ndarray:
     return np.random.default_rng(1).random((1, 3, 32, 32), dtype=np.float64).astype(np.float32)
+
+
+# --- language models (issue 16) -------------------------------------------------------------------------------
+def load_gpt_example():
+    """``examples/llm/gpt.py``: the GPT decoder written as prefill/decode ONNX graphs with a KV cache."""
+    import sys
+
+    if "gpt_example" not in sys.modules:  # registered first: its dataclasses look their module up there
+        spec = importlib.util.spec_from_file_location("gpt_example", REPO / "examples" / "llm" / "gpt.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gpt_example"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["gpt_example"]
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_package(tmp_path_factory) -> Path:
+    """A random (seeded) one-layer GPT: context 16, prefill 8, printable-ASCII vocabulary. Weights scaled up so
+    that the logits differ clearly from token to token (greedy choices are then not near-ties)."""
+    gpt = load_gpt_example()
+    cfg = gpt.GPTConfig(vocab=96, context=16, prefill=8, layers=1, dim=32, heads=2)
+    weights = {k: v * (6.0 if v.ndim == 2 else 1.0) for k, v in gpt.random_weights(cfg, seed=7).items()}
+    vocab = [chr(c) for c in range(32, 127)] + ["\n"]
+    return gpt.write_package(weights, cfg, vocab, tmp_path_factory.mktemp("lm") / "tiny-lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_artifact(tmp_path_factory, tiny_lm_package) -> Path:
+    """The tiny LM compiled for this host (TVM's default build: fast to compile)."""
+    from tvmedge import api
+
+    out = tmp_path_factory.mktemp("lm-artifacts") / "tiny-lm"
+    api.compile(tiny_lm_package, "x86-host", tuning=naive(), out=out)
+    return out

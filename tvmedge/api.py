@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["inspect", "compile", "tune", "partition", "rank", "quantize", "load", "run", "profile", "compare", "bundle",
            "deploy", "certify",
            "bench", "setup_board", "serve_board", "rack", "tracker_boards", "load_board", "list_boards",
-           "device_graph", "tuning_logs", "serve", "govern", "compare_governors"]
+           "device_graph", "tuning_logs", "serve", "govern", "compare_governors", "generate", "load_lm"]
 
 Shapes = Optional[Mapping[str, tuple]]
 
@@ -107,7 +107,12 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
     an output).
 
     ``partition`` and ``partition_algorithm`` are the former names of ``plan`` and ``algorithm``.
+
+    A folder holding an LM package (``lm.json`` + prefill and decode ONNX graphs, see
+    :mod:`tvmedge.compiler.lm`) compiles into an LM artifact: both graphs through this same pipeline, with the
+    same options, -> ``LMArtifact`` (run it with :func:`generate`).
     """
+    from .compiler.lm import compile_lm, is_lm_package
     from .compiler.pipeline import compile_model
     from .tune.auto import TuningOptions
 
@@ -117,6 +122,11 @@ def compile(model, board: Union[str, Board], *, plan: Optional[str] = None, quan
         if plan is not None or algorithm is not None:
             raise ConfigError("give plan/algorithm or their former names partition/partition_algorithm, not both")
         plan, algorithm = partition, partition_algorithm
+    if is_lm_package(model):
+        return compile_lm(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
+                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
+                          tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign, encrypt=encrypt,
+                          expose_layers=expose_layers)
     return compile_model(model, board, out, plan=plan, algorithm=algorithm, quant=quant, tuning=tuning,
                          input_shapes=input_shapes, opt_level=opt_level, progress=progress,
                          tune_progress=tune_progress, frozen_inputs=frozen_inputs, sign=sign, encrypt=encrypt,
@@ -176,12 +186,22 @@ def quantize(model, config, *, out=None, evaluate=None, report=None, progress: O
     """Quantize an ONNX model as ``config`` (a ``QuantConfig`` or its YAML path) says -> ``QuantResult``.
 
     ``out`` writes the quantized (QDQ) ONNX model, ``report`` the report as JSON; ``evaluate`` (a data set with
-    labels) measures float vs quantized accuracy. A bad config fails before the model is read.
+    labels) measures float vs quantized accuracy. A bad config fails before the model is read. An LM package
+    folder (:mod:`tvmedge.compiler.lm`) has both graphs quantized into the package folder ``out``.
     """
     from .quant import QuantConfig, load_config
     from .quant.quantize import quantize as _quantize
 
     config = config if isinstance(config, QuantConfig) else load_config(config)
+    from .compiler.lm import is_lm_package, quantize_package
+
+    if is_lm_package(model):  # both graphs, into a new LM package folder; the decode graph's report
+        if out is None or evaluate is not None:
+            raise ConfigError("an LM package is quantized into a new package folder: give -o DIR (and no --evaluate)")
+        result = quantize_package(model, config, out, progress=progress)
+        if report is not None:
+            result.report.write(report)
+        return result
     result = _quantize(model, config, evaluate=evaluate, progress=progress)
     if out is not None:
         result.save(out)
@@ -199,6 +219,54 @@ def load(artifact, device: str = "cpu", verify: bool = True, session=None, trust
 
     return _load(artifact, device=device, verify=verify, session=session, trust=trust,
                  allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
+
+
+def load_lm(artifact, **load_options):
+    """Load an LM artifact on this machine -> :class:`tvmedge.runtime.LanguageModel` (``.generate``, ``.stream``)."""
+    from .runtime.lm import load_lm as _load_lm
+
+    return _load_lm(artifact, **load_options)
+
+
+def generate(artifact, prompt: str, *, max_tokens: int = 64, temperature: float = 0.0, top_k: int = 0,
+             top_p: float = 1.0, seed: int = 0, stop: Sequence[str] = (), board: Optional[str] = None,
+             on_token: Optional[Callable] = None, trust=None):
+    """Generate text with an LM artifact here or on an emulated board (``board="emu:rk3588"``) ->
+    :class:`~tvmedge.runtime.lm.GenerationResult`; ``on_token`` receives each
+    :class:`~tvmedge.runtime.lm.GeneratedToken` as it is produced (streaming).
+
+    Greedy by default (``temperature=0``); otherwise seeded sampling from the ``top_k`` / ``top_p`` set. On an
+    emulated board the libraries and the KV cache live on the board (TVM's RPC server under qemu), the token
+    loop runs here: greedy outputs equal the host's.
+    """
+    from .runtime.lm import LMManifest, SamplingOptions, load_lm as _load_lm
+
+    options = SamplingOptions(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                              stop=tuple(stop))
+
+    def run(model):
+        generation = model.stream(prompt, options)
+        for token in generation:
+            if on_token is not None:
+                on_token(token)
+        return generation.result
+
+    if board is None:
+        return run(_load_lm(artifact, trust=trust))
+    from .devices.board import emulated_board_name
+    from .emulator import setup_board
+    from .emulator.session import board_session
+    from .runtime.manifest import Manifest
+
+    name = emulated_board_name(board)
+    LMManifest.read(artifact)  # a bad folder fails before the emulator starts
+    arch = Manifest.read(Path(artifact) / "decode").arch
+    target_board = load_board(name)
+    if target_board.arch != arch:
+        raise ConfigError(f"LM artifact {artifact} is built for {arch}, board {name} is {target_board.arch}")
+    emulated = setup_board(target_board)
+    with board_session(emulated) as (session, where):
+        return run(_load_lm(artifact, session=session, where=where, trust=trust))
 
 
 def run(artifact, inputs: Optional[Mapping] = None, *, input_files: Sequence[str] = (), board: Optional[str] = None,

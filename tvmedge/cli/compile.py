@@ -7,7 +7,7 @@ from ._output import Steps, TuneProgress, emit
 
 
 @click.command("compile")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--target", "board", required=True,
               help="Board name (a file in targets/), a board YAML path, or a TVM target JSON.")
 @input_shape_option
@@ -36,7 +36,8 @@ from ._output import Steps, TuneProgress, emit
 @json_option
 def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tuning_records, no_tuning, tracker, key, opt_level,
                 quant, partition, sign, encrypt, expose_layers, as_json):
-    """Compile an ONNX model (or a torch.export .pt2 program) into a deployable artifact for a board."""
+    """Compile an ONNX model (or a torch.export .pt2 program, or an LM package folder: prefill + decode graphs and
+    lm.json) into a deployable artifact for a board."""
     from .. import api
     from ..frontend.freeze import parse_frozen_inputs
     from ..frontend.onnx import parse_input_shapes
@@ -56,6 +57,13 @@ def compile_cmd(model, board, input_shapes, frozen_inputs, output, search, tunin
 
 
 def _render(d):
+    if d.get("kind") == "lm":
+        click.echo(f"wrote LM artifact {d['artifact']}/ for {d['board']}: context {d['context']}, prefill "
+                   f"{d['prefill_length']} tokens, vocabulary {d['vocab']}, {d['layers_cached']} KV-cache tensors")
+        for graph, summary in d["graphs"].items():
+            click.echo(f"{graph}:")
+            _render(summary)
+        return
     ins = ", ".join(f"{t['name']} {tuple(t['shape'])} {t['dtype']}" for t in d["inputs"])
     shown = d["outputs"][:len(d["outputs"]) - (d.get("exposed_layers") or 0)]
     outs = ", ".join(f"{t['name']} {tuple(t['shape'])} {t['dtype']}" for t in shown)

@@ -31,6 +31,7 @@ _VERBS = {
     "bundle": "tvmedge.cli.bundle:bundle_cmd",
     "deploy": "tvmedge.cli.deploy:deploy_cmd",
     "keys": "tvmedge.cli.keys:keys",
+    "generate": "tvmedge.cli.generate:generate_cmd",
 }
 
 

@@ -7,16 +7,18 @@ from ._output import Steps, emit
 
 
 @click.command("quantize")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path())
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), metavar="QUANT.yaml",
               help="Quantization config: a 'quantization:' block (type, bit_width, calibration_dataset, ...).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Quantized ONNX model to write.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Quantized ONNX model to write (a folder for an LM package).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
 @click.option("--evaluate", metavar="DATASET",
               help="Measure float vs quantized accuracy on this data (.npz / folder / list file, with 'labels').")
 @json_option
 def quantize_cmd(model, config_path, output, report_path, evaluate, as_json):
-    """Quantize an ONNX model (INT8, INT4 or mixed weights; static or dynamic activations).
+    """Quantize an ONNX model (INT8, INT4 or mixed weights; static or dynamic activations), or both graphs of an
+    LM package folder into a new one.
 
     \b
     The result is a standard QDQ ONNX model: run it with ONNX Runtime, or compile it with

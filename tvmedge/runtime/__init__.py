@@ -17,6 +17,8 @@ From a shell (no click needed on the board)::
 """
 
 from .loader import LatencyStats, Model, RunResult, load
+from .lm import GenerationResult, LanguageModel, SamplingOptions, load_lm
 from .manifest import Manifest, TensorSpec
 
-__all__ = ["Model", "load", "Manifest", "TensorSpec", "LatencyStats", "RunResult"]
+__all__ = ["Model", "load", "Manifest", "TensorSpec", "LatencyStats", "RunResult", "LanguageModel", "load_lm",
+           "SamplingOptions", "GenerationResult"]

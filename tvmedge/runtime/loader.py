@@ -72,6 +72,7 @@ class Model:
         secret = self._secret(decrypt, session)
 
         self._tvm = tvm
+        self._session = session
         self._device = tvm.cpu(0) if session is None else session.cpu(0)
         # Every artifact runs as a list of stages (a single-library artifact is one stage): the manifest's
         # typed plan says which tensors each stage's ``main`` takes and returns, by name.
@@ -87,9 +88,10 @@ class Model:
                     library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi)
                 elif session is None:
                     library = tvm_ffi.load_module(str(path), keep_module_alive=False)
-                else:
-                    session.upload(str(path))
-                    library = session.load_module(stage.library)
+                else:  # named by content on the board: two artifacts' model.so must not overwrite each other
+                    remote = f"{self.manifest.files[stage.library]['sha256'][:16]}-{stage.library}"
+                    session.upload(str(path), target=remote)
+                    library = session.load_module(remote)
                 vm = VirtualMachine(library, self._device)
             except ArtifactError:
                 raise
@@ -142,10 +144,14 @@ class Model:
         """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
         tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""
         stage, main = self._stages[index]
-        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]))
+        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]), self._session)
         if len(values) != len(stage.outputs):
             raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
         return dict(zip(stage.output_names, values))
+
+    def tensor(self, array: np.ndarray):
+        """One numpy array as a TVM tensor on this model's device (on the board, for an RPC session)."""
+        return self._tvm.runtime.tensor(np.require(array, requirements="C"), self._device)
 
     def to_device(self, inputs: Optional[ArrayLike] = None) -> dict:
         """Checked inputs as TVM tensors by input name (what :meth:`run_stage` takes)."""
@@ -296,13 +302,17 @@ def _flatten(result) -> list:
     return values
 
 
-def _flatten_tensors(result) -> list:
-    """Like :func:`_flatten`, but the tensors stay TVM tensors (handed to the next stage without a copy)."""
+def _flatten_tensors(result, session=None) -> list:
+    """Like :func:`_flatten`, but the tensors stay TVM tensors (handed to the next stage without a copy). Over
+    RPC a tuple of results stays on the board as a remote array: its items are fetched as remote tensors."""
     if hasattr(result, "numpy"):
         return [result]
+    if session is not None and type(result).__name__ == "RPCObjectRef":
+        size, item = session.get_function("ffi.ArraySize"), session.get_function("ffi.ArrayGetItem")
+        result = [item(result, i) for i in range(int(size(result)))]
     values = []
     for item in result:
-        values.extend(_flatten_tensors(item))
+        values.extend(_flatten_tensors(item, session))
     return values
 
 

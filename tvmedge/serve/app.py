@@ -8,6 +8,10 @@ Routes (OpenAPI schema at ``/openapi.json``)::
     POST /v1/models/{name}/load       verify the manifest and hashes, then load (idempotent)
     POST /v1/models/{name}/unload     stop admitting, wait for admitted requests, free; reports RSS before/after
     POST /v1/models/{name}/infer      JSON, .npy or .npz body (see tvmedge.serve.codec); JSON, .npy or .npz back
+    POST /v1/models/{name}/generate   LM artifacts: {"prompt", "max_tokens", "temperature", "top_k", "top_p",
+                                      "seed", "stop"} -> server-sent events, one ``token`` event per token
+                                      ({"id", "text", "index", "elapsed_ms"}) then ``done`` (the whole result);
+                                      with "stream": false one JSON result instead
 
 Every error is JSON ``{"detail": "<one line>", "error": "<kind>"}`` with a status that says what to do: 400 bad
 input (the loader's message for a wrong name/shape/dtype), 401 token, 403 outside the directory or the offline
@@ -28,11 +32,12 @@ import time
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..errors import ArtifactError, InputError, ServeError, TvmedgeError
+from ..errors import ArtifactError, ConfigError, InputError, ServeError, TvmedgeError
+from ..runtime.lm import GeneratedToken, SamplingOptions
 from .codec import JSON, NPY, NPZ, decode_inputs, encode_outputs, media_type, outputs_bytes
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .options import ServeOptions
@@ -107,10 +112,53 @@ def create_app(registry, options: ServeOptions) -> FastAPI:
                 return Response(outputs_bytes(outputs, kind), media_type=kind)
         return JSONResponse({"model": name, "outputs": encode_outputs(outputs), "latency_ms": elapsed * 1e3})
 
+    @app.post("/v1/models/{name}/generate", responses=_ERRORS)
+    async def generate(name: str, request: Request) -> Response:
+        import json
+
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError as err:
+            raise InputError(f"generate body is not JSON: {err}") from err
+        if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+            raise InputError('generate body must be a JSON object with a "prompt" string')
+        unknown = sorted(set(body) - {"prompt", "stream", *_SAMPLING})
+        if unknown:
+            raise InputError(f"unknown generate field '{unknown[0]}'; known: prompt, stream, {', '.join(_SAMPLING)}")
+        try:
+            options = SamplingOptions(**{k: body[k] for k in _SAMPLING if k in body})
+        except (ConfigError, TypeError) as err:
+            raise InputError(str(err)) from err
+        await run_in_threadpool(registry.check_generate, name, body["prompt"], options)  # 4xx before streaming
+        events = registry.generate(name, body["prompt"], options)
+        if body.get("stream", True) is False:
+            result = await run_in_threadpool(lambda: [item for item in events][-1])
+            return JSONResponse({"model": name, **result.to_json()})
+        return StreamingResponse(_sse(events), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
     app.add_middleware(_Guard, token=options.token, max_body=options.max_body, metrics=metrics,
                        max_in_flight=options.max_connections, max_per_client=options.max_per_client,
                        body_timeout=options.body_timeout)
     return app
+
+
+_SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "seed", "stop")
+
+
+def _sse(events):
+    """Server-sent events of a generation (a sync iterator: Starlette runs it in its thread pool)."""
+    import json
+
+    try:
+        for item in events:
+            if isinstance(item, GeneratedToken):
+                data = {"id": item.id, "text": item.text, "index": item.index, "elapsed_ms": item.elapsed_ms}
+                yield f"event: token\ndata: {json.dumps(data)}\n\n"
+            else:
+                yield f"event: done\ndata: {json.dumps(item.to_json())}\n\n"
+    except TvmedgeError as err:  # after the stream started (e.g. the model was unloaded meanwhile): one event
+        yield f"event: error\ndata: {json.dumps({'detail': ' '.join(str(err).split()), 'error': type(err).__name__})}\n\n"
 
 
 def _error(status: int, message: str, kind: str, headers=None) -> JSONResponse:

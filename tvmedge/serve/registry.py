@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Optional
 
 from ..errors import ArtifactError, ServeError, first_line
 from ..runtime import load as load_artifact
+from ..runtime.lm import LM_MANIFEST, LanguageModel, LMManifest, SamplingOptions, is_lm_artifact, load_lm
 from ..runtime.manifest import MANIFEST_NAME, Manifest
 from ..runtime.pipeline import PipelineExecutor, is_pipelined
 from .memory import release_memory, rss_bytes
@@ -72,7 +73,8 @@ class ModelRegistry:
         If given (the offline profile), the only names that may be listed and loaded.
     loader : callable, optional
         ``loader(path) -> model`` with ``.inputs``, ``.outputs`` and ``.run(dict) -> dict``; default
-        :func:`tvmedge.runtime.load`, which verifies the manifest and hashes before loading native code.
+        :func:`tvmedge.runtime.load`, which verifies the manifest and hashes before loading native code (for an
+        LM artifact, :func:`tvmedge.runtime.load_lm`: both graphs verified the same way).
 
     Raises
     ------
@@ -85,7 +87,7 @@ class ModelRegistry:
         if not self.root.is_dir():
             raise ServeError(f"models directory {root} does not exist; pass a directory of compiled artifacts")
         self.allowed = None if allowed is None else frozenset(check_name(n) for n in allowed)
-        self._loader = loader or load_artifact
+        self._loader = loader or _load_any
         self._cond = threading.Condition()
         self._entries: dict = {}
         for name in sorted(self.allowed or ()):
@@ -97,7 +99,7 @@ class ModelRegistry:
         names = []
         for child in sorted(self.root.iterdir()):
             if _NAME.fullmatch(child.name) and ".." not in child.name and self._inside(child) \
-                    and (child / MANIFEST_NAME).is_file() and (self.allowed is None or child.name in self.allowed):
+                    and _is_artifact(child) and (self.allowed is None or child.name in self.allowed):
                 names.append(child.name)
         return names
 
@@ -115,7 +117,7 @@ class ModelRegistry:
             raise ServeError(f"no model '{name}' under {self.root}; available: {known}", 404)
         if not self._inside(path):
             raise ServeError(f"model '{name}' links outside {self.root}; only artifacts under the models directory are served", 403)
-        if not (path / MANIFEST_NAME).is_file():
+        if not _is_artifact(path):
             raise ServeError(f"{path} has no {MANIFEST_NAME}; it is not a tvmedge artifact", 404)
         return path.resolve()
 
@@ -128,6 +130,11 @@ class ModelRegistry:
             state, in_flight, served = live.get(name, ("available", 0, 0))
             record = {"name": name, "state": state, "in_flight": in_flight, "served": served}
             try:
+                if is_lm_artifact(self.root / name):
+                    lm = LMManifest.read(self.root / name)
+                    record.update(kind="lm", context=lm.context, board=Manifest.read(self.root / name / "decode").board)
+                    records.append(record)
+                    continue
                 manifest = Manifest.read(self.root / name)
                 record.update(inputs=[s.to_json() for s in manifest.inputs], outputs=[s.to_json() for s in manifest.outputs],
                               board=manifest.board)
@@ -271,8 +278,41 @@ class ModelRegistry:
             The model cannot take the request (see :meth:`use`).
         """
         with self.use(name) as entry:
+            if isinstance(entry.model, LanguageModel):
+                raise ServeError(f"model '{name}' is a language model; POST /v1/models/{name}/generate instead", 400)
             feed = inputs(entry.model.inputs) if callable(inputs) else inputs
             if entry.pipeline is not None:  # stages in their own threads: requests queue up, no global lock
                 return entry.pipeline.submit(feed).result()
             with entry.run_lock:
                 return entry.model.run(feed)
+
+    def check_generate(self, name: str, prompt: str, options: SamplingOptions) -> None:
+        """Refuse a generate request before its stream starts: ServeError (not loaded, not an LM) or InputError
+        (bad prompt or stop token), as one line."""
+        with self.use(name) as entry:
+            if not isinstance(entry.model, LanguageModel):
+                raise ServeError(f"model '{name}' is not a language model; POST /v1/models/{name}/infer instead", 400)
+            entry.model.encode(prompt)
+            for stop in options.stop:
+                entry.model.tokenizer.token(stop)
+
+    def generate(self, name: str, prompt: str, options: SamplingOptions):
+        """Generate with the LM ``name``: yields each :class:`~tvmedge.runtime.lm.GeneratedToken`, then the
+        :class:`~tvmedge.runtime.lm.GenerationResult`. The request is admitted (an unload waits for it) and holds
+        the model for the whole generation: its KV cache is one request's."""
+        with self.use(name) as entry:
+            if not isinstance(entry.model, LanguageModel):
+                raise ServeError(f"model '{name}' is not a language model; POST /v1/models/{name}/infer instead", 400)
+            with entry.run_lock:
+                generation = entry.model.stream(prompt, options)
+                yield from generation
+                yield generation.result
+
+
+def _is_artifact(path: Path) -> bool:
+    return (path / MANIFEST_NAME).is_file() or (path / LM_MANIFEST).is_file()
+
+
+def _load_any(path):
+    """An LM artifact as a :class:`~tvmedge.runtime.lm.LanguageModel`, any other as a ``Model``."""
+    return load_lm(path) if is_lm_artifact(path) else load_artifact(path)

@@ -1,0 +1,140 @@
+"""Language-model generation on the runtime (issue 16): prefill + decode with the KV cache kept as device
+tensors, checked token for token against ONNX Runtime running the same two ONNX graphs."""
+
+import json
+import shutil
+
+import pytest
+
+from tvmedge import api
+from tvmedge.errors import ArtifactError, ConfigError, InputError
+from tvmedge.runtime.lm import LMManifest, SamplingOptions, load_lm
+
+from lm_reference import ort_generate
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_lm_artifact):
+    return load_lm(tiny_lm_artifact)
+
+
+@pytest.mark.parametrize("prompt", ["The ", "A long prompt"])  # 4 tokens; 13 > prefill 8: the rest by decode
+def test_greedy_generation_equals_onnxruntime(lm, tiny_lm_package, prompt):
+    options = SamplingOptions(max_tokens=3 if len(prompt) > 8 else 10)
+    result = lm.generate(prompt, options)
+    assert result.tokens == ort_generate(tiny_lm_package, prompt, options)
+    assert result.text == "".join(lm.tokenizer.vocab[t] for t in result.tokens)
+    assert result.prompt_tokens == len(prompt) and len(result.tokens) == options.max_tokens
+
+
+def test_seeded_sampling_equals_onnxruntime_and_repeats(lm, tiny_lm_package):
+    options = SamplingOptions(max_tokens=10, temperature=0.9, top_k=20, top_p=0.9, seed=5)
+    first = lm.generate("Hi ", options).tokens
+    assert first == lm.generate("Hi ", options).tokens == ort_generate(tiny_lm_package, "Hi ", options)
+
+
+def test_streaming_yields_the_tokens_of_the_result(lm):
+    generation = lm.stream("abc", max_tokens=5)
+    streamed = [token.id for token in generation]
+    assert streamed == generation.result.tokens and [t.index for t in lm.stream("abc", max_tokens=3)] == [0, 1, 2]
+
+
+def test_stop_token_and_context_end(lm, tiny_lm_package):
+    greedy = lm.generate("xy", max_tokens=12).tokens
+    first_new = next(i for i in range(1, len(greedy)) if greedy[i] not in greedy[:i])  # a token not seen before
+    result = lm.generate("xy", max_tokens=12, stop=[lm.tokenizer.vocab[greedy[first_new]]])
+    assert result.tokens == greedy[:first_new] and result.stop_reason == "stop"
+    full = lm.generate("xy", max_tokens=100)  # the context (16) ends it: the last token has no slot left
+    assert full.stop_reason == "context" and len(full.tokens) == 16 - 2 + 1
+    assert full.tokens == ort_generate(tiny_lm_package, "xy", SamplingOptions(max_tokens=100))
+
+
+def test_kv_cache_stays_on_the_device(lm, monkeypatch):
+    # Only the token and the position cross from numpy per decode step; the caches go back in as the tensors the
+    # previous step returned (never copied out to numpy and back).
+    made = []
+    real = type(lm.decode).tensor
+    monkeypatch.setattr(type(lm.decode), "tensor", lambda self, array: made.append(array.shape) or real(self, array))
+    lm.generate("ab", max_tokens=5)
+    assert made == [(1, 8), (1,)] + [(1, 1), (1,)] * 4
+
+
+@pytest.mark.parametrize("prompt, kwargs, error, message", [
+    ("héllo", {}, InputError, r"^prompt character 'é' \(U\+00E9, at 1\) is not in the model's vocabulary of 96 characters$"),
+    ("", {}, InputError, "^prompt is empty; give at least one token$"),
+    ("x" * 16, {}, InputError, "^prompt is 16 tokens; the model's context is 16, so at most 15 prompt tokens"),
+    ("ab", {"top_p": 0}, ConfigError, r"^top_p must be a number in \(0, 1\], got 0$"),
+    ("ab", {"temperature": -1.0}, ConfigError, "^temperature must be a number >= 0"),
+    ("ab", {"top_k": -2}, ConfigError, "^top_k must be an integer >= 0"),
+    ("ab", {"max_tokens": 0}, ConfigError, "^max_tokens must be an integer >= 1, got 0$"),
+    ("ab", {"stop": ["xx"]}, InputError, "^stop token 'xx' is not a token of the model's vocabulary"),
+])
+def test_bad_generation_input_is_one_line(lm, prompt, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        lm.stream(prompt, **kwargs)
+
+
+def test_a_swapped_sub_artifact_is_refused(tiny_lm_artifact, tmp_path):
+    copy = tmp_path / "lm"
+    shutil.copytree(tiny_lm_artifact, copy)
+    data = json.loads((copy / "lm.json").read_text())
+    data["digests"]["decode"] = data["digests"]["prefill"]
+    (copy / "lm.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="is not the decode graph lm.json was built with"):
+        load_lm(copy)
+    with pytest.raises(ArtifactError, match="has no lm.json; it is not a language-model artifact"):
+        LMManifest.read(tmp_path)
+
+
+def test_api_generate_streams_to_a_callback(tiny_lm_artifact):
+    seen = []
+    result = api.generate(tiny_lm_artifact, "ok", max_tokens=4, on_token=seen.append)
+    assert [t.text for t in seen] == list(result.text) and result.where == "host"
+    assert result.ttft_ms > 0 and result.decode_steps == 3
+
+
+def test_board_side_generation_needs_no_compiler(tiny_lm_artifact, lm):
+    # What a board runs: `python -m tvmedge.runtime.lm` with TVM's runtime library alone.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
+    code = ("import runpy, sys; sys.argv = ['lm', sys.argv[1], '--prompt', 'ab', '--max-tokens', '4', '--json']\n"
+            "try:\n    runpy.run_module('tvmedge.runtime.lm', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('compiler loaded:', any(m.startswith('tvm.relax') for m in sys.modules), "
+            "'libtvm_compiler' in open('/proc/self/maps').read())")
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_lm_artifact)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert json.loads(lines[-2])["tokens"] == lm.generate("ab", max_tokens=4).tokens
+    assert lines[-1] == "compiler loaded: False False"
+
+
+@pytest.mark.emulated
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["rk3588", "visionfive2"])
+def test_emulated_boards_generate_what_the_host_generates(tiny_lm_package, tmp_path, board):
+    # The libraries and the KV cache live on the emulated board (TVM's RPC server under qemu); greedy and seeded
+    # sampled outputs equal the host's.
+    artifact = api.compile(tiny_lm_package, board, search="naive", out=tmp_path / board).path
+    for options in ({"max_tokens": 6}, {"max_tokens": 6, "temperature": 0.8, "top_k": 10, "seed": 2}):
+        on_board = api.generate(artifact, "The ", board=f"emu:{board}", **options)
+        assert on_board.where == f"emu:{board}"
+        assert on_board.tokens == ort_generate(tiny_lm_package, "The ", SamplingOptions(**options))
+
+
+@pytest.mark.slow
+def test_int4_lm_package_generates_what_onnxruntime_generates(tiny_lm_package, tmp_path):
+    # `tvmedge quantize` on an LM package writes both graphs with MatMulNBits (group-wise INT4, the seed's YAML);
+    # the compiled artifact keeps the packed weights and generates ONNX Runtime's tokens on the same files.
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "llm" / "quant_int4.yaml"
+    quantized = tmp_path / "int4"
+    api.quantize(tiny_lm_package, config, out=quantized)
+    artifact = api.compile(quantized, "x86-host", search="naive", out=tmp_path / "int4-lm").path
+    options = SamplingOptions(max_tokens=8)
+    assert api.generate(artifact, "The ", max_tokens=8).tokens == ort_generate(quantized, "The ", options)
+    assert json.loads((quantized / "lm.json").read_text())["quantization"]["group_size"] == 32

@@ -1,0 +1,136 @@
+"""Compiling a language model: an LM package folder (two ONNX graphs + ``lm.json``) in, an LM artifact out.
+
+An LM package is what a model exporter writes (``examples/llm/gpt.py`` does)::
+
+    model/
+      lm.json        {"format": "tvmedge-lm", "prefill": "prefill.onnx", "decode": "decode.onnx", "context": T,
+                      "prefill_length": P, "cache": [[past input, present output], ...], "tokenizer": {...}}
+      prefill.onnx   tokens [1, P] int64, length [1] int64 -> logits [1, V], present caches
+      decode.onnx    tokens [1, 1] int64, position [1] int64, past caches -> logits [1, V], present caches
+
+Each graph goes through the one compile pipeline (:func:`tvmedge.compiler.pipeline.compile_model`: the same
+import, quantization, schedules and linking as any model) into a sub-artifact; the LM artifact
+(:mod:`tvmedge.runtime.lm`) is those two folders and an ``lm.json`` that pins their manifest digests. Like a
+single artifact it is built beside ``out`` and put in place with one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import ArtifactError, ModelError
+from ..runtime.lm import GRAPHS, LM_MANIFEST, LMManifest
+from .artifact import Artifact, _install
+
+__all__ = ["LMArtifact", "LM_PACKAGE_FORMAT", "is_lm_package", "read_package", "compile_lm", "quantize_package"]
+
+LM_PACKAGE_FORMAT = "tvmedge-lm"
+
+
+def is_lm_package(path) -> bool:
+    """Is ``path`` a folder meant as an LM package? ModelError for a folder without ``lm.json`` (a folder is
+    never an ONNX model)."""
+    path = Path(path)
+    if path.is_dir() and not (path / LM_MANIFEST).is_file():
+        raise ModelError(f"{path} is a folder without {LM_MANIFEST}; give an ONNX file or an LM package folder "
+                         "(prefill.onnx, decode.onnx, lm.json)")
+    return path.is_dir()
+
+
+def read_package(path) -> dict:
+    """``lm.json`` of an LM package, checked: ModelError naming what is missing or malformed."""
+    path = Path(path)
+    try:
+        data = json.loads((path / LM_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise ModelError(f"cannot read {path / LM_MANIFEST}: {err}") from err
+    if not isinstance(data, dict) or data.get("format") != LM_PACKAGE_FORMAT:
+        raise ModelError(f"{path / LM_MANIFEST} is not an LM package manifest (format '{LM_PACKAGE_FORMAT}')")
+    for key in ("prefill", "decode", "context", "prefill_length", "cache", "tokenizer"):
+        if key not in data:
+            raise ModelError(f"{path / LM_MANIFEST} has no '{key}'")
+    for graph in GRAPHS:
+        if not (path / str(data[graph])).is_file():
+            raise ModelError(f"{path / LM_MANIFEST} names {graph} graph {data[graph]}, which is not in {path}")
+    return data
+
+
+def quantize_package(package, config, out, *, progress: Optional[Callable[[str], None]] = None):
+    """Quantize both graphs of an LM package with one config into a new package ``out`` (same ``lm.json``, the
+    quantization recorded in it) -> the decode graph's ``QuantResult`` (its report: what generation reads)."""
+    from ..quant.quantize import quantize
+
+    package, out = Path(package), Path(out)
+    data = read_package(package)
+    if out.resolve() == package.resolve():
+        raise ModelError(f"-o {out} is the package being quantized; write the quantized package elsewhere")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / LM_MANIFEST).is_file())):
+        raise ArtifactError(f"output folder {out} is not empty and holds no LM package; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for graph in GRAPHS:
+        if progress:
+            progress(f"quantizing the {graph} graph ({data[graph]})")
+        results[graph] = quantize(str(package / str(data[graph])), config)
+        results[graph].save(out / str(data[graph]))
+    data["quantization"] = results["decode"].report.config
+    (out / LM_MANIFEST).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    return results["decode"]
+
+
+@dataclass
+class LMArtifact:
+    """A written LM artifact: its folder, ``lm.json`` and the two sub-artifacts."""
+
+    path: Path
+    lm: LMManifest
+    prefill: Artifact
+    decode: Artifact
+
+    def summary(self) -> dict:
+        weights = [a.manifest.build.memory.get("weight_bytes") if a.manifest.build.memory else None
+                   for a in (self.prefill, self.decode)]
+        return {"artifact": str(self.path), "kind": "lm", "board": self.decode.manifest.board,
+                "context": self.lm.context, "prefill_length": self.lm.prefill_length,
+                "vocab": len(self.lm.tokenizer.get("vocab", [])), "layers_cached": len(self.lm.cache),
+                "weight_bytes": dict(zip(GRAPHS, weights)),
+                "graphs": {"prefill": self.prefill.summary(), "decode": self.decode.summary()}}
+
+
+def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]] = None, **options) -> LMArtifact:
+    """Compile both graphs of the LM package ``package`` for ``board`` into the LM artifact ``out``.
+    ``options`` are :func:`~tvmedge.compiler.pipeline.compile_model`'s (``quant``, ``tuning``, ``sign``, ...)."""
+    from ..devices.target import CompileTarget
+    from .pipeline import compile_model
+
+    package, out = Path(package), Path(out)
+    data = read_package(package)
+    if options.get("plan") is not None or options.get("expose_layers"):
+        raise ModelError("--partition and --expose-layers take single-graph models, not an LM package")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / LM_MANIFEST).is_file())):
+        raise ArtifactError(f"output folder {out} is not empty and holds no LM artifact; choose another -o")
+    target = CompileTarget.resolve(board)  # once, for both graphs
+    progress = progress or (lambda message: None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tvmedge-build-"))
+    try:
+        built = {}
+        for graph in GRAPHS:
+            progress(f"{graph} graph ({data[graph]})")
+            built[graph] = compile_model(package / str(data[graph]), target.board, tmp / graph, progress=progress,
+                                         **options)
+        quantization = built["decode"].manifest.build.quantization
+        lm = LMManifest(context=int(data["context"]), prefill_length=int(data["prefill_length"]),
+                        cache=tuple((str(a), str(b)) for a, b in data["cache"]), tokenizer=dict(data["tokenizer"]),
+                        digests={g: built[g].manifest.digest for g in GRAPHS}, model=dict(data.get("model") or {}),
+                        quantization=quantization)
+        lm.write(tmp)
+        _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return LMArtifact(out, lm, *(Artifact(out / g, built[g].manifest) for g in GRAPHS))
