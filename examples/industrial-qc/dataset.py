@@ -14,9 +14,9 @@ The generator (per image):
 3. **Defect** (the label): ``ok`` none; ``scratch`` a thin (0.7..1.6 px) slightly curved line 10..36 px long,
    darker or brighter than the surface; ``dent`` a round/elliptic depression (radius 3..7 px) rendered by
    shading a Gaussian height map under a random light direction (one side bright, the other dark);
-   ``spot`` a stain of 1..3 overlapping soft blobs (radius 1.5..5 px), darker or brighter.
+   ``spot`` a stain of 1..3 overlapping soft blobs (radius 2..5 px), darker or brighter.
    Defect strength is drawn down to near the noise floor, so some defects are hard to see.
-4. **Camera**: Gaussian sensor noise (sigma 0.005..0.03), sometimes a slight defocus blur; clipped to 0..1.
+4. **Camera**: Gaussian sensor noise (sigma 0.005..0.025), sometimes a slight defocus blur; clipped to 0..1.
 
 Model input: each image standardised on its own (:func:`standardise`: zero mean, unit deviation), which
 removes the lighting level and contrast before the CNN sees it; a camera pipeline does the same per patch.
@@ -75,7 +75,7 @@ def _scratch(rng, yy, xx):
     along = c * (xx - cx) + s * (yy - cy)
     across = -s * (xx - cx) + c * (yy - cy) - bend * along ** 2  # a slight arc
     inside = np.clip(1 - np.maximum(np.abs(along) - length / 2, 0) / 2, 0, 1)  # soft ends
-    return np.exp(-(across / width) ** 2) * inside * rng.choice([-1, 1]) * rng.uniform(0.08, 0.25)
+    return np.exp(-(across / width) ** 2) * inside * rng.choice([-1, 1]) * rng.uniform(0.10, 0.28)
 
 
 def _dent(rng, yy, xx):
@@ -88,15 +88,15 @@ def _dent(rng, yy, xx):
     gy, gx = np.gradient(height)
     light = rng.uniform(0, 2 * np.pi)
     shade = (np.cos(light) * gx + np.sin(light) * gy) * r  # Lambert-like: slope towards the light is bright
-    return shade * rng.uniform(0.15, 0.40)
+    return shade * rng.uniform(0.25, 0.50)
 
 
 def _spot(rng, yy, xx):
-    sign, strength = rng.choice([-1, 1]), rng.uniform(0.08, 0.28)
+    sign, strength = rng.choice([-1, 1]), rng.uniform(0.10, 0.30)
     cy, cx = rng.uniform(8, SIZE - 8, 2)
     out = np.zeros((SIZE, SIZE))
     for _ in range(rng.integers(1, 4)):
-        r = rng.uniform(1.5, 5)
+        r = rng.uniform(2, 5)
         oy, ox = rng.normal(0, 2.5, 2)
         out = np.maximum(out, np.exp(-((yy - cy - oy) ** 2 + (xx - cx - ox) ** 2) / (2 * r ** 2)) ** 1.5)
     return sign * strength * out
@@ -116,7 +116,7 @@ def render(label: int, rng) -> np.ndarray:
         img += _DEFECTS[label](rng, yy, xx)
     if rng.random() < 0.3:  # slight defocus
         img = _smooth(img, 0.7, 0.7)
-    img += rng.normal(0, rng.uniform(0.005, 0.03), img.shape)
+    img += rng.normal(0, rng.uniform(0.005, 0.025), img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
 
 

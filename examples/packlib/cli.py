@@ -3,6 +3,7 @@
     python examples/packlib/cli.py data examples/industrial-qc [--calib N] [--test N]
     python examples/packlib/cli.py boards examples/industrial-qc            # "NAME ARM RISCV SEARCH"
     python examples/packlib/cli.py check HOST.npz BOARD.npz ...             # exit 1 unless equal within 1e-4
+    python examples/packlib/cli.py plan PARTITION.json ...                  # what `tvmedge partition --json` wrote
     python examples/packlib/cli.py request URL FILE.npy                     # POST an .npy, print the reply
     python examples/packlib/cli.py measure examples/industrial-qc --build OUT [--limit N] [--no-emulated]
 """
@@ -40,6 +41,24 @@ def _check(files) -> int:
     return 0 if ok else 1
 
 
+def _plan(files) -> int:
+    """A few lines per `tvmedge partition --json` output: the predicted plans and, with --explain, the ops."""
+    for name in files:
+        d = json.loads(Path(name).read_text())
+        print(f"{d['board']}: predicted (cost model, nothing measured) -- plan, latency ms, units:")
+        for row in d["comparison"]:
+            if "error" not in row:
+                print(f"  {row['plan'] + (' *' if row['chosen'] else ''):<12} {row['latency_ms']:8.3f}  "
+                      f"{','.join(row['units'])}")
+        if d.get("explain"):
+            print(f"  per op ({len(d['explain'])} ops; full table in {name}):")
+            for row in sorted(d["explain"], key=lambda r: -r["mflops"])[:5]:
+                print(f"    {row['op']:<14} {row['mflops']:7.2f} MFLOP on {row['unit']}: {row['why']}")
+        if d.get("plot"):
+            print(f"  plot: {d['plot']}")
+    return 0
+
+
 def _request(url: str, path: str) -> int:
     import urllib.request
 
@@ -61,6 +80,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("boards")
     p.add_argument("pack")
     p = sub.add_parser("check")
+    p.add_argument("files", nargs="+")
+    p = sub.add_parser("plan")
     p.add_argument("files", nargs="+")
     p = sub.add_parser("request")
     p.add_argument("url")
@@ -86,6 +107,8 @@ def main(argv=None) -> int:
         return 0
     if args.step == "check":
         return _check(args.files)
+    if args.step == "plan":
+        return _plan(args.files)
     if args.step == "request":
         return _request(args.url, args.file)
     report = measure(args.pack, args.build, results_dir=args.results, limit=args.limit,

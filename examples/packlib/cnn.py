@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CNNSpec", "init_params", "forward", "train", "predict", "to_onnx", "count_params"]
+__all__ = ["CNNSpec", "init_params", "forward", "train", "predict", "to_onnx", "count_params", "dihedral"]
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,9 @@ def _backward(spec: CNNSpec, p: dict, state, dlogits) -> dict:
 
 
 def train(spec: CNNSpec, x, y, *, epochs: int = 20, batch: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4,
-          seed: int = 0, progress=None) -> dict:
-    """Adam on softmax cross-entropy with cosine decay; ``progress(epoch, loss)`` after each epoch."""
+          seed: int = 0, augment=None, progress=None) -> dict:
+    """Adam on softmax cross-entropy with cosine decay; ``augment(batch, rng)`` (optional) transforms each
+    training batch; ``progress(epoch, loss)`` after each epoch."""
     rng = np.random.default_rng(seed)
     p = init_params(spec, rng)
     m = {k: np.zeros_like(v) for k, v in p.items()}
@@ -139,7 +140,8 @@ def train(spec: CNNSpec, x, y, *, epochs: int = 20, batch: int = 64, lr: float =
         losses = []
         for start in range(0, len(x), batch):
             idx = order[start:start + batch]
-            logits, state = forward(spec, p, x[idx], keep=True)
+            xb = augment(x[idx], rng) if augment else x[idx]
+            logits, state = forward(spec, p, xb, keep=True)
             prob = np.exp(logits - logits.max(1, keepdims=True))
             prob /= prob.sum(1, keepdims=True)
             losses.append(float(-np.log(prob[np.arange(len(idx)), y[idx]] + 1e-9).mean()))
@@ -155,6 +157,13 @@ def train(spec: CNNSpec, x, y, *, epochs: int = 20, batch: int = 64, lr: float =
         if progress:
             progress(epoch, float(np.mean(losses)))
     return p
+
+
+def dihedral(batch, rng):
+    """One of the 8 rotations/reflections of the square, drawn per batch: for data whose class does not depend
+    on orientation (a scratch is a scratch at any angle), it multiplies the training set by 8 for free."""
+    out = np.rot90(batch, int(rng.integers(4)), axes=(2, 3))
+    return np.ascontiguousarray(out[..., ::-1] if rng.random() < 0.5 else out)
 
 
 def predict(spec: CNNSpec, p: dict, x, batch: int = 256) -> np.ndarray:

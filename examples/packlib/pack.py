@@ -63,7 +63,8 @@ def train_model(pack_dir, out=None, *, train=None, test=None, epochs=None, progr
 
     seed = int(cfg.training.get("seed", 0))
     params = cnn.train(spec, x, y, epochs=int(epochs or cfg.training["epochs"]), seed=seed,
-                       lr=float(cfg.training.get("lr", 3e-3)), progress=report)
+                       lr=float(cfg.training.get("lr", 3e-3)), progress=report,
+                       augment=cnn.dihedral if cfg.training.get("augment") == "dihedral" else None)
     out = Path(out) if out else cfg.folder / cfg.model
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = (f"{cfg.pack}: {cfg.task}. Trained by examples/{cfg.folder.name}/train.py (seed {seed}) on synthetic "

@@ -25,16 +25,17 @@ step "2/7 quantize: static INT8, calibrated on data/calib.npz, evaluated on data
 tvmedge quantize "$PACK/model.onnx" --config "$PACK/quant.yaml" -o "$OUT/model.int8.onnx" \
     --evaluate "$PACK/data/test.npz" --report "$OUT/quant_report.json"
 
-step "3/7 partition plan for $ARM (cost-model predictions, nothing measured)"
-tvmedge partition "$OUT/model.int8.onnx" --target "$ARM" --explain --plot "$OUT/partition_$ARM.png" \
-    | tee "$OUT/partition_$ARM.txt"
+step "3/7 partition plans for $ARM and $RISCV (cost-model predictions, nothing measured)"
+tvmedge partition "$OUT/model.int8.onnx" --target "$ARM" --explain --plot "$OUT/partition_$ARM.png" --json \
+    > "$OUT/partition_$ARM.json"
+tvmedge partition "$OUT/model.int8.onnx" --target "$RISCV" --json > "$OUT/partition_$RISCV.json"
+"$PY" "$LIB/cli.py" plan "$OUT/partition_$ARM.json" "$OUT/partition_$RISCV.json"
 
 step "4/7 compile (INT8; search: $SEARCH) for $ARM, $RISCV and this host"
 for board in "$ARM" "$RISCV"; do
     tvmedge compile "$PACK/model.onnx" --target "$board" --quant "$PACK/quant.yaml" --search "$SEARCH" -o "$OUT/$board"
 done
 tvmedge compile "$PACK/model.onnx" --target x86-host --quant "$PACK/quant.yaml" --search "$SEARCH" -o "$OUT/models/$NAME"
-tvmedge compile "$PACK/model.onnx" --target x86-host --search "$SEARCH" -o "$OUT/x86-host-fp32"
 
 step "5/7 run one test image on this host and on the emulated boards (qemu-user; timings say nothing about the boards)"
 tvmedge run "$OUT/models/$NAME" --input "$PACK/data/sample.npz" -o "$OUT/host.out.npz" --repeat 0
