@@ -315,7 +315,59 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "measurements.json").write_text(json.dumps(measurements, indent=2) + "\n")
+    if (out / "README.md").is_file():
+        _update_readme(out / "README.md", render_results(cfg, measurements))
     return measurements
+
+
+START = "<!-- pack-results:start (written by the measurement, examples/packlib/measure.py; do not edit) -->"
+END = "<!-- pack-results:end -->"
+
+
+def render_results(cfg: PackConfig, m: dict) -> str:
+    """The pack README's results section, from what :func:`measure` wrote."""
+    r, lat = m["results"], m["host_latency_ms"]
+    lines = [
+        "| figure | value | how |",
+        "|---|---|---|",
+        f"| accuracy, float model | {r['accuracy_fp32']:.1%} | measured: ONNX Runtime, {m['test_images']} synthetic "
+        "test images |",
+        f"| accuracy, INT8 artifact | {r['accuracy_int8']:.1%} | measured: tvmedge's INT8 artifact on this host, "
+        "same images |",
+        f"| model size | {r['size_kb_fp32']:.1f} KB float -> {r['size_kb_int8']:.1f} KB INT8 ({r['params']:,} "
+        "parameters) | ONNX files |",
+        f"| host latency / fps | {r['host_latency_ms']:.3f} ms / {r['host_fps']:,.0f} fps | measured: INT8 "
+        f"artifact, one image per call, median (p90 {lat['tvmedge_int8']['p90']:.3f} ms); ONNX Runtime float: "
+        f"{lat['onnxruntime_fp32']['median']:.3f} ms; this host is x86 with 2 shared, busy cores |",
+    ]
+    for board, p in m["predictions"].items():
+        lines.append(f"| {board} latency / fps | {p['cpu_only_ms']:.3f} ms / {1000 / p['cpu_only_ms']:,.0f} fps | "
+                     f"PREDICTED by tvmedge's cost model (INT8, CPU-only build on {p['cpu_only_unit']}); "
+                     f"{p['chosen_plan']} plan over {'+'.join(p['chosen_units'])}: {p['chosen_ms']:.3f} ms |")
+    for board, e in m["emulated"].items():
+        lines.append(f"| emulated {board} = host | {'yes' if e['match'] else 'NO'} | measured: {e['images']} test "
+                     f"images under qemu-user, max abs logit difference {e['max_abs_diff_vs_host']:.1e}, "
+                     f"{e['predictions_differing']} predictions differing |")
+    if m.get("latency_budget_ms"):
+        budget = m["latency_budget_ms"]
+        verdicts = [f"host {r['host_latency_ms']:.3f} ms (measured) {'within' if r['host_latency_ms'] <= budget else 'OVER'}"]
+        verdicts += [f"{b} {p['cpu_only_ms']:.3f} ms (predicted) {'within' if p['cpu_only_ms'] <= budget else 'OVER'}"
+                     for b, p in m["predictions"].items()]
+        lines.append(f"| latency budget | {budget} ms per call | {'; '.join(verdicts)} |")
+    if m.get("claim"):
+        c = m["claim"]
+        lines.append(f"| the seed's figures | {c['accuracy']:.0%} at {c['fps']} fps | reached here: "
+                     f"{r['accuracy_int8']:.1%} (measured, synthetic data); fps {r['host_fps']:,.0f} on this host "
+                     "(measured)" + "".join(f", {1000 / p['cpu_only_ms']:,.0f} on {b} (predicted)"
+                                             for b, p in m["predictions"].items() if b == "rk3588") + " |")
+    return "\n".join(lines)
+
+
+def _update_readme(readme: Path, section: str) -> None:
+    text = readme.read_text()
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        readme.write_text(head + START + "\n" + section + "\n" + END + rest.split(END, 1)[1])
 
 
 def copy_pack(pack_dir, dest) -> Path:
