@@ -128,25 +128,33 @@ def _ort_run(model, images) -> tuple:
     return np.stack(logits), np.array(times)
 
 
-def _predict(model, board: str, cached: Path, plot: Optional[Path] = None) -> dict:
+def _predict(model, board: str, cached: Path, plot: Optional[Path] = None, float_model=None) -> dict:
     """The cost model's latency for ``board``: CPU-only plan and the partitioner's chosen plan (predictions).
     ``cached``: what ``tvmedge partition --json`` wrote for this model and board (run.sh), else computed here."""
     from tvmedge import api
 
-    if cached.is_file():
+    if cached.is_file():  # run.sh falls back to the float model where INT8 cannot be priced: "model" says which
         summary = json.loads(cached.read_text())
         if plot is not None and summary.get("plot") and Path(summary["plot"]).is_file():
             shutil.copyfile(summary["plot"], plot)
             plot = None
     else:
-        report = api.partition(model, board)
+        from tvmedge.errors import PartitionError
+
+        try:
+            report = api.partition(model, board)
+        except PartitionError:  # e.g. no INT8 rate declared for the board's CPU: price the float model
+            model = float_model
+            report = api.partition(model, board)
         summary = report.summary()
         if plot is not None:
             report.plot(plot)
     rows = {row["plan"]: row for row in summary["comparison"] if "error" not in row}
     single = rows.get("single-unit") or rows["host-only"]
     chosen = next(row for row in summary["comparison"] if row.get("chosen"))
-    result = {"board": board, "cpu_only_ms": single["latency_ms"], "cpu_only_unit": single["units"][0],
+    priced = "INT8" if "int8" in Path(str(summary.get("model", model))).name else "float"
+    result = {"board": board, "model_priced": priced, "cpu_only_ms": single["latency_ms"],
+              "cpu_only_unit": single["units"][0],
               "chosen_plan": chosen["plan"], "chosen_ms": chosen["latency_ms"], "chosen_units": chosen["units"],
               "cost_sources": summary["cost_sources"], "notes": summary["notes"]}
     return result
@@ -257,7 +265,8 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
             board = cfg.boards[kind]
             _say(progress, f"cost-model prediction for {board}")
             predictions[board] = _predict(int8_onnx, board, build / f"partition_{board}.json",
-                                          plot=out / f"partition_{board}.png" if kind == "arm" else None)
+                                          plot=out / f"partition_{board}.png" if kind == "arm" else None,
+                                          float_model=model)
             if kind == "arm":
                 details["plots"].append(f"partition_{board}.png")
 
@@ -280,11 +289,15 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
              f"noisy): INT8 artifact, one image per call, median of {len(images)} calls",
              f"ONNX Runtime float on the same images: median {np.median(times_ort):.3f} ms"]
     if arm:
-        notes.append(f"{cfg.arm} figure is a cost-model PREDICTION of the CPU-only INT8 build on {arm['cpu_only_unit']} "
+        notes.append(f"{cfg.arm} figure is a cost-model PREDICTION of the CPU-only {arm['model_priced']} model on "
+                     f"{arm['cpu_only_unit']} "
                      f"(chosen {arm['chosen_plan']} plan over {'+'.join(arm['chosen_units'])}: "
                      f"{arm['chosen_ms']:.3f} ms, not built: compile does not combine partition with quant yet)")
     if riscv:
-        notes.append(f"{cfg.riscv} figure is a cost-model PREDICTION on {riscv['cpu_only_unit']}")
+        notes.append(f"{cfg.riscv} figure is a cost-model PREDICTION of the {riscv['model_priced']} model on "
+                     f"{riscv['cpu_only_unit']}" + ("" if riscv["model_priced"] == "INT8" else
+                                                   " (tvmedge partition cannot price INT8 there: no int8 rate "
+                                                   "declared for that CPU)"))
     if emulated:
         notes.append(f"emulated check: {', '.join(emulated_rows)} (qemu-user), first "
                      f"{min(cfg.emulated_check_images, len(images))} test images, logits within {MATCH_TOL} of the host's")
@@ -342,7 +355,9 @@ def render_results(cfg: PackConfig, m: dict) -> str:
     ]
     for board, p in m["predictions"].items():
         lines.append(f"| {board} latency / fps | {p['cpu_only_ms']:.3f} ms / {1000 / p['cpu_only_ms']:,.0f} fps | "
-                     f"PREDICTED by tvmedge's cost model (INT8, CPU-only build on {p['cpu_only_unit']}); "
+                     f"PREDICTED by tvmedge's cost model ({p['model_priced']} model, CPU only, on {p['cpu_only_unit']}"
+                     + ("" if p["model_priced"] == "INT8" else "; the cost model has no INT8 rate for this CPU")
+                     + "); "
                      f"{p['chosen_plan']} plan over {'+'.join(p['chosen_units'])}: {p['chosen_ms']:.3f} ms |")
     for board, e in m["emulated"].items():
         lines.append(f"| emulated {board} = host | {'yes' if e['match'] else 'NO'} | measured: {e['images']} test "
