@@ -190,7 +190,7 @@ def _plots(cfg: PackConfig, labels, preds, times_int8, times_ort, out: Path) -> 
     n = len(cfg.classes)
     matrix = np.zeros((n, n), int)
     np.add.at(matrix, (labels, preds), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.6 + 0.7 * n))
+    fig, ax = plt.subplots(figsize=(2.6 + 0.6 * n, 1.4 + 0.6 * n))
     ax.imshow(matrix, cmap="Blues")
     for i in range(n):
         for j in range(n):
