@@ -70,7 +70,9 @@ def render(rows: list) -> str:
         "",
         "Measured: accuracy on each pack's held-out test split (float model / INT8 as the pack's notes say), "
         "host latency = median of one-image calls of the INT8 artifact on this host (x86, 2 shared cores; "
-        "fps = 1000 / median). Predicted: tvmedge's cost model for the INT8 model on the board's CPU, no board involved. "
+        "fps = 1000 / median). Predicted: tvmedge's cost model for the INT8 model on the board's main CPU, no board involved (for the "
+        "float model where the cost model has no INT8 rate for that CPU, e.g. the RISC-V boards: the notes say "
+        "which). "
         "\"emulated = host\": the INT8 artifacts built for the ARM and RISC-V boards, run under qemu-user, give "
         "the host's outputs. Each pack's `results.json` has the details in `notes`.",
     ]

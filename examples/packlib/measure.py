@@ -150,7 +150,7 @@ def _predict(model, board: str, cached: Path, plot: Optional[Path] = None, float
         if plot is not None:
             report.plot(plot)
     rows = {row["plan"]: row for row in summary["comparison"] if "error" not in row}
-    single = rows.get("single-unit") or rows["host-only"]
+    single = rows.get("host-only") or rows["single-unit"]  # host-only: every op on the board's main CPU
     chosen = next(row for row in summary["comparison"] if row.get("chosen"))
     priced = "INT8" if "int8" in Path(str(summary.get("model", model))).name else "float"
     result = {"board": board, "model_priced": priced, "cpu_only_ms": single["latency_ms"],
@@ -371,10 +371,14 @@ def render_results(cfg: PackConfig, m: dict) -> str:
         lines.append(f"| latency budget | {budget} ms per call | {'; '.join(verdicts)} |")
     if m.get("claim"):
         c = m["claim"]
+        per = int(c.get("patches_per_frame", 1))
+        speeds = [f"{1000 / (per * r['host_latency_ms']):,.1f} on this host (measured)"]
+        speeds += [f"{1000 / (per * p['cpu_only_ms']):,.1f} on {b} (predicted)" for b, p in m["predictions"].items()
+                   if b == "rk3588"]
         lines.append(f"| the seed's figures | {c['accuracy']:.0%} at {c['fps']} fps | reached here: "
-                     f"{r['accuracy_int8']:.1%} (measured, synthetic data); fps {r['host_fps']:,.0f} on this host "
-                     "(measured)" + "".join(f", {1000 / p['cpu_only_ms']:,.0f} on {b} (predicted)"
-                                             for b, p in m["predictions"].items() if b == "rk3588") + " |")
+                     f"{r['accuracy_int8']:.1%} accuracy (measured, synthetic data); frames/s"
+                     + (f" of {per} patches per frame, one call each" if per > 1 else "") + ": "
+                     + ", ".join(speeds) + " |")
     return "\n".join(lines)
 
 
