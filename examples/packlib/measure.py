@@ -235,6 +235,8 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
     ``limit`` keeps the first N test images; ``emulated=False`` skips the emulated boards (the result then says
     ``emulated_outputs_match: false`` and why in ``notes``); ``predict=False`` skips the cost model.
     """
+    import onnx
+
     from tvmedge import api
 
     cfg = PackConfig.read(pack_dir)
@@ -305,7 +307,7 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
         notes.append("emulated boards not run in this measurement")
     results = {
         "pack": cfg.pack, "task": cfg.task, "model": cfg.model,
-        "params": int(sum(int(np.prod(t.dims)) for t in __import__("onnx").load(str(model)).graph.initializer)),
+        "params": int(sum(int(np.prod(t.dims)) for t in onnx.load(str(model)).graph.initializer)),
         "size_kb_fp32": round(model.stat().st_size / 1024, 1),
         "size_kb_int8": round(int8_onnx.stat().st_size / 1024, 1),
         "accuracy_fp32": round(float(np.mean(logits_fp32.argmax(1) == labels)), 4),
