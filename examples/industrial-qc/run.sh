@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The pack end to end: data -> quantize -> partition -> compile (ARM, RISC-V, host) -> emulated boards -> serve
+# -> measure. See README.md here; the steps are in ../packlib/run_pack.sh (shared by the vision packs).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+exec bash "$HERE/../packlib/run_pack.sh" "$HERE"
