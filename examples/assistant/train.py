@@ -14,7 +14,7 @@ so that paraphrases of a question land next to its knowledge-base entry) followe
 the cosine similarity with every entry's embedding, which is a constant in the graph: nearest neighbours are
 the top scores. Test data: held-out voices (audio) and held-out templates / questions (text).
 
-    python examples/assistant/train.py            # ~5 min on 2 cores
+    python examples/assistant/train.py            # ~5 min on 2 idle cores, 3x that on a busy machine
     python examples/assistant/train.py --quick    # small data, 2 epochs (the CI test)
 """
 
@@ -77,10 +77,10 @@ def vad_net():
     import torch.nn as nn
 
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d((2, 1)),
-        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d((2, 1)),
-        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d((2, 1)),
-        nn.AvgPool2d((5, 1)), nn.Conv2d(16, 1, 1), nn.Flatten())
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d((2, 1)),
+        nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d((2, 1)),
+        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d((2, 1)),
+        nn.AvgPool2d((5, 1)), nn.Conv2d(8, 1, 1), nn.Flatten())
 
 
 def intent_net():
@@ -139,14 +139,17 @@ def retrieval_model(weight: np.ndarray, kb: np.ndarray):
 
 
 def write_test_data(data_dir: Path, per_class: int, seed: int = SEED):
-    """``data/audio_test.npz`` (held-out voices: audio, labels, speech) and ``data/audio_calib.npz`` (calibration
-    for the INT8 command model, other held-out clips)."""
+    """``data/audio_test.npz`` (held-out voices: audio, labels, speech), ``data/command_test.npz`` (its windows
+    with a phrase) and ``data/audio_calib.npz`` (calibration for the INT8 command model, other held-out clips)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     test = build_audio(per_class, True, seed + 1)
     calib = build_audio(max(per_class // 4, 2), True, seed + 2)
     np.savez_compressed(data_dir / "audio_test.npz", audio=test[0], labels=test[1], speech=test[2])
     keep = calib[1] >= 0
     np.savez_compressed(data_dir / "audio_calib.npz", audio=calib[0][keep], labels=calib[1][keep])
+    spoken = test[1] >= 0  # the command model's test set: the windows that hold a phrase
+    np.savez_compressed(data_dir / "command_test.npz", audio=test[0][spoken], labels=test[1][spoken])
+    (data_dir / "size.txt").write_text("quick\n" if per_class < 20 else "full\n")  # run.sh checks it
     return test
 
 
@@ -159,10 +162,14 @@ def main(argv=None) -> int:
     parser.add_argument("--data-only", action="store_true", help="only write the test and calibration audio")
     parser.add_argument("--quick", action="store_true", help="small data set, 2 epochs (for tests)")
     args = parser.parse_args(argv)
-    per_class, train_per_class, epochs = (3, 8, 2) if args.quick else (20, 90, 20)
+    per_class, train_per_class, epochs = (3, 8, 2) if args.quick else (20, 60, 10)
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     started = time.perf_counter()
-    test = write_test_data(args.out / "data", per_class)
+    size_file = args.out / "data" / "size.txt"
+    if size_file.is_file() and size_file.read_text().strip() == ("quick" if args.quick else "full"):
+        test = tuple(np.load(args.out / "data" / "audio_test.npz")[k] for k in ("audio", "labels", "speech"))
+    else:
+        test = write_test_data(args.out / "data", per_class)
     log(f"test audio: {len(test[1])} windows in {time.perf_counter() - started:.0f} s")
     if args.data_only:
         return 0
@@ -181,7 +188,7 @@ def main(argv=None) -> int:
                           sigmoid=True), args.out / "vad.onnx")
 
     keep = labels >= 0
-    command = nets.fit(nets.kws_cnn(len(COMMAND_CLASSES)), xn[keep], labels[keep], epochs=epochs, seed=SEED, progress=log)
+    command = nets.fit(nets.kws_cnn(len(COMMAND_CLASSES), widths=(8, 16, 32, 32)), xn[keep], labels[keep], epochs=epochs, seed=SEED, progress=log)
     tk = test[1] >= 0
     info["command_torch_accuracy"] = float(np.mean(nets.predict(command, xt[tk]).argmax(1) == test[1][tk]))
     onnx.save(audio_model(command, mean, 1 / std, "logits", [1, len(COMMAND_CLASSES)],

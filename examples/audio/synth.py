@@ -20,8 +20,11 @@ spoken only by voices the model never heard. The same seed gives the same clips 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
+import threading
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +36,7 @@ __all__ = ["RATE", "Style", "VOICES", "HELD_OUT_VOICES", "styles", "speak", "spe
            "check_espeak"]
 
 RATE = 16000  # Hz: what the models take; espeak-ng writes 22,050 Hz and is resampled
-_ESPEAK_RATE = 22050
+_CACHE = Path(os.environ.get("TVMEDGE_SPEECH_CACHE", Path(__file__).resolve().parent / ".cache"))
 
 _LANGS = ("en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 _VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7", "+f1", "+f2", "+f3", "+f4", "+klatt", "+klatt2")
@@ -68,7 +71,26 @@ def styles(rng: np.random.Generator, n: int, *, held_out: bool) -> list:
 
 
 def speak(text: str, style: Style) -> np.ndarray:
-    """``text`` spoken in ``style``: float32 mono at :data:`RATE`, leading/trailing silence trimmed, peak 1."""
+    """``text`` spoken in ``style``: float32 mono at :data:`RATE`, leading/trailing silence trimmed, peak 1.
+
+    Clips are cached as int16 under ``examples/audio/.cache/`` (``$TVMEDGE_SPEECH_CACHE``), keyed by text and
+    style: a re-run (``run.sh``, tests) does not synthesize again. espeak-ng is deterministic, so the cache only
+    saves time.
+    """
+    key = hashlib.sha1(repr((text, style.voice, style.speed, style.pitch)).encode()).hexdigest()[:20]
+    cached = _CACHE / f"{key}.npy"
+    if cached.is_file():
+        return np.load(cached).astype(np.float32) / 32767.0
+    audio = _synthesize(text, style)
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(partial, "wb") as handle:
+        np.save(handle, np.round(audio * 32767.0).astype(np.int16))
+    os.replace(partial, cached)  # atomic: concurrent runs never read half a file
+    return np.round(audio * 32767.0).astype(np.float32) / 32767.0  # what a cache hit returns, to the bit
+
+
+def _synthesize(text: str, style: Style) -> np.ndarray:
     from scipy.signal import resample_poly
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +106,7 @@ def speak(text: str, style: Style) -> np.ndarray:
     return audio / (np.abs(audio).max() + 1e-9)
 
 
-def speak_many(items, workers: int = 2) -> list:
+def speak_many(items, workers: int = 4) -> list:
     """``[speak(text, style) for text, style in items]``, with ``workers`` espeak-ng processes at a time."""
     items = list(items)
     with ThreadPoolExecutor(workers) as pool:

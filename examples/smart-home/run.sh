@@ -4,7 +4,8 @@
 #   visionfive2 -> run on the emulated boards -> measure (results.json, confusion.png) -> serve over REST.
 # Usage, after `bash scripts/setup.sh`:  bash examples/smart-home/run.sh [--quick]
 #   --quick: a few test clips and 4 clips on the emulated boards (what the CI test runs).
-# Env: PYTHON (default .venv/bin/python of this checkout), OUT (default examples/smart-home/out).
+# Env: PYTHON (default .venv/bin/python of this checkout), OUT (default examples/smart-home/out),
+#      SEARCH (default pack.yaml's tuning.search; naive = TVM's default build, the fastest to compile).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -19,7 +20,8 @@ setting() {  # a value of pack.yaml: setting tuning search
 print(' '.join(map(str, v)) if isinstance(v, list) else v)" "$HERE/pack.yaml" "$@"
 }
 step() { echo "== $*" >&2; }
-BOARDS=($(setting boards)); SEARCH="$(setting tuning search)"; HOST="$(setting host)"
+BOARDS=($(setting boards)); HOST="$(setting host)"
+SEARCH="${SEARCH:-$(setting tuning search)}"
 mkdir -p "$OUT"
 
 step "1/7 test + calibration clips (held-out voices, espeak-ng)"
