@@ -60,12 +60,18 @@ def latency(artifact, onnx_model, feed: dict, rounds: int = 30, per_round: int =
             "ratio_vs_ort": round(median / ort_median, 2), "runs": len(ours), "times_ms": ours}
 
 
-def predicted(onnx_model, board: str) -> dict:
+def predicted(onnx_model, board: str, saved=None) -> dict:
     """The cost model's latency for ``board`` (``tvmedge partition``): the single-CPU figure (what a plain
-    artifact runs on) and the chosen plan's over every unit (accelerators priced at data-sheet peak)."""
-    from tvmedge import api
+    artifact runs on) and the chosen plan's over every unit (accelerators priced at data-sheet peak).
+    ``saved``: the ``tvmedge partition --json`` output run.sh wrote for this model and board, if it exists."""
+    import json
 
-    summary = api.partition(onnx_model, board).summary()
+    if saved is not None and Path(saved).is_file():
+        summary = json.loads(Path(saved).read_text())
+    else:
+        from tvmedge import api
+
+        summary = api.partition(onnx_model, board).summary()
     single = next((r for r in summary["comparison"] if r["plan"] == "single-unit" and "error" not in r), None)
     return {"board": board, "cpu_ms": round(single["latency_ms"], 3) if single else None,
             "cpu_unit": ",".join(single["units"]) if single else None,
@@ -73,21 +79,24 @@ def predicted(onnx_model, board: str) -> dict:
             "plan_units": sorted({s["unit"] for s in summary["stages"]}), "notes": summary["notes"]}
 
 
-def on_emulated_boards(artifacts: dict, feeds: list, progress=print) -> dict:
-    """``{board: [outputs per feed]}``: each board's artifact run on its emulated board (qemu) with the board's own
-    runtime, reached through TVM's RPC tracker as a real rack would be."""
+def on_emulated_boards(jobs: dict, progress=print) -> dict:
+    """Run artifacts on emulated boards (qemu) with each board's own runtime, reached through TVM's RPC tracker
+    as a real rack would be: ``jobs`` = ``{board: {name: (artifact, [feed, ...])}}`` -> ``{board: {name:
+    [outputs per feed]}}``. One rack (tracker + one emulated board per name) serves every job."""
     from tvmedge import runtime
     from tvmedge.emulator.rack import emulated_rack
     from tvmedge.runtime.remote import connect
 
     results = {}
-    with emulated_rack(list(artifacts), progress=progress) as rack:
-        for board, artifact in artifacts.items():
+    with emulated_rack(list(jobs), progress=progress) as rack:
+        for board, named in jobs.items():
             session, where = connect(tracker=rack.tracker, key=board)
-            model = runtime.load(artifact, session=session)
-            started = time.perf_counter()
-            results[board] = [model.run(feed) for feed in feeds]
-            progress(f"{board}: {len(feeds)} inputs in {time.perf_counter() - started:.1f} s ({where}, emulated)")
+            for name, (artifact, feeds) in named.items():
+                model = runtime.load(artifact, session=session)
+                started = time.perf_counter()
+                results.setdefault(board, {})[name] = [model.run(feed) for feed in feeds]
+                progress(f"{board}: {name}, {len(feeds)} inputs in {time.perf_counter() - started:.1f} s "
+                         f"({where}, emulated)")
     return results
 
 
