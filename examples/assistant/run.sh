@@ -6,7 +6,8 @@
 # Usage, after `bash scripts/setup.sh`:  bash examples/assistant/run.sh [--quick]
 #   --quick: few test inputs, 2 inputs per model on the emulated boards (what the CI test runs).
 # Env: PYTHON (default .venv/bin/python of this checkout), OUT (default examples/assistant/out),
-#      SEARCH (default pack.yaml's tuning.search).
+#      SEARCH (default pack.yaml's tuning.search). Steps whose output is newer than their input are skipped
+#      (delete OUT to redo everything, e.g. after changing SEARCH).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -21,6 +22,7 @@ setting() {  # a value of pack.yaml: setting tuning search
 print(' '.join(map(str, v)) if isinstance(v, list) else v)" "$HERE/pack.yaml" "$@"
 }
 step() { echo "== $*" >&2; }
+stale() { [ ! -e "$2" ] || [ "$1" -nt "$2" ]; }  # stale SOURCE PRODUCT: redo a step only when its input changed
 BOARDS=($(setting boards)); MODELS=($(setting models)); HOST="$(setting host)"
 SEARCH="${SEARCH:-$(setting tuning search)}"
 mkdir -p "$OUT"
@@ -29,8 +31,10 @@ step "1/6 test + calibration audio (held-out voices, espeak-ng)"
 [ "$(cat "$HERE/data/size.txt" 2>/dev/null)" = "$DATA_SIZE" ] || "$PY" "$HERE/train.py" --data-only "${QUICK[@]}"
 
 step "2/6 quantize the command model: static INT8, front end float ($HERE/quant.yaml)"
-tvmedge quantize "$HERE/command.onnx" --config "$HERE/quant.yaml" -o "$OUT/command.int8.onnx" \
-    --report "$OUT/quant_report.json" --evaluate "$HERE/data/command_test.npz"
+if stale "$HERE/command.onnx" "$OUT/command.int8.onnx" || stale "$HERE/data/size.txt" "$OUT/command.int8.onnx"; then
+  tvmedge quantize "$HERE/command.onnx" --config "$HERE/quant.yaml" -o "$OUT/command.int8.onnx" \
+      --report "$OUT/quant_report.json" --evaluate "$HERE/data/command_test.npz"
+fi
 
 source_of() { [ "$1" = command ] && echo "$OUT/command.int8.onnx" || echo "$HERE/$1.onnx"; }
 
@@ -38,6 +42,7 @@ step "3/6 partition: the cost model's predicted latency per model and board (pre
 # Float graphs: the cost model has no int8 rate for the VisionFive 2's U74 cores (partition refuses INT8 there).
 for board in "${BOARDS[@]}"; do
   for m in "${MODELS[@]}"; do
+    stale "$HERE/$m.onnx" "$OUT/partition-$m-$board.json" || continue
     plot=(); [ "$m/$board" = command/rk3588 ] && plot=(--plot "$OUT/plan-command-rk3588.png")
     tvmedge partition "$HERE/$m.onnx" --target "$board" --explain "${plot[@]}" --json > "$OUT/partition-$m-$board.json"
     "$PY" -c "import json, sys; d = json.load(open(sys.argv[1])); print('   $m on $board: predicted', round(d['predicted']['latency_ms'], 3), 'ms')" "$OUT/partition-$m-$board.json" >&2
@@ -47,11 +52,14 @@ done
 step "4/6 compile (--search $SEARCH) each model for $HOST and ${BOARDS[*]}; the float command model for $HOST too"
 for board in "$HOST" "${BOARDS[@]}"; do
   for m in "${MODELS[@]}"; do
+    stale "$(source_of "$m")" "$OUT/$board/$m/manifest.json" || continue
     tvmedge compile "$(source_of "$m")" --target "$board" --search "$SEARCH" -o "$OUT/$board/$m" --json > /dev/null
   done
   echo "   $board: $(du -sh "$OUT/$board" | cut -f1) for ${MODELS[*]}" >&2
 done
-tvmedge compile "$HERE/command.onnx" --target "$HOST" --search "$SEARCH" -o "$OUT/$HOST-fp32/command" --json > /dev/null
+if stale "$HERE/command.onnx" "$OUT/$HOST-fp32/command/manifest.json"; then
+  tvmedge compile "$HERE/command.onnx" --target "$HOST" --search "$SEARCH" -o "$OUT/$HOST-fp32/command" --json > /dev/null
+fi
 
 step "5/6 the INT8 command model on each emulated board, against ONNX Runtime (measure.py runs all four)"
 "$PY" -c "

@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     if "vad" in only:
         train_vad(xn, xt, speech, test, mean, std, epochs, args.out, info, log)
     if "command" in only:
-        train_command(xn, xt, labels, test, mean, std, 2 if args.quick else 25, args.out, info, log)
+        train_command(xn, xt, labels, test, mean, std, epochs, args.out, info, log)
     if "intent" in only:
         train_intent(args.quick, args.out, info)
     if "retrieval" in only:
@@ -210,18 +210,12 @@ def train_vad(xn, xt, speech, test, mean, std, epochs, out, info, log):
                           sigmoid=True), out / "vad.onnx")
 
 
-def command_net():
-    """The smart-home CNN behind a 2x average pool over time (2 s of speech: 198 frames -> 99)."""
-    import torch.nn as nn
-
-    return nn.Sequential(nn.AvgPool2d((1, 2)), *nets.kws_cnn(len(COMMAND_CLASSES), widths=(8, 16, 32, 32)))
-
-
 def train_command(xn, xt, labels, test, mean, std, epochs, out, info, log):
     import onnx
 
     keep = labels >= 0
-    command = nets.fit(command_net(), xn[keep], labels[keep], epochs=epochs, seed=SEED, batch=32, lr=5e-3, progress=log)
+    command = nets.fit(nets.kws_cnn(len(COMMAND_CLASSES), widths=(8, 16, 32, 32)), xn[keep], labels[keep], epochs=epochs,
+                       seed=SEED, progress=log)
     tk = test[1] >= 0
     info["command_torch_accuracy"] = float(np.mean(nets.predict(command, xt[tk]).argmax(1) == test[1][tk]))
     onnx.save(audio_model(command, mean, 1 / std, "logits", [1, len(COMMAND_CLASSES)],
