@@ -52,6 +52,10 @@ def _accuracy(out: Path, host: str, limit) -> dict:
     command_feeds = [f for f, s in zip(feeds, spoken) if s]
     fp32 = np.array([o["logits"].argmax() for o in bench.run_all(out / f"{host}-fp32" / "command", command_feeds)])
     int8 = np.array([o["logits"].argmax() for o in bench.run_all(out / host / "command", command_feeds)])
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "command.int8.onnx"), providers=["CPUExecutionProvider"])
+    ort_int8 = np.array([session.run(None, f)[0].argmax() for f in command_feeds])
     rng = np.random.default_rng(0)
     language.intent_sentences(False, rng)  # the same draws as train.py, so the held-out sentences are its
     texts, intents = language.intent_sentences(True, rng)
@@ -70,6 +74,8 @@ def _accuracy(out: Path, host: str, limit) -> dict:
         "command_accuracy_fp32": round(float(np.mean(fp32 == labels[spoken])), 4),
         "command_accuracy_int8": round(float(np.mean(int8 == labels[spoken])), 4),
         "command_windows": int(spoken.sum()),
+        "command_accuracy_onnxruntime_int8": round(float(np.mean(ort_int8 == labels[spoken])), 4),
+        "command_int8_predictions_equal_to_onnxruntime": round(float(np.mean(ort_int8 == int8)), 4),
         "intent_accuracy": round(float(np.mean(intent_pred == intents)), 4), "intent_sentences": len(texts),
         "retrieval_top1": round(float(np.mean(top1 == entries)), 4), "retrieval_questions": len(questions),
         "retrieval_top1_raw_ngrams": round(float(np.mean(raw == entries)), 4),

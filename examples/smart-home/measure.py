@@ -52,6 +52,9 @@ def measure(out: Path, *, limit=None, clips=None, emulated=True, results=HERE / 
     acc_int8, pred_int8 = accuracy(bench.run_all(out / "int8-x86-host", feeds))
     session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
     acc_ort, _ = accuracy([dict(zip(["logits"], session.run(None, f))) for f in feeds])
+    session = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    acc_ort_int8, pred_ort_int8 = accuracy([dict(zip(["logits"], session.run(None, f))) for f in feeds])
+    agree_int8 = float(np.mean(pred_ort_int8 == pred_int8))
     progress(f"accuracy on {len(labels)} held-out clips: fp32 {acc_fp32:.4f} (ONNX Runtime {acc_ort:.4f}), int8 {acc_int8:.4f}")
     plot = bench.confusion_plot(labels, pred_int8, CLASSES, Path(results or HERE / "results.json").parent / "confusion.png",
                                 f"smart-home KWS, INT8 artifact on this host: {acc_int8:.1%} on {len(labels)} "
@@ -93,6 +96,8 @@ def measure(out: Path, *, limit=None, clips=None, emulated=True, results=HERE / 
                   "are cost-model predictions for the float model on the CPU (not measured)"),
         "details": {
             "test_clips": int(len(labels)), "accuracy_onnxruntime_fp32": round(acc_ort, 4),
+            "accuracy_onnxruntime_int8": round(acc_ort_int8, 4),
+            "int8_predictions_equal_to_onnxruntime": round(agree_int8, 4),
             "host_latency": {k: v for k, v in lat.items() if k != "times_ms"},
             "host_latency_fp32": {k: v for k, v in lat_fp32.items() if k != "times_ms"},
             "artifact_kb": {p.name: bench.kib(p) for p in sorted(out.glob("*-*")) if p.is_dir()},

@@ -6,6 +6,7 @@
 #   --quick: a few test clips and 4 clips on the emulated boards (what the CI test runs).
 # Env: PYTHON (default .venv/bin/python of this checkout), OUT (default examples/smart-home/out),
 #      SEARCH (default pack.yaml's tuning.search; naive = TVM's default build, the fastest to compile).
+# Steps whose output is newer than their input are skipped (delete OUT to redo everything).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -20,6 +21,7 @@ setting() {  # a value of pack.yaml: setting tuning search
 print(' '.join(map(str, v)) if isinstance(v, list) else v)" "$HERE/pack.yaml" "$@"
 }
 step() { echo "== $*" >&2; }
+stale() { [ ! -e "$2" ] || [ "$1" -nt "$2" ]; }  # stale SOURCE PRODUCT: redo a step only when its input changed
 BOARDS=($(setting boards)); HOST="$(setting host)"
 SEARCH="${SEARCH:-$(setting tuning search)}"
 mkdir -p "$OUT"
@@ -28,29 +30,37 @@ step "1/7 test + calibration clips (held-out voices, espeak-ng)"
 [ "$(cat "$HERE/data/size.txt" 2>/dev/null)" = "$DATA_SIZE" ] || "$PY" "$HERE/train.py" --data-only "${QUICK[@]}"
 
 step "2/7 quantize: static INT8, front end float ($HERE/quant.yaml)"
-tvmedge quantize "$HERE/model.onnx" --config "$HERE/quant.yaml" -o "$OUT/model.int8.onnx" \
-    --report "$OUT/quant_report.json" --evaluate "$HERE/data/test.npz"
+if stale "$HERE/model.onnx" "$OUT/model.int8.onnx" || stale "$HERE/data/size.txt" "$OUT/model.int8.onnx"; then
+  tvmedge quantize "$HERE/model.onnx" --config "$HERE/quant.yaml" -o "$OUT/model.int8.onnx" \
+      --report "$OUT/quant_report.json" --evaluate "$HERE/data/test.npz"
+fi
 
 step "3/7 partition: the cost model's plan and predicted latency per board (predictions, nothing measured)"
 # The float model: the cost model has no int8 rate for the VisionFive 2's U74 cores (partition refuses the
 # INT8 graph there), so both boards are priced on the same float graph.
 for board in "${BOARDS[@]}"; do
+  stale "$HERE/model.onnx" "$OUT/partition-$board.json" || continue
   tvmedge partition "$HERE/model.onnx" --target "$board" --explain --plot "$OUT/plan-$board.png" --json > "$OUT/partition-$board.json"
   "$PY" -c "import json, sys; d = json.load(open(sys.argv[1])); print('   $board: predicted', round(d['predicted']['latency_ms'], 3), 'ms,', d['algorithm'], 'plan on', ', '.join(sorted({s['unit'] for s in d['stages']})))" "$OUT/partition-$board.json" >&2
 done
 
 step "4/7 compile (--search $SEARCH): fp32 and INT8 for $HOST, INT8 for ${BOARDS[*]}"
-tvmedge compile "$HERE/model.onnx" --target "$HOST" --search "$SEARCH" -o "$OUT/fp32-$HOST" --json > /dev/null
+stale "$HERE/model.onnx" "$OUT/fp32-$HOST/manifest.json" && \
+  tvmedge compile "$HERE/model.onnx" --target "$HOST" --search "$SEARCH" -o "$OUT/fp32-$HOST" --json > /dev/null
 for board in "$HOST" "${BOARDS[@]}"; do
+  stale "$OUT/model.int8.onnx" "$OUT/int8-$board/manifest.json" || continue
   tvmedge compile "$OUT/model.int8.onnx" --target "$board" --search "$SEARCH" -o "$OUT/int8-$board" --json > /dev/null
   echo "   int8-$board: $(du -sh "$OUT/int8-$board" | cut -f1)" >&2
 done
 
 step "5/7 run one clip on each emulated board, against ONNX Runtime on the same INT8 model"
+# ONNX Runtime is the reference here; tvmedge's INT8 artifacts (host and boards alike) differ from it on this
+# model (README, "Limits"), so a mismatch is reported and the run goes on: measure.py compares boards with the host.
 "$PY" -c "import numpy as np, sys; np.savez(sys.argv[2], audio=np.load(sys.argv[1])['audio'][:1])" \
     "$HERE/data/test.npz" "$OUT/clip.npz"
 for board in "${BOARDS[@]}"; do
-  tvmedge run "$OUT/int8-$board" --board "emu:$board" --input "$OUT/clip.npz" --reference "$OUT/model.int8.onnx" --repeat 0
+  tvmedge run "$OUT/int8-$board" --board "emu:$board" --input "$OUT/clip.npz" --reference "$OUT/model.int8.onnx" --repeat 0 \
+    || echo "   emu:$board: outputs differ from ONNX Runtime's (see above); continuing" >&2
 done
 
 step "6/7 measure: accuracy, host latency, predictions, emulated boards vs host -> results.json"
