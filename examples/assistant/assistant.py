@@ -171,12 +171,13 @@ def main(argv=None) -> int:
         server = subprocess.Popen([sys.executable, "-m", "tvmedge.cli.main", "serve", "--models", str(args.models),
                                    "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
+        deadline = time.time() + 600  # the service's imports take a while on a busy board
+        while time.time() < deadline and server.poll() is None:
             try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
+                urllib.request.urlopen(url + "/healthz", timeout=5)
                 break
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.2)
     try:
         assistant = Assistant(url)
         assistant.load()

@@ -116,12 +116,14 @@ class _Service:
         self.process = subprocess.Popen(args + (["--offline"] if offline else []), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(1200):
+        deadline = time.time() + 600  # importing the service takes minutes on a busy machine
+        while time.time() < deadline and self.process.poll() is None:
             try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                urllib.request.urlopen(self.url + "/healthz", timeout=5)
                 return
             except OSError:
-                time.sleep(0.1)
+                time.sleep(0.2)
+        self.process.kill()
         raise RuntimeError("tvmedge serve did not start")
 
     def __enter__(self):

@@ -13,8 +13,8 @@ REPO="$(cd "$HERE/../.." && pwd)"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 OUT="${OUT:-$HERE/out}"
-QUICK=(); MEASURE=(); DATA_SIZE=full
-if [ "${1:-}" = "--quick" ]; then QUICK=(--quick); MEASURE=(--clips 4 --results "$OUT/results.json"); DATA_SIZE=quick; fi
+QUICK=(); MEASURE=(); DATA_SIZE=full; RESULTS="$HERE/results.json"
+if [ "${1:-}" = "--quick" ]; then QUICK=(--quick); RESULTS="$OUT/results.json"; MEASURE=(--clips 4); DATA_SIZE=quick; fi
 tvmedge() { "$PY" -m tvmedge.cli.main "$@"; }
 setting() {  # a value of pack.yaml: setting tuning search
   "$PY" -c "import functools, sys, yaml; v = functools.reduce(lambda d, k: d[k], sys.argv[2:], yaml.safe_load(open(sys.argv[1])))
@@ -54,8 +54,9 @@ for board in "$HOST" "${BOARDS[@]}"; do
 done
 
 step "5/7 run one clip on each emulated board, against ONNX Runtime on the same INT8 model"
-# ONNX Runtime is the reference here; tvmedge's INT8 artifacts (host and boards alike) differ from it on this
-# model (README, "Limits"), so a mismatch is reported and the run goes on: measure.py compares boards with the host.
+# ONNX Runtime's optimized int8 kernels (its default) disagree with the QDQ model's own arithmetic on this CPU,
+# where tvmedge's artifacts match ONNX Runtime without graph optimizations within 3e-7 (README, "Measured"):
+# a mismatch is reported and the run goes on; measure.py compares every board with the host.
 "$PY" -c "import numpy as np, sys; np.savez(sys.argv[2], audio=np.load(sys.argv[1])['audio'][:1])" \
     "$HERE/data/test.npz" "$OUT/clip.npz"
 for board in "${BOARDS[@]}"; do
@@ -64,7 +65,11 @@ for board in "${BOARDS[@]}"; do
 done
 
 step "6/7 measure: accuracy, host latency, predictions, emulated boards vs host -> results.json"
-"$PY" "$HERE/measure.py" --out "$OUT" "${MEASURE[@]}"
+if stale "$OUT/model.int8.onnx" "$RESULTS" || [ -n "${REMEASURE:-}" ]; then
+  "$PY" "$HERE/measure.py" --out "$OUT" --results "$RESULTS" "${MEASURE[@]}"
+else
+  echo "   $RESULTS is newer than the INT8 model: kept (REMEASURE=1 to measure again)" >&2
+fi
 
 step "7/7 serve: load, infer one clip, unload over REST"
 mkdir -p "$OUT/serve" && rm -rf "$OUT/serve/kws" && cp -r "$OUT/int8-$HOST" "$OUT/serve/kws"
@@ -72,19 +77,22 @@ PORT="$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); 
 tvmedge serve --models "$OUT/serve" --port "$PORT" > "$OUT/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-"$PY" - "$PORT" "$OUT/clip.npz" <<'EOF'
-import io, json, sys, time, urllib.request
+"$PY" - "$PORT" "$OUT/clip.npz" "$SERVER" <<'EOF'
+import io, json, os, sys, time, urllib.request
 import numpy as np
-port, clip = sys.argv[1], np.load(sys.argv[2])["audio"]
+port, clip, server = sys.argv[1], np.load(sys.argv[2])["audio"], int(sys.argv[3])
 base = f"http://127.0.0.1:{port}/v1/models/kws"
 def post(path, body=b"", kind="application/json"):
     request = urllib.request.Request(base + path, data=body, method="POST", headers={"content-type": kind})
     return json.load(urllib.request.urlopen(request, timeout=60))
-for _ in range(600):  # the service imports its runtime first
+deadline = time.time() + 600  # the service imports its runtime first: minutes on a busy board
+while True:
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1); break
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5); break
     except OSError:
-        time.sleep(0.1)
+        if time.time() > deadline or not os.path.exists(f"/proc/{server}"):
+            sys.exit("tvmedge serve did not start; see out/serve.log")
+        time.sleep(0.2)
 print("load:", post("/load")["state"])
 buffer = io.BytesIO(); np.save(buffer, clip)
 reply = post("/infer", buffer.getvalue(), "application/x-npy")
