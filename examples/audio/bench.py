@@ -90,8 +90,10 @@ def on_emulated_boards(jobs: dict, progress=print) -> dict:
     results = {}
     with emulated_rack(list(jobs), progress=progress) as rack:
         for board, named in jobs.items():
-            session, where = connect(tracker=rack.tracker, key=board)
             for name, (artifact, feeds) in named.items():
+                # a session per artifact: every artifact's library is uploaded as model.so, and a second one in
+                # the same session would be dlopen'ed from the same path as the first (found by the assistant pack)
+                session, where = connect(tracker=rack.tracker, key=board)
                 model = runtime.load(artifact, session=session)
                 started = time.perf_counter()
                 results.setdefault(board, {})[name] = [model.run(feed) for feed in feeds]
