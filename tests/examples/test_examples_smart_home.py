@@ -3,7 +3,7 @@
 - the committed model's in-graph log-mel front end computes what the training features were (numpy), so the
   board runs the same front end the model learned on;
 - a few synthesized clips (espeak-ng) -> the pack's quant.yaml -> INT8 -> compiled for this host -> the
-  artifact's predictions equal ONNX Runtime's on the same INT8 model;
+  artifact's outputs equal ONNX Runtime's on the same INT8 graph (run as written);
 - slow: ``run.sh --quick`` from a copy of the pack (quantize, partition, compile for rk3588 and visionfive2, the
   emulated boards, measure, serve) writes a results.json that says the emulated boards matched the host.
 """
@@ -61,9 +61,10 @@ def test_front_end_in_the_model_is_the_training_features():
 
 
 @needs_espeak
-def test_reduced_pack_int8_on_this_host_equals_onnxruntime(tmp_path, monkeypatch):
+def test_reduced_pack_int8_on_this_host_equals_the_qdq_graph(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
     from tvmedge import api, runtime
-    from tvmedge.peer import onnxruntime_outputs
 
     monkeypatch.setenv("TVMEDGE_SPEECH_CACHE", str(tmp_path / "speech"))
     pack = _copy_pack(tmp_path)
@@ -77,11 +78,16 @@ def test_reduced_pack_int8_on_this_host_equals_onnxruntime(tmp_path, monkeypatch
     assert result.report.accuracy is not None  # --evaluate ran on the clips
     api.compile(tmp_path / "model.int8.onnx", "x86-host", search="naive", out=tmp_path / "int8")
     model = runtime.load(tmp_path / "int8")
+    # The reference is ONNX Runtime executing the QDQ graph as written (graph optimizations off, as the quantizer
+    # evaluates it): with its defaults, ONNX Runtime fuses QDQ into int8 kernels that disagree with the graph's
+    # arithmetic on this model (examples/smart-home/README.md); tvmedge's artifact matches the graph.
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(tmp_path / "model.int8.onnx"), options, providers=["CPUExecutionProvider"])
     for clip in test[0][:6]:
         ours = model.run({"audio": clip[None]})["logits"]
-        reference = onnxruntime_outputs(tmp_path / "model.int8.onnx", {"audio": clip[None]})["logits"]
-        assert ours.argmax() == reference.argmax()
-        np.testing.assert_allclose(ours, reference, atol=1e-3)
+        reference = session.run(None, {"audio": clip[None]})[0]
+        np.testing.assert_allclose(ours, reference, atol=1e-4)
 
 
 @pytest.mark.slow
