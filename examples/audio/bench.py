@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
 
@@ -99,6 +100,8 @@ def on_emulated_boards(jobs: dict, progress=print) -> dict:
                 results.setdefault(board, {})[name] = [model.run(feed) for feed in feeds]
                 progress(f"{board}: {name}, {len(feeds)} inputs in {time.perf_counter() - started:.1f} s "
                          f"({where}, emulated)")
+                model = session = None  # closes the session: the board takes one at a time
+                gc.collect()
     return results
 
 

@@ -30,6 +30,7 @@ def _module(path: Path, name: str):
     sys.path.insert(0, str(path.parent.parent))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
