@@ -245,7 +245,7 @@ def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.js
             for board in boards:
                 outs = runs[board][m]
                 diff = max(float(np.max(np.abs(o[k] - h[k]))) for o, h in zip(outs, host_out) for k in h)
-                emulated_report.setdefault(board, {})[m] = {"inputs": n, "max_abs_diff": diff}
+                emulated_report.setdefault(board, {})[m] = {"inputs": len(outs), "max_abs_diff": diff}
         match = all(r["max_abs_diff"] <= 1e-4 for board in emulated_report.values() for r in board.values())
         progress(f"emulated vs host: {json.dumps(emulated_report)}")
 
