@@ -274,7 +274,7 @@ def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.js
         "notes": (f"accuracy = spoken-command recognition on {acc['command_windows']} windows of held-out voices "
                   f"(intent {acc['intent_accuracy']:.0%}, retrieval top-1 {acc['retrieval_top1']:.0%}); latency and "
                   "predictions = vad + command (INT8) + intent per 2 s window; offline profile (vad, command): RSS "
-                  f"-{offline['rss_saving_unload']:.1%} after unloading, service CPU -{offline['cpu_saving']:.1%} "
+                  f"{-offline['rss_saving_unload']:+.1%} after unloading, service CPU {-offline['cpu_saving']:+.1%} "
                   "on the same spoken workload; board figures are cost-model predictions for the CPU"),
         "details": {"accuracy": acc, "params": params, "offline": offline,
                     "host_latency": {m: {k: v for k, v in lat.items() if k != "times_ms"} for m, lat in latencies.items()},
