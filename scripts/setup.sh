@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-user g++-aarch64-linux-gnu g++-riscv64-linux-gnu)
+APT_PACKAGES=(qemu-user g++-aarch64-linux-gnu g++-riscv64-linux-gnu espeak-ng)  # espeak-ng: speech for the audio packs
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
