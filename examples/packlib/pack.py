@@ -78,3 +78,17 @@ def train_model(pack_dir, out=None, *, train=None, test=None, epochs=None, progr
         progress(f"wrote {out}: {summary['params']} parameters; accuracy train {summary['train_accuracy']:.4f}, "
                  f"test {summary['test_accuracy_numpy']:.4f} (numpy, before export)")
     return summary
+
+
+def train_main(pack_dir, argv=None) -> dict:
+    """The command line of every vision pack's ``train.py``: sizes default to the pack's pack.yaml."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=f"Train the {Path(pack_dir).name} pack's model -> model.onnx")
+    parser.add_argument("-o", "--output", help="ONNX file to write (default: model.onnx next to train.py)")
+    parser.add_argument("--train", type=int, help="training images (default: pack.yaml)")
+    parser.add_argument("--test", type=int, help="test images for the numpy accuracy (default: pack.yaml)")
+    parser.add_argument("--epochs", type=int, help="default: pack.yaml")
+    args = parser.parse_args(argv)
+    return train_model(pack_dir, args.output, train=args.train, test=args.test, epochs=args.epochs)
+
