@@ -32,18 +32,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the generated MatMul model shared with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_ort import ort_session  # noqa: E402  (one ONNX Runtime session set-up for every benchmark)
 SHAPES = ["1x768x768", "1x768x3072", "1x3072x768", "16x768x768"]
 QUANT = "quantization:\n  type: weight_only\n  bit_width: 4\n  group_size: 32\n"
-
-
-def ort_session(path, threads):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def with_accuracy_level(src, dst, level: int):
