@@ -34,12 +34,16 @@ class Effort:
     per task (the first is applied, the rest are offered to a measured search).
     """
 
-    population: int = 128
-    iterations: int = 2
+    # 32 x 1 generation, not MetaSchedule's 2048 x 4 nor our earlier 128 x 2: measured in one run on resnet50 and
+    # zfnet512 (benchmarks/results.md), 128 x 2 gave 3.47x / 4.11x ONNX Runtime, 64 x 1 3.11x / 2.48x and 32 x 1
+    # 2.33x / 2.86x — the frozen model's ranking is not sharp enough for a longer search to pay — while the
+    # prediction took a third of the time (resnet50: 313 s -> 110 s on the loaded machine)
+    population: int = 32
+    iterations: int = 1
     keep: int = 8
     seed: int = 0
     heavy_share: float = 0.9  # tasks making up this share of the model's FLOPs get the full effort ...
-    light_population: int = 32  # ... the others (pooling, reshapes, small layers) a smaller one
+    light_population: int = 16  # ... the others (pooling, reshapes, small layers) a smaller one
     light_iterations: int = 1
 
 
@@ -159,6 +163,7 @@ def _search(task, target, cost_model, model, effort: Effort, lanes: int) -> list
     strategy = ms.search_strategy.EvolutionarySearch(
         population_size=effort.population, init_measured_ratio=0.0, init_min_unmeasured=effort.population,
         genetic_num_iters=effort.iterations, eps_greedy=0.0)
+    cost_model.forget()
     with target:  # RVV's schedule rules ask for the current target when the context is made
         context = ms.TuneContext(mod=task.mod, target=target, space_generator="post-order-apply",
                                  search_strategy=strategy, task_name=task.name, rand_state=effort.seed,
@@ -171,8 +176,13 @@ def _search(task, target, cost_model, model, effort: Effort, lanes: int) -> list
     candidates = [c for c in candidates if not _untensorized(c.sch)]
     if not candidates:
         return []
-    features = [x.numpy().astype("float32") for x in PerStoreFeature().extract_from(context, candidates)]
-    scores = model.predict(features)
+    known = cost_model.scores
+    cost_model.forget()
+    fresh = [c for c in candidates if c.sch not in known]  # scored during the search: not extracted again
+    if fresh:
+        features = [x.numpy().astype("float32") for x in PerStoreFeature().extract_from(context, fresh)]
+        known.update(zip((c.sch for c in fresh), model.predict(features)))
+    scores = np.array([known[c.sch] for c in candidates])
     wanted = min(lanes, 4)
     vectorised = [vectorised_extent(c.sch) >= wanted for c in candidates] if wanted > 1 else [True] * len(candidates)
     if not any(vectorised):
