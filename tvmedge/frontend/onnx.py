@@ -14,6 +14,7 @@ of every verb (compile, tune, partition, rank).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -471,7 +472,9 @@ def _to_relax(model: onnx.ModelProto, path) -> tuple:
 
     register()
     try:
-        with capture_tensor_exprs() as exprs:
+        with capture_tensor_exprs() as exprs, warnings.catch_warnings():
+            # said once per weight of every model whose weights are not also graph inputs (ONNX IR >= 4's norm)
+            warnings.filterwarnings("ignore", message=".* in initializer but not in graph input")
             mod = from_onnx(qualify_domains(model), keep_params_in_input=False)
     except Exception as err:  # the importer raises TVMError, ValueError, KeyError, ...
         raise ModelError(f"{path}: TVM's ONNX importer failed: {first_line(err)}") from err
