@@ -15,9 +15,9 @@
      ``certify`` use for throughput-partitioned artifacts): one thread per stage, pinned to its unit's core with
      its own one-thread TVM pool, bounded queues, tensors handed over without copies.
 
-   ``single-2t`` sets TVM's pool to two threads explicitly (:class:`tvmedge.runtime.execution.Execution`): on
-   x86 TVM's default pool has half the logical CPUs (it takes them for hyper-threads), one thread on this
-   2-vCPU host; ``single-default`` is that default. Every mode's outputs for the first inputs are checked
+   ``single-2t`` sets TVM's pool to two threads explicitly (:class:`tvmedge.runtime.execution.Execution`);
+   ``single-default`` is tvmedge's default pool, a thread per physical core (TVM's own x86 default, half the
+   logical CPUs, gave one thread on this 2-vCPU host when partition_pipeline.md was measured). Every mode's outputs for the first inputs are checked
    against the first mode's.
 4. ``--search quick``: both builds get the same tuning budget, ``compile``'s quick search (8 measured
    candidates per task) into empty databases of their own, instead of ``none``.

@@ -78,3 +78,38 @@ def test_threads_and_cores_on_the_emulated_board(arm_artifact):
     if max(os.sched_getaffinity(0)) < 4:
         with pytest.raises(TvmedgeError, match=r"^cores 4-7 are not available here"):
             api.run(arm_artifact, board="emu:rk3588", cores="big", repeat=0)
+
+
+@pytest.mark.parametrize("env, expected", [({}, "physical"), ({"TVM_NUM_THREADS": "1"}, 1), ({"OMP_NUM_THREADS": "1"}, 1)])
+def test_the_default_pool_has_a_thread_per_physical_core_unless_the_user_sized_it(env, expected):
+    # TVM alone takes half the logical CPUs on x86 (assumed hyper-threads): on this 2-vCPU host, 1 thread
+    import platform
+
+    from tvmedge.runtime.execution import available_cpus, physical_cores
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")}
+    code = "import tvmedge.runtime, tvm; print(tvm.get_global_func('runtime.NumThreads')())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**clean, **env})
+    if expected == "physical":
+        if platform.machine() != "x86_64":
+            pytest.skip("TVM's own default is right off x86")
+        expected = physical_cores(available_cpus())
+    assert int(out.stdout) == expected
+
+
+def test_physical_cores_count_hyper_thread_siblings_once(monkeypatch):
+    import builtins
+    import io
+
+    siblings = {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if str(path).startswith("/sys/devices/system/cpu/cpu"):
+            return io.StringIO(siblings[int(str(path).split("/cpu")[-1].split("/")[0])] + "\n")
+        return real_open(path, *args, **kwargs)
+
+    from tvmedge.runtime.execution import physical_cores
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert physical_cores([0, 1, 2, 3]) == 2 and physical_cores([0, 2]) == 1 and physical_cores([0, 1]) == 2

@@ -16,9 +16,12 @@ From a shell (no click needed on the board)::
     python -m tvmedge.runtime out/ --inputs in.npz --output out.npz --repeat 10 --json
 """
 
+from .execution import size_default_pool
 from .loader import LatencyStats, Model, RunResult, load
 from .lm import GenerationResult, LanguageModel, SamplingOptions, load_lm
 from .manifest import Manifest, TensorSpec
 
 __all__ = ["Model", "load", "Manifest", "TensorSpec", "LatencyStats", "RunResult", "LanguageModel", "load_lm",
            "SamplingOptions", "GenerationResult"]
+
+size_default_pool()

@@ -3,8 +3,8 @@
 On big.LITTLE chips the choice decides the latency (rk3588: 4x Cortex-A76 + 4x Cortex-A55). The clusters come
 from the board YAML (a CPU unit's ``cpus:`` list, Linux CPU numbers), which the compiler copies into the
 manifest's ``build.cpu_clusters`` (``{unit: {"cpus": [...], "role": "big"|"little"|null}}``), so a board needs
-no YAML to resolve ``--cores big``. Without ``--threads``/``--cores`` nothing is changed: TVM's thread pool uses
-every core the process may run on.
+no YAML to resolve ``--cores big``. Without ``--threads``/``--cores`` TVM's thread pool has a thread per physical
+core the process may run on (:func:`size_default_pool`).
 
 How it is applied, in the calling thread (TVM's thread pool is per thread, :class:`.pipeline.PipelineExecutor`
 gives each stage its own): ``os.sched_setaffinity`` restricts the thread (and the workers it then starts) to the
@@ -24,7 +24,7 @@ from typing import Optional
 
 from ..errors import ConfigError
 
-__all__ = ["Execution", "parse_cores", "available_cpus"]
+__all__ = ["Execution", "parse_cores", "available_cpus", "physical_cores", "size_default_pool"]
 
 _ONE_CORE_PER_THREAD = -2  # TVM's ThreadGroup::kSpecifyOneCorePerThread
 _SHARE_ALL_CORES = -3  # TVM's ThreadGroup::kSpecifyThreadShareAllCore
@@ -37,6 +37,34 @@ _PROCESS_CPUS = tuple(sorted(os.sched_getaffinity(0)))
 def available_cpus() -> list:
     """The CPU numbers this process may run on (as when tvmedge's runtime was imported)."""
     return list(_PROCESS_CPUS)
+
+
+def physical_cores(cpus) -> int:
+    """How many physical cores ``cpus`` (Linux CPU numbers) are on: hyper-thread siblings count once (sysfs
+    topology; ``len(cpus)`` where it cannot be read)."""
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read().strip())
+        except OSError:
+            return len(cpus)
+    return len(cores)
+
+
+def size_default_pool() -> None:
+    """Give TVM's default thread pool a thread per physical core this process may use, unless the user sized it
+    (``TVM_NUM_THREADS`` / ``OMP_NUM_THREADS``).
+
+    Needed on x86 only: there TVM takes half the logical CPUs, assuming every core runs two hyper-threads, so a
+    machine without SMT (many VMs, Intel N100-class mini PCs) ran on half its cores — this 2-vCPU host on one.
+    TVM reads the variable when it starts a pool, so this runs when tvmedge's runtime is imported, before any
+    model runs."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or "TVM_NUM_THREADS" in os.environ \
+            or "OMP_NUM_THREADS" in os.environ:
+        return
+    os.environ["TVM_NUM_THREADS"] = str(max(1, physical_cores(available_cpus())))
 
 
 def parse_cores(spec: str, clusters: Optional[dict] = None) -> tuple:
@@ -110,7 +138,7 @@ class Execution:
 
         Call it before the thread runs a model: TVM sizes a thread's pool when it first uses it and a later
         configuration cannot add workers. Raises ConfigError when the cores are not available to this process.
-        (On x86 TVM's default pool has half the logical CPUs, taken to be hyper-threads: 1 thread on a 2-vCPU VM.)
+        (The default pool has a thread per physical core: :func:`size_default_pool`.)
         """
         if self.is_default:
             return
