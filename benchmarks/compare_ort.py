@@ -15,6 +15,8 @@ of them alike; the ratio is tvmedge median / ORT median. Results go to benchmark
 
     .venv/bin/python benchmarks/compare_ort.py                      # default models and variants
     .venv/bin/python benchmarks/compare_ort.py --models light_resnet50 --variants logs,naive
+    .venv/bin/python benchmarks/compare_ort.py --variants zero --work /tmp/b --build-only   # build now ...
+    .venv/bin/python benchmarks/compare_ort.py --variants zero --work /tmp/b                # ... time when quiet
 """
 
 from __future__ import annotations
@@ -103,13 +105,30 @@ def _key(board):
     return target_key(api.load_board(board).tvm_target())
 
 
-def bench(model_name, path, variants, rounds, per_round, board, threads):
+def reuse_or_build(name, path, variant, workdir, board):
+    """:func:`build`, or the artifact and build info a previous run left in ``workdir`` (``--work``): builds can
+    then run while the machine is busy and the timing later, when it is quiet."""
+    from tvmedge import api
+
+    saved = workdir / f"{name}-{variant}.json"
+    if saved.is_file() and (workdir / f"{name}-{variant}" / "manifest.json").is_file():
+        print(f"[bench] {name} {variant}: reusing the build in {workdir}", file=sys.stderr, flush=True)
+        return api.load(workdir / f"{name}-{variant}"), json.loads(saved.read_text())
+    model, info = build(name, path, variant, workdir, board)
+    if model is not None:
+        saved.write_text(json.dumps(info, default=str))
+    return model, info
+
+
+def bench(model_name, path, variants, rounds, per_round, board, threads, work=None):
     from tvmedge.runtime.inputs import random_inputs
 
     with tempfile.TemporaryDirectory(prefix="tvmedge-bench-") as tmp:
+        workdir = Path(work or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         runners, infos = {}, {}
         for variant in variants:
-            model, info = build(model_name, path, variant, Path(tmp), board)
+            model, info = reuse_or_build(model_name, path, variant, workdir, board)
             infos[variant] = info
             if model is not None:
                 runners[variant] = model
@@ -181,15 +200,20 @@ def main(argv=None) -> int:
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="path prefix for .md and .json")
     parser.add_argument("--merge", action="store_true", help="keep the other models' rows of an earlier run")
+    parser.add_argument("--work", help="keep the builds in this folder and reuse the ones already there")
+    parser.add_argument("--build-only", action="store_true", help="build (into --work) and stop: time them later")
     args = parser.parse_args(argv)
+    if args.build_only and not args.work:
+        parser.error("--build-only needs --work DIR")
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS] + [m for m in args.models.split(",") if m not in MODELS]
     if unknown:
         parser.error(f"unknown model/variant: {', '.join(unknown)}")
+    threads = os.cpu_count() or 1
+    os.environ["TVM_NUM_THREADS"] = str(threads)  # tvmedge's pool as ORT's, set before TVM starts one
     import onnxruntime
     import tvm
 
-    threads = os.cpu_count() or 1
     meta = {"date": time.strftime("%Y-%m-%d"), "cpu": f"{_cpu_name()} ({tvm.target.codegen.llvm_get_system_cpu()})",
             "threads": threads, "onnxruntime": onnxruntime.__version__, "tvm": tvm.__version__,
             "python": platform.python_version()}
@@ -199,8 +223,14 @@ def main(argv=None) -> int:
         previous = {r["model"]: r for r in json.loads(Path(args.out + ".json").read_text())["rows"]}
     for name in args.models.split(","):
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        rows.append(bench(name, MODELS[name], variants, args.rounds, args.per_round, args.board, threads))
+        if args.build_only:
+            for variant in variants:
+                reuse_or_build(name, MODELS[name], variant, Path(args.work), args.board)
+            continue
+        rows.append(bench(name, MODELS[name], variants, args.rounds, args.per_round, args.board, threads, args.work))
         print(render(rows[-1:], variants, meta).splitlines()[-1], file=sys.stderr, flush=True)
+    if args.build_only:
+        return 0
     done = {r["model"] for r in rows}
     rows += [r for m, r in previous.items() if m not in done]  # a variant a row lacks shows as a dash
     text = render(rows, variants, meta)
