@@ -73,3 +73,23 @@ def test_foreign_architecture_points_to_the_emulated_board(arm_artifact):
 def test_not_an_artifact_directory(tmp_path):
     with pytest.raises(ArtifactError, match="not an artifact directory"):
         rt.load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("array", [np.arange(3 * 32 * 32, dtype="float32").reshape(1, 3, 32, 32)[:, :, :, ::-1],
+                                   np.array(7, dtype="int64"), np.zeros((1, 4), "float32")[:, ::2],
+                                   np.array([True, False]), np.ones((5, 3), "float16")])
+def test_inputs_reach_the_vm_as_aligned_copies(array):
+    from tvmedge.runtime.loader import _aligned_copy
+
+    copy = _aligned_copy(array)
+    assert copy.ctypes.data % 64 == 0 and copy.flags["C_CONTIGUOUS"] and not np.shares_memory(copy, array)
+    assert copy.dtype == array.dtype and copy.shape == array.shape and np.array_equal(copy, array)
+
+
+def test_the_model_reads_a_copy_of_the_callers_array(x86_artifact, tiny_input):
+    model = rt.load(x86_artifact)
+    tensor = model.tensor(tiny_input)
+    kept = tiny_input.copy()
+    tiny_input[...] = 0  # the caller reuses its buffer: the tensor handed to the VM keeps the values it was given
+    assert np.array_equal(np.from_dlpack(tensor), kept)
+    assert np.allclose(model.run(kept)["probabilities"].sum(), 1.0, atol=1e-5)

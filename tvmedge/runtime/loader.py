@@ -155,7 +155,7 @@ class Model:
         return self._to_tensor(np.require(array, requirements="C"))
 
     def _to_tensor(self, array: np.ndarray):
-        if self._session is None:
+        if self._session is None and array.size:  # (an empty array's data pointer is not aligned: no need)
             return self._tvm_ffi.from_dlpack(_aligned_copy(array), require_alignment=_ALIGNMENT)
         return self._tvm.runtime.tensor(array, self._device)
 
