@@ -13,7 +13,10 @@ and the held-out test data in ``data/``. Measures:
   after ``go_offline()`` unloads ``intent`` and ``retrieval`` over REST; RSS of a fresh ``tvmedge serve
   --offline``; the service's CPU time (``/proc/<pid>/stat``) for the same spoken workload online and offline.
 
-    python examples/assistant/measure.py [--out DIR] [--quick] [--no-emulated]
+With ``--build SEARCH`` (``run.sh --ci``) it first does run.sh's steps 2-4 in this process with tvmedge's
+library (quantize, partition, compile): the calls the verbs make, with TVM imported once instead of per verb.
+
+    python examples/assistant/measure.py [--out DIR] [--quick | --ci] [--no-emulated] [--build SEARCH]
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ from assistant import COMMAND_CLASSES, MODELS, OFFLINE, Assistant  # noqa: E402
 from audio import bench  # noqa: E402
 
 INPUT = {"vad": "audio", "command": "audio", "intent": "text", "retrieval": "text"}
+# How much each measurement takes in: test windows for accuracy (None: all), latency rounds, inputs per model on
+# the emulated boards (None: pack.yaml's), spoken windows and rounds of the offline workload, and whether fresh
+# services (online vs --offline) are started and compared too. "ci" is run.sh --ci's, the default test suite's.
+SIZES = {"full": {"windows": None, "rounds": 30, "emulated": None, "offline": 48, "offline_rounds": 3, "fresh": True},
+         "quick": {"windows": 30, "rounds": 6, "emulated": 2, "offline": 6, "offline_rounds": 1, "fresh": True},
+         "ci": {"windows": 12, "rounds": 3, "emulated": 2, "offline": 4, "offline_rounds": 1, "fresh": False}}
 
 
 def _accuracy(out: Path, host: str, limit) -> dict:
@@ -81,6 +90,33 @@ def _accuracy(out: Path, host: str, limit) -> dict:
         "retrieval_top1_raw_ngrams": round(float(np.mean(raw == entries)), 4),
         "_command_labels": labels[spoken], "_command_int8": int8,
     }
+
+
+def build(out: Path, search: str, progress=print) -> None:
+    """run.sh's steps 2-4 in this process, into the folders run.sh writes: the INT8 command model, the
+    partition predictions (float graphs, see run.sh), every model for the host and the boards, the float
+    command model for the host."""
+    import yaml
+
+    from tvmedge import api
+
+    pack = yaml.safe_load((HERE / "pack.yaml").read_text())
+    host, boards = pack["host"], pack["boards"]
+    out.mkdir(parents=True, exist_ok=True)
+    api.quantize(HERE / "command.onnx", HERE / "quant.yaml", out=out / "command.int8.onnx",
+                 evaluate=HERE / "data" / "command_test.npz", report=out / "quant_report.json")
+    progress("quantized the command model: static INT8, front end float")
+    for board in boards:
+        for m in MODELS:
+            plot = out / "plan-command-rk3588.png" if (m, board) == ("command", "rk3588") else None
+            d = bench.partition_json(HERE / f"{m}.onnx", board, out / f"partition-{m}-{board}.json", plot=plot,
+                                     explain=True)
+            progress(f"{m} on {board}: predicted {d['predicted']['latency_ms']:.3f} ms")
+    for board in [host] + boards:
+        for m in MODELS:
+            api.compile(_source(out, m), board, search=search, out=out / board / m)
+        progress(f"compiled {', '.join(MODELS)} for {board} (search: {search})")
+    api.compile(HERE / "command.onnx", host, search=search, out=out / f"{host}-fp32" / "command")
 
 
 def _feeds() -> dict:
@@ -141,8 +177,10 @@ def _workload(assistant: Assistant, windows, rounds: int) -> tuple:
     return replies
 
 
-def offline_saving(out: Path, host: str, windows: np.ndarray, labels: np.ndarray, rounds: int, progress=print) -> dict:
-    """RSS and service CPU with the full set loaded vs the offline profile, on the same spoken workload."""
+def offline_saving(out: Path, host: str, windows: np.ndarray, labels: np.ndarray, rounds: int, progress=print,
+                   fresh: bool = True) -> dict:
+    """RSS and service CPU with the full set loaded vs the offline profile, on the same spoken workload; with
+    ``fresh``, also the RSS of a fresh service started with each profile."""
     serve_dir = out / "serve"
     shutil.rmtree(serve_dir, ignore_errors=True)
     shutil.copytree(out / host, serve_dir)
@@ -164,19 +202,21 @@ def offline_saving(out: Path, host: str, windows: np.ndarray, labels: np.ndarray
         before = _cpu_seconds(service.process.pid)
         offline = _workload(assistant, windows, rounds)
         report["cpu_s_offline"] = round(_cpu_seconds(service.process.pid) - before, 3)
-    with _Service(serve_dir, offline=True) as service:  # a fresh service started with the offline profile
-        assistant = Assistant(service.url)
-        assistant.load(OFFLINE)
-        assistant.table, assistant.online = table, False  # the table kept from the online session
-        _workload(assistant, windows[:2], 1)
-        report["rss_mib_fresh_offline"] = round(_rss(service.process.pid) / 2**20, 1)
-    with _Service(serve_dir) as service:
-        assistant = Assistant(service.url)
-        assistant.load()
-        _workload(assistant, windows[:2], 1)
-        report["rss_mib_fresh_online"] = round(_rss(service.process.pid) / 2**20, 1)
+    report.update(rss_mib_fresh_offline=None, rss_mib_fresh_online=None, rss_saving_fresh=None)
+    if fresh:
+        with _Service(serve_dir, offline=True) as service:  # a fresh service started with the offline profile
+            assistant = Assistant(service.url)
+            assistant.load(OFFLINE)
+            assistant.table, assistant.online = table, False  # the table kept from the online session
+            _workload(assistant, windows[:2], 1)
+            report["rss_mib_fresh_offline"] = round(_rss(service.process.pid) / 2**20, 1)
+        with _Service(serve_dir) as service:
+            assistant = Assistant(service.url)
+            assistant.load()
+            _workload(assistant, windows[:2], 1)
+            report["rss_mib_fresh_online"] = round(_rss(service.process.pid) / 2**20, 1)
+        report["rss_saving_fresh"] = round(1 - report["rss_mib_fresh_offline"] / report["rss_mib_fresh_online"], 4)
     report["rss_saving_unload"] = round(1 - report["rss_mib_after_unload"] / report["rss_mib_online"], 4)
-    report["rss_saving_fresh"] = round(1 - report["rss_mib_fresh_offline"] / report["rss_mib_fresh_online"], 4)
     report["cpu_saving"] = round(1 - report["cpu_s_offline"] / report["cpu_s_online"], 4) if report["cpu_s_online"] else None
     intents_online = [r.intent for r in online]
     intents_offline = [r.intent for r in offline]
@@ -185,9 +225,10 @@ def offline_saving(out: Path, host: str, windows: np.ndarray, labels: np.ndarray
     report["intent_correct_online"] = int(sum(a == e for a, e in zip(intents_online, expected)))
     report["intent_correct_offline"] = int(sum(a == e for a, e in zip(intents_offline, expected)))
     report["windows"] = int(len(windows))
+    fresh_text = (f"fresh services {report['rss_mib_fresh_online']} vs {report['rss_mib_fresh_offline']} MiB "
+                  f"({report['rss_saving_fresh']:.1%})" if fresh else "no fresh services (run.sh --ci)")
     progress(f"offline: RSS {report['rss_mib_online']} -> {report['rss_mib_after_unload']} MiB after unloading "
-             f"({report['rss_saving_unload']:.1%}); fresh services {report['rss_mib_fresh_online']} vs "
-             f"{report['rss_mib_fresh_offline']} MiB ({report['rss_saving_fresh']:.1%}); service CPU "
+             f"({report['rss_saving_unload']:.1%}); {fresh_text}; service CPU "
              f"{report['cpu_s_online']} -> {report['cpu_s_offline']} s ({report['cpu_saving']:.1%})")
     return report
 
@@ -212,20 +253,23 @@ def latency_plot(latencies: dict, path: Path) -> str:
     return str(path)
 
 
-def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.json", progress=print) -> dict:
+def measure(out: Path, *, size="full", emulated=True, results=HERE / "results.json", search=None,
+            progress=print) -> dict:
     import onnx
     import yaml
 
     pack = yaml.safe_load((HERE / "pack.yaml").read_text())
     host, boards = pack["host"], pack["boards"]
+    search = search or pack["tuning"]["search"]
+    amount = SIZES[size]
     where = Path(results).parent
-    acc = _accuracy(out, host, 30 if quick else None)
+    acc = _accuracy(out, host, amount["windows"])
     confusion = bench.confusion_plot(acc.pop("_command_labels"), acc.pop("_command_int8"),
                                      [c if len(c) < 16 else c[:15] + "." for c in COMMAND_CLASSES],
                                      where / "confusion.png", "assistant commands, INT8 artifact, held-out voices")
     progress(f"accuracy: {json.dumps(acc)}")
     feeds = _feeds()
-    latencies = {m: bench.latency(out / host / m, _source(out, m), feeds[m], rounds=6 if quick else 30) for m in MODELS}
+    latencies = {m: bench.latency(out / host / m, _source(out, m), feeds[m], rounds=amount["rounds"]) for m in MODELS}
     plot = latency_plot(latencies, where / "latency.png")
     progress("host latency: " + ", ".join(f"{m} {v['median_ms']} ms ({v['ratio_vs_ort']}x ORT)" for m, v in latencies.items()))
     # float graphs: the cost model has no int8 rate for the U74 (visionfive2), so every board is priced in float
@@ -233,7 +277,7 @@ def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.js
 
     emulated_report, match = {}, None
     if emulated:
-        n = 2 if quick else pack["emulated_inputs"]
+        n = amount["emulated"] or pack["emulated_inputs"]
         data = np.load(HERE / "data" / "audio_test.npz")["audio"][:n]
         texts = language.featurize([q for q, _ in zip(language.COMMANDS, range(n))])
         inputs = {m: [{INPUT[m]: (data[i:i + 1] if INPUT[m] == "audio" else texts[i:i + 1])} for i in range(n)]
@@ -250,8 +294,9 @@ def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.js
         progress(f"emulated vs host: {json.dumps(emulated_report)}")
 
     test = np.load(HERE / "data" / "command_test.npz")
-    count = 6 if quick else 48
-    offline = offline_saving(out, host, test["audio"][:count], test["labels"][:count], 1 if quick else 3, progress)
+    count = amount["offline"]
+    offline = offline_saving(out, host, test["audio"][:count], test["labels"][:count], amount["offline_rounds"],
+                             progress, fresh=amount["fresh"])
 
     path = ("vad", "command", "intent")  # one spoken command through the pipeline (retrieval only for help)
     params = {m: sum(int(np.prod(t.dims)) for t in onnx.load(HERE / f"{m}.onnx").graph.initializer
@@ -273,7 +318,7 @@ def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.js
         "riscv_board": pack["riscv_board"], "emulated_outputs_match": bool(match),
         "notes": (f"accuracy = spoken-command recognition on {acc['command_windows']} windows of held-out voices "
                   f"(intent {acc['intent_accuracy']:.0%}, retrieval top-1 {acc['retrieval_top1']:.0%}); latency and "
-                  "predictions = vad + command (INT8) + intent per 2 s window; offline profile (vad, command): RSS "
+                  f"predictions = vad + command (INT8) + intent per 2 s window (schedule search: {search}); offline profile (vad, command): RSS "
                   f"{-offline['rss_saving_unload']:+.1%} after unloading, service CPU {-offline['cpu_saving']:+.1%} "
                   "on the same spoken workload; board figures are cost-model predictions for the CPU"),
         "details": {"accuracy": acc, "params": params, "offline": offline,
@@ -289,11 +334,16 @@ def measure(out: Path, *, quick=False, emulated=True, results=HERE / "results.js
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "out", help="where run.sh put the artifacts")
-    parser.add_argument("--quick", action="store_true", help="few inputs (the CI test)")
+    parser.add_argument("--quick", action="store_true", help="few inputs (run.sh --quick, the slow test)")
+    parser.add_argument("--ci", action="store_true", help="fewer still, no fresh services (run.sh --ci)")
     parser.add_argument("--no-emulated", action="store_true", help="skip the emulated boards")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
+    parser.add_argument("--build", metavar="SEARCH", help="first quantize, partition and compile in this process")
     args = parser.parse_args(argv)
-    report = measure(args.out, quick=args.quick, emulated=not args.no_emulated, results=args.results,
+    if args.build:
+        build(args.out, args.build, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    size = "ci" if args.ci else "quick" if args.quick else "full"
+    report = measure(args.out, size=size, emulated=not args.no_emulated, results=args.results, search=args.build,
                      progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps({k: v for k, v in report.items() if k != "details"}, indent=2))
     return 0 if report["emulated_outputs_match"] or args.no_emulated else 1
