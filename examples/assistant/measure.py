@@ -390,11 +390,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-emulated", action="store_true", help="skip the emulated boards")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
     parser.add_argument("--build", metavar="SEARCH", help="first quantize, partition and compile in this process")
+    parser.add_argument("--search", help="the schedule search the artifacts were built with, for the notes "
+                                         "(default: --build's, else pack.yaml's)")
     args = parser.parse_args(argv)
     if args.build:
         build(args.out, args.build, progress=lambda m: print(m, file=sys.stderr, flush=True))
     size = "ci" if args.ci else "quick" if args.quick else "full"
-    report = measure(args.out, size=size, emulated=not args.no_emulated, results=args.results, search=args.build,
+    report = measure(args.out, size=size, emulated=not args.no_emulated, results=args.results, search=args.search or args.build,
                      progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps({k: v for k, v in report.items() if k != "details"}, indent=2))
     return 0 if report["emulated_outputs_match"] or args.no_emulated else 1

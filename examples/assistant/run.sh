@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The assistant pack end to end, with tvmedge's own verbs:
 #   data (espeak-ng, seeded) -> quantize the command model INT8 -> partition (predictions) -> compile the four
-#   models for this host, rk3588 and visionfive2 -> run them on the emulated boards -> measure accuracy,
-#   latency and the offline profile's saving against a live `tvmedge serve` (results.json, plots).
+#   models for this host, rk3588 and visionfive2, and the answer LM (lm/) for this host -> run them on the
+#   emulated boards -> measure accuracy, latency, the LM's answers and the offline profile's saving against a
+#   live `tvmedge serve` (results.json, plots).
 # Usage, after `bash scripts/setup.sh`:  bash examples/assistant/run.sh [--quick | --ci]
 #   --quick: few test inputs, 2 inputs per model on the emulated boards, every step a tvmedge verb (slow test).
 #   --ci: the smallest honest end-to-end run (the default test suite's): the --quick data, fewer inputs measured,
@@ -78,6 +79,11 @@ done
 if stale "$HERE/command.onnx" "$OUT/$HOST-fp32/command/manifest.json"; then
   tvmedge compile "$HERE/command.onnx" --target "$HOST" --search "$SEARCH" -o "$OUT/$HOST-fp32/command" --json > /dev/null
 fi
+# The answer LM (an LM package folder: prefill + decode graphs, lm.json), served on this host only for now.
+if [ -f "$HERE/lm/lm.json" ] && stale "$HERE/lm/lm.json" "$OUT/$HOST/lm/lm.json"; then
+  tvmedge compile "$HERE/lm" --target "$HOST" --search "$SEARCH" -o "$OUT/$HOST/lm" --json > /dev/null
+  echo "   $HOST: the answer LM, $(du -sh "$OUT/$HOST/lm" | cut -f1)" >&2
+fi
 
 step "5/6 the INT8 command model on each emulated board, against ONNX Runtime (measure.py runs all four)"
 "$PY" -c "
@@ -93,5 +99,5 @@ for board in "${BOARDS[@]}"; do
 done
 
 step "6/6 measure: accuracy, host latency, predictions, emulated vs host, and the offline profile on a live service"
-"$PY" "$HERE/measure.py" --out "$OUT" "${MEASURE[@]}"
+"$PY" "$HERE/measure.py" --out "$OUT" --search "$SEARCH" "${MEASURE[@]}"
 step "done: results.json, latency.png, confusion.png (in $HERE, or $OUT with --quick); serve: $OUT/serve"

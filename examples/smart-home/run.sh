@@ -83,7 +83,7 @@ done
 
 step "6/7 measure: accuracy, host latency, predictions, emulated boards vs host -> results.json"
 if stale "$OUT/model.int8.onnx" "$RESULTS" || [ -n "${REMEASURE:-}" ]; then
-  "$PY" "$HERE/measure.py" --out "$OUT" --results "$RESULTS" "${MEASURE[@]}"
+  "$PY" "$HERE/measure.py" --out "$OUT" --search "$SEARCH" --results "$RESULTS" "${MEASURE[@]}"
 else
   echo "   $RESULTS is newer than the INT8 model: kept (REMEASURE=1 to measure again)" >&2
 fi
