@@ -4,18 +4,22 @@ Pipeline for each 2-second window of microphone audio (every step a REST call to
 
     vad (P(speech) per 10 ms)  --enough speech?-->  command (12 phrases + other)  --text-->
     intent (8 intents, from the command's text)  --help?-->  retrieval (nearest knowledge-base entry)
+    --entry-->  lm (a character-level language model writes the answer, ``/generate``)
 
 Text typed in the companion app (which reaches the device through the cloud relay) enters at ``intent``.
 
+**Answers.** When the service has the language model (an LM artifact named ``lm``, compiled from
+``examples/assistant/lm/``, trained by ``examples/llm/train.py --corpus assistant``), retrieval picks the entry
+and the LM generates the answer from the question and the entry's tag (:func:`language.answer_prompt`, greedy,
+up to the newline it ends answers with); without it, an answer is the entry's text as stored.
+
 **Offline profile** (``offline.json``: ``vad``, ``command``). When the connection is cut the only input left is
-the microphone, and the command recognizer knows 12 phrases, so what ``intent`` and ``retrieval`` would say about
-them is a fixed table: :meth:`Assistant.prefetch` computes it with the two models while online, and
+the microphone, and the command recognizer knows 12 phrases, so what ``intent``, ``retrieval`` and the LM would
+say about them is a fixed table: :meth:`Assistant.prefetch` computes it with those models while online, and
 :meth:`Assistant.go_offline` then unloads them over REST (``POST /v1/models/{name}/unload``). What is lost:
 free-text questions (they arrive only over the network anyway). What is kept: every spoken command and its
 answer. :meth:`Assistant.go_online` loads them again. ``tvmedge serve --offline`` starts a service with only
 the profile's models.
-
-Language-model answers are not part of this pack: an answer is the knowledge-base entry's text.
 
     python examples/assistant/assistant.py --models examples/assistant/out/serve --say "turn on the lights"
 """
@@ -39,11 +43,13 @@ sys.path.insert(0, str(HERE))
 import language  # noqa: E402
 
 MODELS = ("vad", "command", "intent", "retrieval")
+LM = "lm"                     # the answer model, when the service has it
 OFFLINE = ("vad", "command")  # what offline.json lists
 INTENT_NAMES = tuple(language.INTENTS)
 COMMAND_CLASSES = language.COMMANDS + ("_other_",)
 SPEECH_FRAMES = 15      # at least 150 ms of speech in the window before the command model is asked
 MIN_SCORE = 0.35        # below this cosine the knowledge base has no answer
+ANSWER_TOKENS = 120     # longer than any answer (97 characters) plus its newline
 
 
 @dataclass
@@ -67,6 +73,9 @@ class Assistant:
         self.url = url.rstrip("/")
         self.table: dict = {}     # command text -> (intent, answer), filled by prefetch()
         self.online = True
+        with urllib.request.urlopen(self.url + "/v1/models", timeout=120) as reply:
+            served = {m["name"] for m in json.load(reply)["models"]}
+        self.models = MODELS + ((LM,) if LM in served else ())  # the LM answers when the service has it
 
     # --- REST -------------------------------------------------------------------------------------
     def _post(self, path: str, body: bytes = b"", kind: str = "application/json") -> dict:
@@ -83,8 +92,8 @@ class Assistant:
         reply = self._post(f"/v1/models/{model}/infer?input={name}", buffer.getvalue(), "application/x-npy")
         return {k: np.array(v["data"], np.float32) for k, v in reply["outputs"].items()}
 
-    def load(self, names=MODELS) -> list:
-        return [self._post(f"/v1/models/{n}/load") for n in names]
+    def load(self, names=None) -> list:
+        return [self._post(f"/v1/models/{n}/load") for n in (self.models if names is None else names)]
 
     def unload(self, names) -> list:
         return [self._post(f"/v1/models/{n}/unload") for n in names]
@@ -123,10 +132,31 @@ class Assistant:
         reply.intent = INTENT_NAMES[int(self.infer("intent", "text", features)["logits"].argmax())]
         reply.calls.append("intent")
         if reply.intent == "help":
-            scores = self.infer("retrieval", "text", features)["scores"].reshape(-1)
-            reply.calls.append("retrieval")
-            best = int(scores.argmax())
-            reply.answer = language.KNOWLEDGE[best][0] if scores[best] >= MIN_SCORE else None
+            self._look_up(text, features, reply)
+
+    def _look_up(self, text: str, features: np.ndarray, reply: Reply) -> None:
+        scores = self.infer("retrieval", "text", features)["scores"].reshape(-1)
+        reply.calls.append("retrieval")
+        best = int(scores.argmax())
+        if scores[best] < MIN_SCORE:
+            return
+        if LM in self.models:
+            reply.answer = self.answer(text, best)
+            reply.calls.append(LM)
+        else:
+            reply.answer = language.KNOWLEDGE[best][0]
+
+    def look_up(self, question: str) -> Reply:
+        """A question straight to the knowledge base (retrieval, then the LM's answer), skipping ``intent``."""
+        reply = Reply()
+        self._look_up(question, language.featurize([question]), reply)
+        return reply
+
+    def answer(self, question: str, entry: int) -> str:
+        """The LM's answer to ``question`` from knowledge-base entry ``entry`` (``POST /generate``, greedy)."""
+        body = {"prompt": language.answer_prompt(question, entry), "max_tokens": ANSWER_TOKENS,
+                "stop": [language.ANSWER_STOP], "stream": False}
+        return self._post(f"/v1/models/{LM}/generate", json.dumps(body).encode())["text"].strip()
 
     # --- profiles ---------------------------------------------------------------------------------
     def prefetch(self) -> dict:
@@ -142,11 +172,11 @@ class Assistant:
         if not self.table:
             self.prefetch()
         self.online = False
-        return self.unload([m for m in MODELS if m not in OFFLINE])
+        return self.unload([m for m in self.models if m not in OFFLINE])
 
     def go_online(self) -> list:
         self.online = True
-        return self.load([m for m in MODELS if m not in OFFLINE])
+        return self.load([m for m in self.models if m not in OFFLINE])
 
 
 def main(argv=None) -> int:
@@ -185,7 +215,8 @@ def main(argv=None) -> int:
             print(f"ask {text!r}: {json.dumps(assistant.ask(text).to_json())}")
         if args.offline:
             freed = sum(r["rss_freed_bytes"] or 0 for r in assistant.go_offline())
-            print(f"offline: unloaded intent and retrieval, {freed / 2**20:.1f} MiB of RSS freed")
+            print(f"offline: unloaded {', '.join(m for m in assistant.models if m not in OFFLINE)}, "
+                  f"{freed / 2**20:.1f} MiB of RSS freed")
         rng = np.random.default_rng(0)
         for text in args.say:
             window, _ = synth.place(synth.speak(text, synth.Style("en-us", 160, 50)), 2 * synth.RATE, rng, snr_db=(20, 20))

@@ -19,7 +19,7 @@ from itertools import product
 import numpy as np
 
 __all__ = ["BUCKETS", "COMMANDS", "COMMAND_INTENT", "OTHER_PHRASES", "INTENTS", "KNOWLEDGE", "featurize",
-           "intent_sentences", "question_sentences"]
+           "intent_sentences", "question_sentences", "answer_prompt", "ANSWER_STOP", "lm_vocabulary"]
 
 BUCKETS = 1024
 
@@ -156,3 +156,29 @@ def question_sentences(held_out: bool):
             texts.append(question)
             labels.append(label)
     return texts, np.asarray(labels, np.int64)
+
+
+# The language model's side (examples/llm/train.py --corpus assistant trains it; assistant.py asks it): the
+# retrieval model picks a knowledge-base entry, and the LM writes the answer from the question and that entry's
+# tag. Trained so that the tag decides the answer (the question it is paired with in training is as often
+# another entry's or unrelated text), it reproduces entry k's answer for any wording of the question.
+ANSWER_STOP = "\n"     # the LM ends an answer with a newline (a stop token for generate)
+_QUESTION_CHARS = 48  # the prompt fits the LM's prefill graph (64 characters): question, newline, "#kk:"
+
+
+def answer_prompt(question: str, entry: int) -> str:
+    """The LM's prompt for ``question`` answered from knowledge-base entry ``entry``: ``question\n#kk:``;
+    characters outside :func:`lm_vocabulary` are dropped."""
+    allowed = set(lm_vocabulary())
+    text = "".join(c for c in " ".join(question.lower().split()) if c in allowed)[:_QUESTION_CHARS]
+    return f"{text}\n#{entry:02d}:"
+
+
+def lm_vocabulary() -> list:
+    """The LM's characters: everything in the knowledge base and the templates, lower-case letters, digits and
+    common punctuation (sorted)."""
+    import string
+
+    texts = [a for a, _, _ in KNOWLEDGE] + [q for _, t, h in KNOWLEDGE for q in t + h]
+    texts += [_fill(t)[0] for train, test in INTENTS.values() for t in train + test] + list(OTHER_PHRASES)
+    return sorted(set("".join(texts)) | set(string.ascii_lowercase + string.digits + " '?.,;:#-\n"))

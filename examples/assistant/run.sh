@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The assistant pack end to end, with tvmedge's own verbs:
 #   data (espeak-ng, seeded) -> quantize the command model INT8 -> partition (predictions) -> compile the four
-#   models for this host, rk3588 and visionfive2 -> run them on the emulated boards -> measure accuracy,
-#   latency and the offline profile's saving against a live `tvmedge serve` (results.json, plots).
-# Usage, after `bash scripts/setup.sh`:  bash examples/assistant/run.sh [--quick]
-#   --quick: few test inputs, 2 inputs per model on the emulated boards (what the CI test runs).
+#   models for this host, rk3588 and visionfive2, and the answer LM (lm/) for this host -> run them on the
+#   emulated boards -> measure accuracy, latency, the LM's answers and the offline profile's saving against a
+#   live `tvmedge serve` (results.json, plots).
+# Usage, after `bash scripts/setup.sh`:  bash examples/assistant/run.sh [--quick | --ci]
+#   --quick: few test inputs, 2 inputs per model on the emulated boards, every step a tvmedge verb (slow test).
+#   --ci: the smallest honest end-to-end run (the default test suite's): the --quick data, fewer inputs measured,
+#   SEARCH=naive (TVM's default schedules: the fastest to compile), steps 2-6 in one Python process
+#   (measure.py --build: the library calls the verbs make, TVM imported once instead of once per verb); the
+#   emulated boards must match the host; results go to OUT, never over the committed ones.
 # Env: PYTHON (default .venv/bin/python of this checkout), OUT (default examples/assistant/out),
 #      SEARCH (default pack.yaml's tuning.search). Steps whose output is newer than their input are skipped
 #      (delete OUT to redo everything, e.g. after changing SEARCH).
@@ -14,8 +19,14 @@ REPO="$(cd "$HERE/../.." && pwd)"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 OUT="${OUT:-$HERE/out}"
-QUICK=(); MEASURE=(); DATA_SIZE=full
-if [ "${1:-}" = "--quick" ]; then QUICK=(--quick); MEASURE=(--quick --results "$OUT/results.json"); DATA_SIZE=quick; fi
+QUICK=(); MEASURE=(); DATA_SIZE=full; CI=""
+case "${1:-}" in
+  "") ;;
+  --quick) QUICK=(--quick); MEASURE=(--quick --results "$OUT/results.json"); DATA_SIZE=quick ;;
+  --ci) CI=1; QUICK=(--quick); MEASURE=(--ci --results "$OUT/results.json"); DATA_SIZE=quick
+        SEARCH="${SEARCH:-naive}" ;;
+  *) echo "run.sh: unknown option '$1' (--quick or --ci)" >&2; exit 2 ;;
+esac
 tvmedge() { "$PY" -m tvmedge.cli.main "$@"; }
 setting() {  # a value of pack.yaml: setting tuning search
   "$PY" -c "import functools, sys, yaml; v = functools.reduce(lambda d, k: d[k], sys.argv[2:], yaml.safe_load(open(sys.argv[1])))
@@ -29,6 +40,14 @@ mkdir -p "$OUT"
 
 step "1/6 test + calibration audio (held-out voices, espeak-ng)"
 [ "$(cat "$HERE/data/size.txt" 2>/dev/null)" = "$DATA_SIZE" ] || "$PY" "$HERE/train.py" --data-only "${QUICK[@]}"
+
+if [ -n "$CI" ]; then
+  step "2-6/6 quantize, partition, compile (--search $SEARCH) for $HOST and ${BOARDS[*]}, measure (the emulated
+   boards against the host, the offline profile on a live service): one Python process"
+  "$PY" "$HERE/measure.py" --build "$SEARCH" --out "$OUT" "${MEASURE[@]}"
+  step "done: results.json, latency.png, confusion.png in $OUT; serve: $OUT/serve"
+  exit 0
+fi
 
 step "2/6 quantize the command model: static INT8, front end float ($HERE/quant.yaml)"
 if stale "$HERE/command.onnx" "$OUT/command.int8.onnx" || stale "$HERE/data/size.txt" "$OUT/command.int8.onnx"; then
@@ -60,6 +79,11 @@ done
 if stale "$HERE/command.onnx" "$OUT/$HOST-fp32/command/manifest.json"; then
   tvmedge compile "$HERE/command.onnx" --target "$HOST" --search "$SEARCH" -o "$OUT/$HOST-fp32/command" --json > /dev/null
 fi
+# The answer LM (an LM package folder: prefill + decode graphs, lm.json), served on this host only for now.
+if [ -f "$HERE/lm/lm.json" ] && stale "$HERE/lm/lm.json" "$OUT/$HOST/lm/lm.json"; then
+  tvmedge compile "$HERE/lm" --target "$HOST" --search "$SEARCH" -o "$OUT/$HOST/lm" --json > /dev/null
+  echo "   $HOST: the answer LM, $(du -sh "$OUT/$HOST/lm" | cut -f1)" >&2
+fi
 
 step "5/6 the INT8 command model on each emulated board, against ONNX Runtime (measure.py runs all four)"
 "$PY" -c "
@@ -75,5 +99,5 @@ for board in "${BOARDS[@]}"; do
 done
 
 step "6/6 measure: accuracy, host latency, predictions, emulated vs host, and the offline profile on a live service"
-"$PY" "$HERE/measure.py" --out "$OUT" "${MEASURE[@]}"
+"$PY" "$HERE/measure.py" --out "$OUT" --search "$SEARCH" "${MEASURE[@]}"
 step "done: results.json, latency.png, confusion.png (in $HERE, or $OUT with --quick); serve: $OUT/serve"

@@ -7,7 +7,9 @@
   measurement;
 - :func:`on_emulated_boards`: the boards' artifacts run under qemu through TVM's RPC tracker
   (``tvmedge board rack``), for output equality with the host (emulated timings mean nothing);
-- :func:`confusion_plot`.
+- :func:`confusion_plot`;
+- :func:`partition_json`: what ``tvmedge partition --json [--explain] [--plot]`` writes, from the library (the
+  packs' ``run.sh --ci`` builds everything in one Python process instead of one per verb).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_all", "latency", "predicted", "on_emulated_boards", "confusion_plot", "kib"]
+__all__ = ["run_all", "latency", "predicted", "on_emulated_boards", "confusion_plot", "kib", "partition_json"]
 
 
 def kib(path) -> float:
@@ -59,6 +61,23 @@ def latency(artifact, onnx_model, feed: dict, rounds: int = 30, per_round: int =
     return {"median_ms": round(median, 3), "p90_ms": round(float(np.percentile(ours, 90)), 3),
             "fps": round(1000.0 / median, 1), "ort_median_ms": round(ort_median, 3),
             "ratio_vs_ort": round(median / ort_median, 2), "runs": len(ours), "times_ms": ours}
+
+
+def partition_json(onnx_model, board: str, path, *, plot=None, explain: bool = False) -> dict:
+    """``tvmedge partition ONNX --target BOARD --json [--explain] [--plot PLOT] > PATH`` in this process -> the
+    summary (what :func:`predicted` reads back)."""
+    import json
+
+    from tvmedge import api
+
+    report = api.partition(onnx_model, board)
+    data = report.summary()
+    if explain:
+        data["explain"] = report.explain()
+    if plot:
+        data["plot"] = report.plot(plot)
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    return data
 
 
 def predicted(onnx_model, board: str, saved=None) -> dict:

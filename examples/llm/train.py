@@ -9,6 +9,16 @@ Seeded torch CPU training (one thread per core, a few minutes under ``nice``), t
 :mod:`gpt` into an LM package: ``prefill.onnx``, ``decode.onnx``, ``lm.json``.
 
     nice -n 10 python examples/llm/train.py -o examples/llm/charlm        # ~30 min on a busy 2-core machine
+
+``--corpus assistant`` trains the assistant pack's answer model instead (``examples/assistant/lm/``): the
+12 knowledge-base answers of ``examples/assistant/language.py``, each the continuation of a prompt
+``question\n#kk:`` (:func:`language.answer_prompt`, ``kk`` = the entry the retrieval model picked). Each
+training prompt pairs the entry's tag with one of its training questions, or (half of them) with another
+entry's question, an intent template or an unrelated phrase, so that the tag, not the wording, decides the
+answer; the held-out questions are never trained on. One sample per sequence (prompt at position 0, as at
+inference), the loss on the answer and its final newline only; seeded (``--seed``, default 0).
+
+    nice -n 10 python examples/llm/train.py --corpus assistant -o examples/assistant/lm   # ~175k parameters
 """
 
 from __future__ import annotations
@@ -89,20 +99,105 @@ def torch_model(cfg: gpt.GPTConfig, weights: dict):
     return GPT()
 
 
+ASSISTANT_DEFAULTS = {"steps": 1200, "batch": 32, "layers": 3, "dim": 64, "heads": 4, "context": 192,
+                      "prefill": 64, "lr": 3e-3}
+
+
+def _language():
+    folder = str(Path(__file__).resolve().parents[1] / "assistant")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import language
+
+    return language
+
+
+def assistant_samples(rng: np.random.Generator, n: int) -> list:
+    """``n`` (prompt, answer) training pairs for the assistant's answer model (see the module docstring)."""
+    language = _language()
+    others = [q for _, train, _ in language.KNOWLEDGE for q in train] + list(language.OTHER_PHRASES)
+    others += language.intent_sentences(False, np.random.default_rng(0), per_template=2)[0]
+    samples = []
+    for _ in range(n):
+        entry = int(rng.integers(len(language.KNOWLEDGE)))
+        answer, train, _ = language.KNOWLEDGE[entry]
+        question = train[rng.integers(len(train))] if rng.random() < 0.5 else others[rng.integers(len(others))]
+        samples.append((language.answer_prompt(question, entry), " " + answer + language.ANSWER_STOP))
+    return samples
+
+
+def train_assistant(args) -> None:
+    """``--corpus assistant``: prompt-aligned samples, loss on the answers (see the module docstring)."""
+    import torch
+
+    language = _language()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    vocab = language.lm_vocabulary()
+    cfg = gpt.GPTConfig(vocab=len(vocab), context=args.context, prefill=args.prefill, layers=args.layers,
+                        dim=args.dim, heads=args.heads)
+    model = torch_model(cfg, gpt.random_weights(cfg, args.seed))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    print(f"assistant corpus: {len(language.KNOWLEDGE)} answers, vocab {len(vocab)}, "
+          f"{cfg.parameters():,} parameters")
+    start = time.time()
+    for step in range(args.steps):
+        lr = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        pairs = assistant_samples(rng, args.batch)
+        length = max(len(p) + len(a) for p, a in pairs)
+        tokens = np.zeros((len(pairs), length), np.int64)
+        weights = np.zeros((len(pairs), length - 1), np.float32)
+        for row, (prompt, answer) in enumerate(pairs):
+            ids = encode(prompt + answer, vocab)
+            tokens[row, :len(ids)] = ids
+            weights[row, len(prompt) - 1:len(ids) - 1] = 1.0  # predict the answer's characters and its stop
+        batch, mask = torch.from_numpy(tokens), torch.from_numpy(weights)
+        logits = model(batch[:, :-1])
+        losses = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab), batch[:, 1:].reshape(-1),
+                                                   reduction="none")
+        loss = (losses * mask.reshape(-1)).sum() / mask.sum()
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        if step % 100 == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - start:.0f} s", flush=True)
+    gpt.write_package(model.numpy_weights(), cfg, vocab, args.out,
+                      meta={"weights": f"train.py --corpus assistant, seed {args.seed}, {args.steps} steps, "
+                                       f"batch {args.batch}",
+                            "corpus": "examples/assistant/language.py: knowledge-base answers after "
+                                      "'question\\n#kk:' prompts (held-out questions never trained on)"})
+    print(f"wrote {args.out}/ (prefill.onnx, decode.onnx, lm.json) in {time.time() - start:.0f} s")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the character-level GPT example (seeded, torch CPU).")
-    parser.add_argument("-o", "--out", default=str(Path(__file__).resolve().parent / "charlm"))
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--corpus", choices=["licenses", "assistant"], default="licenses",
+                        help="licenses: /usr/share/common-licenses (charlm); assistant: the assistant pack's answers")
+    parser.add_argument("-o", "--out", help="default: examples/llm/charlm, or examples/assistant/lm")
+    parser.add_argument("--steps", type=int, help="default 1500 (assistant: 1200)")
+    parser.add_argument("--batch", type=int, help="default 8 (assistant: 32)")
+    parser.add_argument("--layers", type=int, help="default 4 (assistant: 3)")
+    parser.add_argument("--dim", type=int, help="default 128 (assistant: 64)")
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--context", type=int, default=128)
+    parser.add_argument("--context", type=int, help="default 128 (assistant: 192)")
     parser.add_argument("--prefill", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    defaults = ASSISTANT_DEFAULTS if args.corpus == "assistant" else \
+        {"steps": 1500, "batch": 8, "layers": 4, "dim": 128, "context": 128}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    here = Path(__file__).resolve().parent
+    args.out = args.out or str(here / "charlm" if args.corpus == "licenses" else here.parent / "assistant" / "lm")
+    if args.corpus == "assistant":
+        return train_assistant(args)
     import torch
 
     torch.manual_seed(args.seed)

@@ -136,7 +136,8 @@ def _predict(model, board: str, cached: Path, plot: Optional[Path] = None, float
     if cached.is_file():  # run.sh falls back to the float model where INT8 cannot be priced: "model" says which
         summary = json.loads(cached.read_text())
         if plot is not None and summary.get("plot") and Path(summary["plot"]).is_file():
-            shutil.copyfile(summary["plot"], plot)
+            if Path(summary["plot"]).resolve() != Path(plot).resolve():  # run.sh --ci draws it in place
+                shutil.copyfile(summary["plot"], plot)
             plot = None
     else:
         from tvmedge.errors import PartitionError
@@ -228,11 +229,12 @@ def _plots(cfg: PackConfig, labels, preds, times_int8, times_ort, out: Path) -> 
 
 
 def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = None, emulated: bool = True,
-            predict: bool = True, progress: Optional[Callable[[str], None]] = print) -> dict:
+            predict: bool = True, search: Optional[str] = None, progress: Optional[Callable[[str], None]] = print) -> dict:
     """Measure the pack in ``pack_dir`` using (and completing) the builds under ``build_dir``; write
     ``results.json``, ``measurements.json`` and the plots into ``results_dir`` (default: the pack folder).
 
-    ``limit`` keeps the first N test images; ``emulated=False`` skips the emulated boards (the result then says
+    ``search`` is the schedule search the builds used (default: pack.yaml's; ``run.sh --ci`` builds with
+    ``naive``, TVM's default schedules, and the notes say so). ``limit`` keeps the first N test images; ``emulated=False`` skips the emulated boards (the result then says
     ``emulated_outputs_match: false`` and why in ``notes``); ``predict=False`` skips the cost model.
     """
     import onnx
@@ -240,6 +242,7 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
     from tvmedge import api
 
     cfg = PackConfig.read(pack_dir)
+    search = search or cfg.search
     build = Path(build_dir)
     build.mkdir(parents=True, exist_ok=True)
     out = Path(results_dir) if results_dir else cfg.folder
@@ -253,7 +256,7 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
         _say(progress, "quantize (INT8)")
         api.quantize(model, quant, out=int8_onnx)
     _say(progress, "INT8 artifact for this host")
-    int8_dir = _host_artifact(model, build / "models" / cfg.pack, cfg.search, quant=quant)
+    int8_dir = _host_artifact(model, build / "models" / cfg.pack, search, quant=quant)
 
     _say(progress, f"accuracy and latency on this host ({len(images)} images)")
     logits_fp32, times_ort = _ort_run(model, images)
@@ -280,7 +283,7 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
             artifacts[board] = build / board
             if not (artifacts[board] / "manifest.json").is_file():
                 _say(progress, f"compile INT8 for {board}")
-                api.compile(model, board, quant=quant, search=cfg.search, out=artifacts[board])
+                api.compile(model, board, quant=quant, search=search, out=artifacts[board])
         count = min(cfg.emulated_check_images, len(images))
         emulated_rows = _emulated_check(artifacts, images[:count], logits_int8, progress)
 
@@ -288,7 +291,7 @@ def measure(pack_dir, build_dir, *, results_dir=None, limit: Optional[int] = Non
     arm, riscv = predictions.get(cfg.arm), predictions.get(cfg.riscv)
     notes = [f"synthetic data ({len(images)} test images); accuracy_fp32: ONNX Runtime on the float model, "
              f"accuracy_int8: tvmedge's INT8 artifact on this host; host = this machine (x86, 2 shared cores, "
-             f"noisy): INT8 artifact, one image per call, median of {len(images)} calls",
+             f"noisy): INT8 artifact (schedule search: {search}), one image per call, median of {len(images)} calls",
              f"ONNX Runtime float on the same images: median {np.median(times_ort):.3f} ms"]
     if arm:
         notes.append(f"{cfg.arm} figure is a cost-model PREDICTION of the CPU-only {arm['model_priced']} model on "
@@ -396,5 +399,6 @@ def copy_pack(pack_dir, dest) -> Path:
     pack_dir = Path(pack_dir)
     target = Path(dest) / pack_dir.name
     shutil.copytree(pack_dir, target, ignore=shutil.ignore_patterns("data", "out", "__pycache__"))
-    shutil.copytree(Path(__file__).parent, Path(dest) / "packlib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(__file__).parent, Path(dest) / "packlib", ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)  # several packs may share one destination
     return target

@@ -13,7 +13,10 @@ held-out-voice test set (``data/test.npz``):
 - the INT8 artifacts on the emulated boards (qemu, through TVM's RPC tracker) against the host's INT8 artifact
   on ``emulated_clips`` clips: same predictions, max |logit difference|.
 
-    python examples/smart-home/measure.py [--out DIR] [--limit N] [--clips N] [--no-emulated]
+With ``--build SEARCH`` (``run.sh --ci``) it first does run.sh's steps 2-4 in this process with tvmedge's
+library (quantize, partition, the four compiles): the calls the verbs make, with TVM imported once.
+
+    python examples/smart-home/measure.py [--out DIR] [--limit N] [--clips N] [--no-emulated] [--build SEARCH]
 """
 
 from __future__ import annotations
@@ -33,13 +36,36 @@ from audio import bench  # noqa: E402
 CLASSES = ("on", "off", "up", "down", "lights", "music", "stop", "heating", "open", "close", "_unknown_", "_silence_")
 
 
-def measure(out: Path, *, limit=None, clips=None, emulated=True, results=HERE / "results.json", progress=print) -> dict:
+def build(out: Path, search: str, progress=print) -> None:
+    """run.sh's steps 2-4 in this process: INT8 model, partition plans, artifacts (names as run.sh writes them)."""
+    import yaml
+
+    from tvmedge import api
+
+    pack = yaml.safe_load((HERE / "pack.yaml").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    api.quantize(HERE / "model.onnx", HERE / "quant.yaml", out=out / "model.int8.onnx",
+                 evaluate=HERE / "data" / "test.npz", report=out / "quant_report.json")
+    progress("quantized: static INT8, front end float")
+    for board in pack["boards"]:  # the float graph: no int8 rate for the VisionFive 2's U74 cores
+        d = bench.partition_json(HERE / "model.onnx", board, out / f"partition-{board}.json",
+                                 plot=out / f"plan-{board}.png", explain=True)
+        progress(f"partition {board}: predicted {d['predicted']['latency_ms']:.3f} ms")
+    api.compile(HERE / "model.onnx", pack["host"], search=search, out=out / f"fp32-{pack['host']}")
+    for board in [pack["host"]] + pack["boards"]:
+        api.compile(out / "model.int8.onnx", board, search=search, out=out / f"int8-{board}")
+        progress(f"compiled INT8 for {board} (search: {search})")
+
+
+def measure(out: Path, *, limit=None, clips=None, emulated=True, results=HERE / "results.json", rounds=30,
+            search=None, progress=print) -> dict:
     import onnx
     import yaml
 
     import onnxruntime as ort
 
     pack = yaml.safe_load((HERE / "pack.yaml").read_text())
+    search = search or pack["tuning"]["search"]
     data = np.load(HERE / "data" / "test.npz")
     audio, labels = data["audio"][:limit], data["labels"][:limit]
     feeds = [{"audio": a[None]} for a in audio]
@@ -59,8 +85,8 @@ def measure(out: Path, *, limit=None, clips=None, emulated=True, results=HERE / 
     plot = bench.confusion_plot(labels, pred_int8, CLASSES, Path(results or HERE / "results.json").parent / "confusion.png",
                                 f"smart-home KWS, INT8 artifact on this host: {acc_int8:.1%} on {len(labels)} "
                                 "clips of held-out voices")
-    lat = bench.latency(out / "int8-x86-host", out / "model.int8.onnx", feeds[0])
-    lat_fp32 = bench.latency(out / "fp32-x86-host", HERE / "model.onnx", feeds[0])
+    lat = bench.latency(out / "int8-x86-host", out / "model.int8.onnx", feeds[0], rounds=rounds)
+    lat_fp32 = bench.latency(out / "fp32-x86-host", HERE / "model.onnx", feeds[0], rounds=rounds)
     progress(f"host latency int8 {lat['median_ms']} ms ({lat['fps']} fps; {lat['ratio_vs_ort']}x ONNX Runtime int8), "
              f"fp32 {lat_fp32['median_ms']} ms ({lat_fp32['ratio_vs_ort']}x ONNX Runtime)")
     # float graph: the cost model has no int8 rate for the U74 (visionfive2), so both boards are priced in float
@@ -92,7 +118,8 @@ def measure(out: Path, *, limit=None, clips=None, emulated=True, results=HERE / 
         "predicted_rk3588_ms": rk["cpu_ms"] if rk else None, "predicted_riscv_ms": rv["cpu_ms"] if rv else None,
         "riscv_board": pack["riscv_board"], "emulated_outputs_match": bool(match),
         "notes": (f"{len(labels)} test clips spoken by voices held out of training; INT8 static, front end float; "
-                  f"host = this machine, {lat['ratio_vs_ort']}x ONNX Runtime int8 in the same run; board figures "
+                  f"host = this machine (schedule search: {search}), {lat['ratio_vs_ort']}x ONNX Runtime int8 in "
+                  "the same run; board figures "
                   "are cost-model predictions for the float model on the CPU (not measured)"),
         "details": {
             "test_clips": int(len(labels)), "accuracy_onnxruntime_fp32": round(acc_ort, 4),
@@ -116,9 +143,16 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, help="clips compared on the emulated boards (default: pack.yaml)")
     parser.add_argument("--no-emulated", action="store_true", help="skip the emulated boards")
     parser.add_argument("--results", type=Path, default=HERE / "results.json")
+    parser.add_argument("--build", metavar="SEARCH", help="first quantize, partition and compile in this process")
+    parser.add_argument("--search", help="the schedule search the artifacts were built with, for the notes "
+                                         "(default: --build's, else pack.yaml's)")
+    parser.add_argument("--rounds", type=int, default=30, help="latency rounds (5 calls each, both runtimes)")
     args = parser.parse_args(argv)
+    if args.build:
+        build(args.out, args.build, progress=lambda m: print(m, file=sys.stderr, flush=True))
     report = measure(args.out, limit=args.limit, clips=args.clips, emulated=not args.no_emulated,
-                     results=args.results, progress=lambda m: print(m, file=sys.stderr))
+                     results=args.results, rounds=args.rounds, search=args.search or args.build,
+                     progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps({k: v for k, v in report.items() if k != "details"}, indent=2))
     return 0 if report["emulated_outputs_match"] or args.no_emulated else 1
 

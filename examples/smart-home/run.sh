@@ -2,8 +2,12 @@
 # The smart-home pack end to end, with tvmedge's own verbs:
 #   data (espeak-ng, seeded) -> quantize INT8 -> partition (predictions) -> compile for this host, rk3588 and
 #   visionfive2 -> run on the emulated boards -> measure (results.json, confusion.png) -> serve over REST.
-# Usage, after `bash scripts/setup.sh`:  bash examples/smart-home/run.sh [--quick]
-#   --quick: a few test clips and 4 clips on the emulated boards (what the CI test runs).
+# Usage, after `bash scripts/setup.sh`:  bash examples/smart-home/run.sh [--quick | --ci]
+#   --quick: a few test clips and 4 clips on the emulated boards, every step a tvmedge verb (the slow test).
+#   --ci: the smallest honest end-to-end run (the default test suite's): the --quick data, SEARCH=naive (TVM's
+#   default schedules: the fastest to compile), steps 2-6 in one Python process (measure.py --build: the
+#   library calls the verbs make, TVM imported once instead of once per verb), 2 clips on the emulated boards
+#   (it fails unless they match the host), then serve. Results go to OUT, never over the committed ones.
 # Env: PYTHON (default .venv/bin/python of this checkout), OUT (default examples/smart-home/out),
 #      SEARCH (default pack.yaml's tuning.search; naive = TVM's default build, the fastest to compile).
 # Steps whose output is newer than their input are skipped (delete OUT to redo everything).
@@ -13,8 +17,14 @@ REPO="$(cd "$HERE/../.." && pwd)"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 OUT="${OUT:-$HERE/out}"
-QUICK=(); MEASURE=(); DATA_SIZE=full; RESULTS="$HERE/results.json"
-if [ "${1:-}" = "--quick" ]; then QUICK=(--quick); RESULTS="$OUT/results.json"; MEASURE=(--clips 4); DATA_SIZE=quick; fi
+QUICK=(); MEASURE=(); DATA_SIZE=full; RESULTS="$HERE/results.json"; CI=""
+case "${1:-}" in
+  "") ;;
+  --quick) QUICK=(--quick); RESULTS="$OUT/results.json"; MEASURE=(--clips 4); DATA_SIZE=quick ;;
+  --ci) CI=1; QUICK=(--quick); RESULTS="$OUT/results.json"; MEASURE=(--clips 2 --limit 24 --rounds 6); DATA_SIZE=quick
+        SEARCH="${SEARCH:-naive}" ;;
+  *) echo "run.sh: unknown option '$1' (--quick or --ci)" >&2; exit 2 ;;
+esac
 tvmedge() { "$PY" -m tvmedge.cli.main "$@"; }
 setting() {  # a value of pack.yaml: setting tuning search
   "$PY" -c "import functools, sys, yaml; v = functools.reduce(lambda d, k: d[k], sys.argv[2:], yaml.safe_load(open(sys.argv[1])))
@@ -29,6 +39,13 @@ mkdir -p "$OUT"
 step "1/7 test + calibration clips (held-out voices, espeak-ng)"
 [ "$(cat "$HERE/data/size.txt" 2>/dev/null)" = "$DATA_SIZE" ] || "$PY" "$HERE/train.py" --data-only "${QUICK[@]}"
 
+if [ -n "$CI" ]; then
+  step "2-6/7 quantize, partition, compile (--search $SEARCH) for $HOST and ${BOARDS[*]}, measure (emulated boards
+   against the host: exit 1 unless they match): one Python process"
+  "$PY" "$HERE/measure.py" --build "$SEARCH" --out "$OUT" --results "$RESULTS" "${MEASURE[@]}"
+  "$PY" -c "import numpy as np, sys; np.savez(sys.argv[2], audio=np.load(sys.argv[1])['audio'][:1])" \
+      "$HERE/data/test.npz" "$OUT/clip.npz"
+else
 step "2/7 quantize: static INT8, front end float ($HERE/quant.yaml)"
 if stale "$HERE/model.onnx" "$OUT/model.int8.onnx" || stale "$HERE/data/size.txt" "$OUT/model.int8.onnx"; then
   tvmedge quantize "$HERE/model.onnx" --config "$HERE/quant.yaml" -o "$OUT/model.int8.onnx" \
@@ -66,17 +83,19 @@ done
 
 step "6/7 measure: accuracy, host latency, predictions, emulated boards vs host -> results.json"
 if stale "$OUT/model.int8.onnx" "$RESULTS" || [ -n "${REMEASURE:-}" ]; then
-  "$PY" "$HERE/measure.py" --out "$OUT" --results "$RESULTS" "${MEASURE[@]}"
+  "$PY" "$HERE/measure.py" --out "$OUT" --search "$SEARCH" --results "$RESULTS" "${MEASURE[@]}"
 else
   echo "   $RESULTS is newer than the INT8 model: kept (REMEASURE=1 to measure again)" >&2
+fi
 fi
 
 step "7/7 serve: load, infer one clip, unload over REST"
 mkdir -p "$OUT/serve" && rm -rf "$OUT/serve/kws" && cp -r "$OUT/int8-$HOST" "$OUT/serve/kws"
 PORT="$("$PY" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")"
-tvmedge serve --models "$OUT/serve" --port "$PORT" > "$OUT/serve.log" 2>&1 &
+# started directly (a function's subshell would be the PID killed) and killed on any exit: no orphaned service
+"$PY" -m tvmedge.cli.main serve --models "$OUT/serve" --port "$PORT" > "$OUT/serve.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+trap 'kill $SERVER 2>/dev/null && wait $SERVER 2>/dev/null || true' EXIT  # wait: gone when run.sh ends
 "$PY" - "$PORT" "$OUT/clip.npz" "$SERVER" <<'EOF'
 import io, json, os, sys, time, urllib.request
 import numpy as np
@@ -101,4 +120,4 @@ logits = np.array(reply["outputs"]["logits"]["data"])
 print(f"infer: '{classes[int(logits.argmax())]}' in {reply['latency_ms']:.2f} ms (served)")
 print("unload: freed", post("/unload")["rss_freed_bytes"], "bytes of RSS")
 EOF
-step "done: results.json and confusion.png (in $HERE, or $OUT with --quick), $OUT/plan-rk3588.png"
+step "done: results.json and confusion.png (in $HERE, or $OUT with --quick/--ci), $OUT/plan-rk3588.png"

@@ -2,10 +2,12 @@
 
 - the text models: intent on held-out templates and retrieval on held-out questions (the learned projection
   must beat the raw hashed n-grams it starts from);
-- the voice path over a live ``tvmedge serve``: the four models compiled for this host, loaded over REST, a
-  spoken command and a noise window through vad -> command -> intent; then the connection is "cut": the text
-  models are unloaded over REST, the same windows give the same replies from the prefetched table, free text
-  is refused, and the service refuses inference on an unloaded model;
+- the voice path over a live ``tvmedge serve``: the four models and the answer LM compiled for this host,
+  loaded over REST, a spoken command and a noise window through vad -> command -> intent, a typed question
+  through intent -> retrieval -> the LM's ``/generate``; then the connection is "cut": the text models and the
+  LM are unloaded over REST, the same windows give the same replies from the prefetched table, free text is
+  refused, and the service refuses inference on an unloaded model;
+- the answer LM's prompt fits its prefill graph and vocabulary for every question the pack has;
 - slow: ``run.sh --quick`` from a copy of the pack writes results.json with the measured offline saving.
 """
 
@@ -71,14 +73,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_answer_prompts_fit_the_lm():
+    """Every question the pack knows (training and held-out) makes a prompt the committed LM can take whole in
+    its prefill graph, with characters from its vocabulary only."""
+    language = _module(PACK / "language.py", "assistant_language")
+    lm = json.loads((PACK / "lm" / "lm.json").read_text())
+    assert lm["tokenizer"]["vocab"] == language.lm_vocabulary()
+    questions = [q for _, train, held in language.KNOWLEDGE for q in train + held] + ["Wie geht's? ÄÖÜ " * 9]
+    for question in questions:
+        prompt = language.answer_prompt(question, 11)
+        assert len(prompt) <= lm["prefill_length"] and set(prompt) <= set(lm["tokenizer"]["vocab"])
+        assert prompt.endswith("\n#11:")
+    longest = max(len(answer) for answer, _, _ in language.KNOWLEDGE)
+    assert lm["prefill_length"] + longest + 2 <= lm["context"]  # room for any answer and its newline
+
+
 @pytest.fixture
 def service(tmp_path):
-    """The four models compiled for this host (TVM's default build: fast to compile) behind `tvmedge serve`."""
+    """The four models and the answer LM compiled for this host (TVM's default build: fast to compile) behind
+    `tvmedge serve`."""
     from tvmedge import api
 
     serve = tmp_path / "serve"
     for name in ("vad", "command", "intent", "retrieval"):
         api.compile(PACK / f"{name}.onnx", "x86-host", search="naive", out=serve / name)
+    api.compile(PACK / "lm", "x86-host", search="naive", out=serve / "lm")
     (serve / "offline.json").write_text(json.dumps({"models": ["vad", "command"]}))
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "tvmedge.cli.main", "serve", "--models", str(serve),
@@ -106,17 +125,22 @@ def test_voice_path_over_rest_and_the_offline_profile(service, tmp_path, monkeyp
     noise, _ = synth.place(None, 32000, rng)
 
     assistant = assistant_module.Assistant(service)
-    assert [r["state"] for r in assistant.load()] == ["ready"] * 4
+    assert assistant.models == ("vad", "command", "intent", "retrieval", "lm")  # the service has the LM
+    assert [r["state"] for r in assistant.load()] == ["ready"] * 5
     online = [assistant.listen(w) for w in (spoken, noise)]
     assert online[0].speech_frames > online[1].speech_frames
     assert online[1].command is None and online[1].calls == ["vad"]  # noise stops at the voice activity detector
     typed = assistant.ask("how do i reset the device")
-    assert typed.calls[0] == "intent"
+    assert typed.calls == ["intent", "retrieval", "lm"]  # a help question: retrieval picks, the LM answers
+    language = assistant_module.language
+    entry = [a for a, train, _ in language.KNOWLEDGE if "how do i reset the device" in train][0]
+    assert typed.answer == entry  # a training question: the LM writes the entry's text (greedy, deterministic)
 
     unloaded = assistant.go_offline()
-    assert [r["state"] for r in unloaded] == ["available", "available"]
+    assert [r["state"] for r in unloaded] == ["available"] * 3
     states = {m["name"]: m["state"] for m in json.load(urllib.request.urlopen(service + "/v1/models"))["models"]}
-    assert states == {"vad": "ready", "command": "ready", "intent": "available", "retrieval": "available"}
+    assert states == {"vad": "ready", "command": "ready", "intent": "available", "retrieval": "available",
+                      "lm": "available"}
     offline = [assistant.listen(w) for w in (spoken, noise)]
     for a, b in zip(online, offline):  # the prefetched table answers as the text models did
         assert (a.command, a.intent, a.answer) == (b.command, b.intent, b.answer)
@@ -125,7 +149,7 @@ def test_voice_path_over_rest_and_the_offline_profile(service, tmp_path, monkeyp
         assistant.ask("how do i reset the device")
     with pytest.raises(RuntimeError, match="409"):  # the service itself refuses an unloaded model
         assistant.infer("intent", "text", np.zeros((1, 1024), np.float32))
-    assert [r["state"] for r in assistant.go_online()] == ["ready", "ready"]
+    assert [r["state"] for r in assistant.go_online()] == ["ready"] * 3
 
 
 @pytest.mark.slow
