@@ -44,10 +44,14 @@ class Model:
     decrypt : str or Path, optional
         Key file of an encrypted artifact (default ``$TVMEDGE_DECRYPTION_KEY``): its libraries are decrypted into
         memory (a memfd) and loaded from there, never written to disk in plaintext.
+    weights : tvmedge.runtime.weights.Weights, optional
+        For an artifact whose weights live outside its library (an LM artifact's prefill and decode: the manifest's
+        ``weights``): tensors already loaded, shared with another model (what :class:`~.lm.LanguageModel` passes
+        both graphs). Default: loaded here from the file the manifest names, beside the artifact folder.
     """
 
     def __init__(self, path, device: str = "cpu", verify: bool = True, session=None, trust=None,
-                 allow_version_mismatch: bool = False, decrypt=None):
+                 allow_version_mismatch: bool = False, decrypt=None, weights=None):
         self.path = Path(path)
         self.manifest = Manifest.read(self.path)
         keys = trusted_keys(trust)
@@ -100,6 +104,20 @@ class Model:
             self._libraries.append((library, vm))
             self._stages.append((stage, vm["main"]))
         self._check_plan()
+        self._params = self._weights(weights)  # appended to main's inputs on every call
+
+    def _weights(self, weights) -> list:
+        """The tensors ``main`` takes after the model's inputs (none when the library embeds its weights)."""
+        record = self.manifest.weights
+        if not record:
+            return []
+        if self.stage_count != 1:
+            raise ArtifactError(f"{self.path}: weights outside the libraries are only supported for one library")
+        if weights is None:
+            from .weights import Weights
+
+            weights = Weights(self.path.parent / record["file"], record["names"])
+        return weights.select(record["names"], self.path, self.tensor)
 
     def _secret(self, decrypt, session) -> Optional[tuple]:
         """``(key, where from)`` for an encrypted artifact (ArtifactError when it is missing or another key);
@@ -144,7 +162,7 @@ class Model:
         """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
         tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""
         stage, main = self._stages[index]
-        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]), self._session)
+        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names], *self._params), self._session)
         if len(values) != len(stage.outputs):
             raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
         return dict(zip(stage.output_names, values))
@@ -344,7 +362,7 @@ def check_versions(manifest: Manifest, where, tvm_version: str, ffi_version: str
 
 
 def load(path, device: str = "cpu", verify: bool = True, session=None, trust=None,
-         allow_version_mismatch: bool = False, decrypt=None) -> Model:
+         allow_version_mismatch: bool = False, decrypt=None, weights=None) -> Model:
     """Load an artifact directory; see :class:`Model`."""
     return Model(path, device=device, verify=verify, session=session, trust=trust,
-                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
+                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt, weights=weights)

@@ -239,6 +239,10 @@ class Manifest:
     # libraries encrypted at rest: {"algorithm": "chacha20-poly1305", "key_id": ..., "files": [names]}
     encryption: Optional[dict] = None
     plan: Optional[StoredPlan] = None  # a partitioned artifact's stages (format version 2)
+    # weights kept outside the library (an LM artifact's sub-artifact): {"file": name of the safetensors file in
+    # the folder that holds this artifact, "names": [the tensors main takes after its inputs, in order]}. Each
+    # name is the sha256 of its tensor (:mod:`tvmedge.runtime.weights`), so the digest pins the weights' content.
+    weights: Optional[dict] = None
     tuning: Optional[dict] = None  # schedule provenance (of every library, when they share it)
     created: str = ""
     format: str = FORMAT
@@ -250,7 +254,7 @@ class Manifest:
     # --- writing -------------------------------------------------------------------------------
     def _fields(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("tvm_ffi_version", "provenance", "encryption"):  # absent rather than empty: older readers' digests agree
+        for optional in ("tvm_ffi_version", "provenance", "encryption", "weights"):  # absent rather than empty: older readers' digests agree
             if not data[optional]:
                 del data[optional]
         data["inputs"] = [s.to_json() for s in self.inputs]
@@ -371,6 +375,7 @@ _TOP = {  # field -> (allowed types, required)
     "library": (str, True), "files": (dict, True), "digest": (str, True), "source_model": (dict, False),
     "build": (dict, False), "tvm_version": (str, False), "tvmedge_version": (str, False),
     "tvm_ffi_version": (str, False), "provenance": ((dict, _NONE), False), "encryption": ((dict, _NONE), False), "plan": ((dict, _NONE), False),
+    "weights": ((dict, _NONE), False),
     "tuning": ((dict, _NONE), False), "created": (str, False),
 }
 _BUILD = {"input_shapes": (dict,), "opt_level": (int,), "cross_compiler": (str, _NONE), "folding": (str,),
@@ -451,6 +456,13 @@ def check_schema(data: dict) -> Optional[str]:
                                    or not isinstance(encryption.get("files"), list)
                                    or not all(_is(n, str) for n in encryption["files"])):
         return "encryption must name an algorithm, a key_id and the encrypted files"
+    weights = data.get("weights")
+    if weights is not None:
+        file, names = weights.get("file"), weights.get("names")
+        if not _is(file, str) or not file or "/" in file or "\\" in file or file in (".", "..") \
+                or not isinstance(names, list) or not all(_is(n, str) and len(n) == 65 and n[0] == "w"
+                                                          and set(n[1:]) <= _HEX64 for n in names):
+            return "weights must name a file beside the artifact and list its tensors as w<sha256>"
     for key, types in _BUILD.items():
         if key in (data.get("build") or {}) and not _is(data["build"][key], types):
             return f"build.{key} has the wrong type ({type(data['build'][key]).__name__})"
