@@ -5,7 +5,8 @@ run; the memory-bandwidth bound; peak RSS vs weight bytes; held-out perplexity o
     nice -n 10 python benchmarks/llm_bench.py            # writes benchmarks/llm_results.md (+ .json)
 
 Artifacts and packages are cached in --work (default /tmp/tvmedge-llm-bench) so a rerun skips the compiles.
-Each engine's generation runs in a subprocess of its own, so its peak RSS (ru_maxrss) is its own.
+Each engine's generation runs in a subprocess of its own, so its peak RSS (VmHWM of /proc/self/status: loading
+included) is its own.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ else:
     best = min(runs, key=lambda r: r[2])
     out = {"tokens": best[0], "ttft_ms": min(r[1] for r in runs), "decode_ms": best[2], "decode_steps": new_tokens - 1,
            "load_s": load_s}
-out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+out["peak_rss_bytes"] = int(status["VmHWM"].split()[0]) * 1024  # the high-water mark of resident memory
 out["start_rss_bytes"] = rss0 * 1024
 print(json.dumps(out))
 """
@@ -109,6 +111,13 @@ def compile_lm(package: Path, out: Path, search: str, quant=None) -> tuple:
 def weight_bytes(artifact: Path, graph: str = "decode") -> int:
     manifest = json.loads((artifact / graph / "manifest.json").read_text())
     return int(manifest["build"]["memory"]["weight_bytes"])
+
+
+def stored_weight_bytes(artifact: Path) -> dict:
+    """What the artifact stores: the shared weights file (format 2) and the libraries."""
+    lm = json.loads((artifact / "lm.json").read_text())
+    libraries = {g: (artifact / g / "model.so").stat().st_size for g in ("prefill", "decode")}
+    return {"weights_file": (lm.get("weights") or {}).get("bytes"), "libraries": libraries}
 
 
 def big_package(work: Path) -> Path:
@@ -150,6 +159,7 @@ def speed(work: Path, search: str, variant: str = "fp32") -> dict:
                       "load_s": r["load_s"]}
     return {"variant": variant, "config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
             "artifact_weight_bytes": {g: weight_bytes(artifact, g) for g in ("prefill", "decode")},
+            "stored": stored_weight_bytes(artifact),
             "package_onnx_bytes": sum(p.stat().st_size for p in package.glob("*.onnx*")),
             "bytes_read_per_decode_token": read_per_token, "bandwidth": bw, "bound_tokens_per_s": bound,
             "search": search, "compile_s": compile_s, "prompt_tokens": prompt_len, "new_tokens": new_tokens,
@@ -229,6 +239,19 @@ def quality(work: Path) -> dict:
     return result
 
 
+def _stored_text(s: dict, mb) -> str:
+    stored = s.get("stored") or {}
+    each = f"(prefill {mb(s['artifact_weight_bytes']['prefill'])}, decode {mb(s['artifact_weight_bytes']['decode'])})"
+    if not stored.get("weights_file"):
+        return (f"The artifact holds the weights twice {each}: two libraries, each with its constants; peak RSS above "
+                "shows what that costs.")
+    libs = stored["libraries"]
+    return (f"The artifact stores them once: weights.safetensors {mb(stored['weights_file'])}, read by both graphs "
+            f"{each}; the libraries hold code only (prefill {mb(libs['prefill'])}, decode {mb(libs['decode'])}). "
+            f"Peak RSS / weight bytes: tvmedge {s['rows']['tvmedge']['peak_rss_bytes'] / stored['weights_file']:.2f}, "
+            f"ONNX Runtime {s['rows']['onnxruntime']['peak_rss_bytes'] / stored['weights_file']:.2f}.")
+
+
 def write_report(data: dict, path: Path) -> None:
     q = data.get("quality")
     lines = ["# Language model benchmark (issue 16)", "",
@@ -240,10 +263,9 @@ def write_report(data: dict, path: Path) -> None:
              "the schedules of those GEMVs. The packed-INT4 kernels (MatMulNBits import) beat ONNX Runtime's "
              "MatMulNBits; the fp32 GEMVs and the prefill matmuls get the zero-measurement predicted schedules "
              "(`--search none`) and are far from ONNX Runtime and from the bandwidth bound — tuning them "
-             "(`tvmedge tune`, or dlight's CPU GEMV rule) is the open work. Peak RSS is several times the weight "
-             "bytes: prefill and decode are two libraries, each holding every weight (and where the rest of the "
-             "RSS goes — likely the mapped library plus the tensors loaded from it — is not measured yet); sharing "
-             "one copy of the weights between the two graphs is not done yet.", ""]
+             "(`tvmedge tune`, or dlight's CPU GEMV rule) is the open work. Memory: the two graphs share one copy of the "
+             "weights (the LM artifact's `weights.safetensors`, loaded once and handed to both libraries, which "
+             "embed none); peak RSS (VmHWM, loading included) is compared with the weight bytes below.", ""]
     mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
     for s in data.get("speed", []):
         if "error" in s:
@@ -269,9 +291,7 @@ def write_report(data: dict, path: Path) -> None:
                   f"token {s['ratio_ttft_vs_ort']:.2f}x (lower is better). Greedy tokens identical: "
                   f"{s['same_greedy_tokens']}.", "",
                   f"Weights: {mb(s['weight_bytes_fp32'])} as fp32; ONNX files of this variant {mb(s['package_onnx_bytes'])} "
-                  f"(both graphs); the artifact holds the weights twice (prefill "
-                  f"{mb(s['artifact_weight_bytes']['prefill'])} + decode {mb(s['artifact_weight_bytes']['decode'])}: "
-                  "two libraries, each with its constants), and peak RSS above shows what that costs.", ""]
+                  f"(both graphs, each with its own copy). " + _stored_text(s, mb), ""]
     if q:
         lines += ["## Held-out perplexity: the trained character model (examples/llm/charlm)", "",
                   f"Last 10 % of /usr/share/common-licenses ({q['held_out_chars']} characters), windows of "
