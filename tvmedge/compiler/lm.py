@@ -13,7 +13,8 @@ import, quantization, schedules and linking as any model) into a sub-artifact; t
 (:mod:`tvmedge.runtime.lm`) is those two folders, one ``weights.safetensors`` and an ``lm.json`` that pins their
 manifest digests. The two graphs compute with the same weights, so their libraries are built without them
 (:mod:`tvmedge.compiler.weights`: constants lifted to parameters named by content) and the weights of both are
-written once; a weight only one graph has (folded differently) is simply one more entry. With ``--encrypt`` the
+written once; a weight only one graph has (folded differently) is simply one more entry. Matrix-vector products
+(the decode graph's every projection) get the GEMV schedule (:mod:`tvmedge.tune.gemv`). With ``--encrypt`` the
 weights stay inside the encrypted libraries (the file would be plaintext). Like a single artifact it is built
 beside ``out`` and put in place with one rename.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -123,6 +124,10 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
     from .signing import load_encryption_key
 
     external = load_encryption_key(options.get("encrypt")) is None  # encrypted: weights stay in the libraries
+    from ..tune.auto import TuningOptions
+
+    # decode is a chain of matrix-vector products: they get the GEMV schedule (tvmedge.tune.gemv)
+    options["tuning"] = replace(options.get("tuning") or TuningOptions(), gemv=True)
     progress = progress or (lambda message: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tvmedge-build-"))
