@@ -104,13 +104,15 @@ def bandwidth() -> dict:
     return {"gbps": row["value"], "method": row.get("method") or row.get("how") or row.get("note")}
 
 
-def compile_lm(package: Path, out: Path, search: str, quant=None) -> tuple:
+def compile_lm(package: Path, out: Path, search: str, quant=None, gemv: bool = True) -> tuple:
     from tvmedge import api
+    from tvmedge.tune.auto import TuningOptions
 
     if (out / "lm.json").is_file():
         return out, None
     start = time.perf_counter()
-    api.compile(package, "x86-host", out=out, search=search, quant=quant, progress=lambda m: print("  ", m, flush=True))
+    tuning = TuningOptions(search=search, gemv=None if gemv else False)  # None: an LM compile's default (GEMV)
+    api.compile(package, "x86-host", out=out, tuning=tuning, quant=quant, progress=lambda m: print("  ", m, flush=True))
     return out, time.perf_counter() - start
 
 
@@ -137,9 +139,13 @@ def big_package(work: Path) -> Path:
 
 def speed(work: Path, search: str, variant: str = "fp32") -> dict:
     """Decode/prefill speed of the big model: ``fp32``, or ``int4`` (both graphs quantized once with
-    examples/llm/quant_int4.yaml into MatMulNBits; tvmedge compiles that package, ONNX Runtime runs it)."""
+    examples/llm/quant_int4.yaml into MatMulNBits; tvmedge compiles that package, ONNX Runtime runs it).
+    ``-nogemv`` (``fp32-nogemv``): compiled without the GEMV schedule (what it is compared with)."""
     package = big_package(work)
-    if variant == "int4":
+    base, _, flag = variant.partition("-")
+    if flag not in ("", "nogemv") or base not in ("fp32", "int4"):
+        raise ValueError(f"unknown variant {variant}")
+    if base == "int4":
         from tvmedge import api
 
         quantized = work / "gpt-100m-int4"
@@ -147,7 +153,7 @@ def speed(work: Path, search: str, variant: str = "fp32") -> dict:
             print("quantizing the big package to INT4 (group 32)", flush=True)
             api.quantize(package, REPO / "examples" / "llm" / "quant_int4.yaml", out=quantized)
         package = quantized
-    artifact, compile_s = compile_lm(package, work / f"gpt-100m-{variant}-{search}", search)
+    artifact, compile_s = compile_lm(package, work / f"gpt-100m-{variant}-{search}", search, gemv=flag != "nogemv")
     prompt_len, new_tokens = BIG.prefill, 33
     tvm = worker("tvm", artifact, prompt_len, new_tokens)
     ort = worker("ort", package, prompt_len, new_tokens)
@@ -163,7 +169,7 @@ def speed(work: Path, search: str, variant: str = "fp32") -> dict:
         rows[name] = {"decode_tokens_per_s": tps, "fraction_of_bound": tps / bound, "ttft_ms": r["ttft_ms"],
                       "prefill_tokens_per_s": prompt_len / (r["ttft_ms"] / 1e3), "peak_rss_bytes": r["peak_rss_bytes"],
                       "base_rss_bytes": r["base_rss_bytes"], "load_s": r["load_s"]}
-    return {"variant": variant, "config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
+    return {"variant": variant, "gemv": flag != "nogemv", "config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
             "artifact_weight_bytes": {g: weight_bytes(artifact, g) for g in ("prefill", "decode")},
             "stored": stored_weight_bytes(artifact),
             "package_onnx_bytes": sum(p.stat().st_size for p in package.glob("*.onnx*")),
@@ -290,6 +296,7 @@ def write_report(data: dict, path: Path) -> None:
                   f"{s['config']['context']}, prefill graph {s['config']['prefill']} tokens; random seeded weights "
                   f"(examples/llm/gpt.py, speed only). Prompt {s['prompt_tokens']} tokens, {s['new_tokens']} generated "
                   f"(greedy; best of 2 runs after a warm-up). tvmedge compile: `--search {s['search']}`"
+                  + (", GEMV schedule" if s.get("gemv", False) else ", without the GEMV schedule")
                   + (f", {s['compile_s']:.0f} s" if s.get("compile_s") else " (cached artifact)") + ".", "",
                   f"Memory-bandwidth bound: {s['bandwidth']['gbps']} GB/s (`tvmedge bench --host`: "
                   f"{s['bandwidth']['method']}) / {mb(s['bytes_read_per_decode_token'])} read per token (weights "

@@ -127,7 +127,8 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
     from ..tune.auto import TuningOptions
 
     # decode is a chain of matrix-vector products: they get the GEMV schedule (tvmedge.tune.gemv)
-    options["tuning"] = replace(options.get("tuning") or TuningOptions(), gemv=True)
+    tuning = options.get("tuning") or TuningOptions()
+    options["tuning"] = replace(tuning, gemv=True) if tuning.gemv is None else tuning  # (False: benchmarks)
     progress = progress or (lambda message: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tvmedge-build-"))

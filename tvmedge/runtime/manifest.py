@@ -19,7 +19,9 @@ Types (each one JSON object in the file):
 - :class:`Manifest`: all of the above plus board, architecture, TVM target, file hashes and a digest.
 
 A single-library artifact (format version 1, ``"plan": null``) is read as a one-stage plan: model inputs in,
-model outputs out. Both versions are read; a newer version is refused, so a runtime never runs a partitioned
+model outputs out. The optional ``"weights"`` field (a graph of an LM artifact) says that the library's ``main``
+takes the listed weights after the model's inputs, from the named safetensors file beside the artifact folder
+(:mod:`tvmedge.runtime.weights`); without it the library embeds its weights. Both versions are read; a newer version is refused, so a runtime never runs a partitioned
 artifact's first stage as if it were the whole model.
 """
 

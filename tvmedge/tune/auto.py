@@ -42,7 +42,8 @@ class TuningOptions:
     tracker: Optional[str] = None  # measure on boards behind TVM's RPC tracker (HOST:PORT) ...
     key: Optional[str] = None  # ... registered under this key
     predict: bool = True  # False: tasks without a record get the no-search schedule (benchmarks compare it)
-    gemv: bool = False  # matrix-vector products get tvmedge.tune.gemv's schedule (LM compiles set it)
+    # matrix-vector products get tvmedge.tune.gemv's schedule; None: only in LM compiles (compile_lm sets True)
+    gemv: Optional[bool] = None
 
     def __post_init__(self):
         text = str(self.search).lower()
