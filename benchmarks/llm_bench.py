@@ -6,7 +6,7 @@ run; the memory-bandwidth bound; peak RSS vs weight bytes; held-out perplexity o
 
 Artifacts and packages are cached in --work (default /tmp/tvmedge-llm-bench) so a rerun skips the compiles.
 Each engine's generation runs in a subprocess of its own, so its peak RSS (VmHWM of /proc/self/status: loading
-included) is its own.
+included) is its own; tvmedge's runs with TVM's runtime library only (``TVM_USE_RUNTIME_LIB=1``, as on a board).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def rss_now():
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
     return int(status["VmRSS"].split()[0]) * 1024
 if engine == "tvm":
+    import tvm  # TVM's runtime library only (TVM_USE_RUNTIME_LIB=1, as on a board)
     from tvmedge.runtime.lm import load_lm
     base_rss = rss_now()  # the runtime itself (Python, numpy, TVM), before any model
     t = time.perf_counter(); model = load_lm(path); load_s = time.perf_counter() - t
@@ -89,6 +90,8 @@ print(json.dumps(out))
 
 def worker(engine: str, path: Path, prompt_len: int, new_tokens: int) -> dict:
     env = dict(os.environ, TVM_NUM_THREADS=str(THREADS), PYTHONPATH=str(REPO))
+    if engine == "tvm":
+        env["TVM_USE_RUNTIME_LIB"] = "1"  # what a board runs: no compiler library in the process
     proc = subprocess.run([sys.executable, "-c", _WORKER, engine, str(path), str(prompt_len), str(new_tokens),
                            str(THREADS)], capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
