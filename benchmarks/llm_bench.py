@@ -262,7 +262,8 @@ def _stored_text(s: dict, mb) -> str:
                 "shows what that costs.")
     libs = stored["libraries"]
     return (f"The artifact stores them once: weights.safetensors {mb(stored['weights_file'])}, read by both graphs "
-            f"{each}; the libraries hold code only (prefill {mb(libs['prefill'])}, decode {mb(libs['decode'])}). "
+            f"{each}; the libraries hold code only (prefill {libs['prefill'] / 1e3:.0f} kB, decode "
+            f"{libs['decode'] / 1e3:.0f} kB). "
             "Peak RSS above the runtime's own (Python, numpy and TVM or ONNX Runtime imported, before any model) / "
             f"weight bytes: tvmedge {_above(s, 'tvmedge') / stored['weights_file']:.2f}, "
             f"ONNX Runtime {_above(s, 'onnxruntime') / stored['weights_file']:.2f} (1.0 = the weights once, "
@@ -282,12 +283,15 @@ def write_report(data: dict, path: Path) -> None:
              "comparison (`--variants`, `--skip-speed`, `--skip-quality` rerun one part and keep the others), and "
              "each speed section measures the bandwidth again in its own run, so its bound is its own.", "",
              "What the figures say: the decode graph is a chain of matrix-vector products, so decode speed is "
-             "the schedules of those GEMVs. The packed-INT4 kernels (MatMulNBits import) beat ONNX Runtime's "
-             "MatMulNBits; the fp32 GEMVs and the prefill matmuls get the zero-measurement predicted schedules "
-             "(`--search none`) and are far from ONNX Runtime and from the bandwidth bound — tuning them "
-             "(`tvmedge tune`, or dlight's CPU GEMV rule) is the open work. Memory: the two graphs share one copy of the "
-             "weights (the LM artifact's `weights.safetensors`, loaded once and handed to both libraries, which "
-             "embed none); peak RSS (VmHWM, loading included) is compared with the weight bytes below.", ""]
+             "the schedules of those GEMVs. LM compiles give every fp32 matrix-vector product the GEMV schedule "
+             "(`tvmedge/tune/gemv.py`, no measuring); the `-nogemv` sections are the same packages compiled "
+             "without it (the predicted `--search none` schedules). The packed-INT4 products are MatMulNBits "
+             "kernels scheduled by the importer, so the GEMV schedule changes little there. The machine is shared "
+             "with other jobs (its load varied during the run: compare figures within one section, not across "
+             "sections). Memory: the two graphs share one copy of the weights (the LM artifact's "
+             "`weights.safetensors`, loaded once and handed to both libraries, which embed none); peak RSS "
+             "(VmHWM, loading included; tvmedge with TVM's runtime library only, as on a board) is compared with "
+             "the runtime's own RSS before loading and with the weight bytes below.", ""]
     mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
     for s in data.get("speed", []):
         if "error" in s:
@@ -317,6 +321,16 @@ def write_report(data: dict, path: Path) -> None:
                   f"{s['same_greedy_tokens']}.", "",
                   f"Weights: {mb(s['weight_bytes_fp32'])} as fp32; ONNX files of this variant {mb(s['package_onnx_bytes'])} "
                   f"(both graphs, each with its own copy). " + _stored_text(s, mb), ""]
+    ab = data.get("gemv_ab")
+    if ab:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        lines += ["## GEMV schedule vs none, interleaved", "", ab["note"] + ":", "",
+                  "| build | decode tokens/s (each run) | mean | time to first token (each run) |", "|---|---|---|---|"]
+        for name in ("fp32", "fp32-nogemv"):
+            lines.append(f"| {name} | {', '.join(map(str, ab[name]))} | {mean(ab[name]):.1f} | "
+                         f"{', '.join(f'{t} ms' for t in ab[name + '_ttft_ms'])} |")
+        lines += ["", f"GEMV / no GEMV: decode {mean(ab['fp32']) / mean(ab['fp32-nogemv']):.2f}x, time to first token "
+                  f"{mean(ab['fp32_ttft_ms']) / mean(ab['fp32-nogemv_ttft_ms']):.2f}x (each pair run back to back).", ""]
     if q:
         lines += ["## Held-out perplexity: the trained character model (examples/llm/charlm)", "",
                   f"Last 10 % of /usr/share/common-licenses ({q['held_out_chars']} characters), windows of "
@@ -354,7 +368,7 @@ def main() -> None:
     previous = Path(args.out).with_suffix(".json")
     if (args.skip_speed or args.skip_quality) and previous.is_file():  # keep the part not rerun (each part is
         kept = json.loads(previous.read_text())                       # one same-run comparison on its own)
-        data.update({k: kept[k] for k in ("speed", "quality") if k in kept})
+        data.update({k: kept[k] for k in ("speed", "quality", "gemv_ab") if k in kept})
     if not args.skip_speed:
         old = {s["variant"]: s for s in data.get("speed", [])}
         data["speed"] = []
