@@ -212,3 +212,19 @@ def test_format1_artifacts_still_load_and_generate_the_same_tokens(format1_artif
     assert old.weights is None and old.decode.manifest.weights is None
     for options in (SamplingOptions(max_tokens=12), SamplingOptions(max_tokens=12, temperature=0.8, top_k=10, seed=3)):
         assert old.generate("The ", options).tokens == lm.generate("The ", options).tokens
+
+
+def test_an_encrypted_lm_keeps_its_weights_inside_the_encrypted_libraries(tiny_lm_package, tmp_path, lm):
+    # A weights file would be plaintext beside ciphertext: with --encrypt the libraries keep their weights (the
+    # format-1 layout, in a format-2 lm.json without "weights") and generate the same tokens.
+    from tvmedge.compiler.signing import generate_secret
+    from tvmedge.tune.auto import TuningOptions
+
+    secret = generate_secret(tmp_path / "model.key")
+    out = tmp_path / "enc-lm"
+    api.compile(tiny_lm_package, "x86-host", out=out, tuning=TuningOptions(search="naive"), encrypt=secret["key"])
+    data = json.loads((out / "lm.json").read_text())
+    assert data["format_version"] == 2 and "weights" not in data and not (out / "weights.safetensors").exists()
+    encrypted = load_lm(out, decrypt=secret["key"])
+    assert encrypted.weights is None
+    assert encrypted.generate("The ", max_tokens=8).tokens == lm.generate("The ", max_tokens=8).tokens
