@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Union
@@ -82,6 +83,8 @@ class Model:
         # typed plan says which tensors each stage's ``main`` takes and returns, by name.
         self._stages = []  # (stage, main function)
         self._libraries = []  # (library module, VM) per stage, kept alive with the model
+        self._memfds: list = []  # decrypted libraries' memfds: open while the model lives (see _load_decrypted)
+        weakref.finalize(self, _close_all, self._memfds)
         for stage in self.manifest.stages():
             path = self.path / stage.library
             try:
@@ -89,7 +92,8 @@ class Model:
                 # a service that unloads models gets their memory back (TVM's default keeps every library
                 # loaded until exit; our artifacts register no global functions that would need that).
                 if secret is not None and stage.library in self.manifest.encryption["files"]:
-                    library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi)
+                    library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi,
+                                              self._memfds)
                 elif session is None:
                     library = tvm_ffi.load_module(str(path), keep_module_alive=False)
                 else:  # named by content on the board: two artifacts' model.so must not overwrite each other
@@ -334,20 +338,33 @@ def _flatten_tensors(result, session=None) -> list:
     return values
 
 
-def _load_decrypted(plaintext: bytes, name: str, tvm_ffi):
+def _load_decrypted(plaintext: bytes, name: str, tvm_ffi, keep_open: list):
     """Load a library from memory: written to an anonymous memfd (no file system holds it) and opened through
     /proc/self/fd. tvm_ffi.load_module picks the loader by file extension, which a memfd path lacks, so the
-    ``.so`` loader it would pick is called directly."""
+    ``.so`` loader it would pick is called directly.
+
+    The memfd stays open (its number goes into ``keep_open``, closed with the model): dlopen knows a loaded
+    library by its path, so a second library opened through a reused ``/proc/self/fd/N`` would silently be the
+    first one again (an encrypted LM artifact's decode graph running its prefill library)."""
     import os
 
     fd = os.memfd_create(name, getattr(os, "MFD_CLOEXEC", 0))
-    try:
-        view = memoryview(plaintext)
-        while view:
-            view = view[os.write(fd, view):]
-        return tvm_ffi.get_global_func("ffi.Module.load_from_file.so")(f"/proc/self/fd/{fd}", "so")
-    finally:
-        os.close(fd)  # the loaded library keeps its mapping
+    keep_open.append(fd)
+    view = memoryview(plaintext)
+    while view:
+        view = view[os.write(fd, view):]
+    return tvm_ffi.get_global_func("ffi.Module.load_from_file.so")(f"/proc/self/fd/{fd}", "so")
+
+
+def _close_all(fds: list) -> None:
+    import os
+
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
 
 
 def check_versions(manifest: Manifest, where, tvm_version: str, ffi_version: str) -> None:
