@@ -5,7 +5,8 @@ run; the memory-bandwidth bound; peak RSS vs weight bytes; held-out perplexity o
     nice -n 10 python benchmarks/llm_bench.py            # writes benchmarks/llm_results.md (+ .json)
 
 Artifacts and packages are cached in --work (default /tmp/tvmedge-llm-bench) so a rerun skips the compiles.
-Each engine's generation runs in a subprocess of its own, so its peak RSS (ru_maxrss) is its own.
+Each engine's generation runs in a subprocess of its own, so its peak RSS (VmHWM of /proc/self/status: loading
+included) is its own; tvmedge's runs with TVM's runtime library only (``TVM_USE_RUNTIME_LIB=1``, as on a board).
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ lm = json.load(open(path + "/lm.json"))
 vocab = lm["tokenizer"]["vocab"]
 prompt = "".join(vocab[(7 * i + 3) % len(vocab)] for i in range(prompt_len))
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def rss_now():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    return int(status["VmRSS"].split()[0]) * 1024
 if engine == "tvm":
+    import tvm  # TVM's runtime library only (TVM_USE_RUNTIME_LIB=1, as on a board)
     from tvmedge.runtime.lm import load_lm
+    base_rss = rss_now()  # the runtime itself (Python, numpy, TVM), before any model
     t = time.perf_counter(); model = load_lm(path); load_s = time.perf_counter() - t
     model.generate(prompt, max_tokens=4)  # warm-up
     runs = [model.generate(prompt, max_tokens=new_tokens) for _ in range(2)]
@@ -48,6 +54,7 @@ if engine == "tvm":
 else:
     import onnxruntime as ort
     so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
+    base_rss = rss_now()
     t = time.perf_counter()
     pre = ort.InferenceSession(path + "/" + lm["prefill"], so, providers=["CPUExecutionProvider"])
     dec = ort.InferenceSession(path + "/" + lm["decode"], so, providers=["CPUExecutionProvider"])
@@ -73,14 +80,18 @@ else:
     best = min(runs, key=lambda r: r[2])
     out = {"tokens": best[0], "ttft_ms": min(r[1] for r in runs), "decode_ms": best[2], "decode_steps": new_tokens - 1,
            "load_s": load_s}
-out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+out["peak_rss_bytes"] = int(status["VmHWM"].split()[0]) * 1024  # the high-water mark of resident memory
 out["start_rss_bytes"] = rss0 * 1024
+out["base_rss_bytes"] = base_rss
 print(json.dumps(out))
 """
 
 
 def worker(engine: str, path: Path, prompt_len: int, new_tokens: int) -> dict:
     env = dict(os.environ, TVM_NUM_THREADS=str(THREADS), PYTHONPATH=str(REPO))
+    if engine == "tvm":
+        env["TVM_USE_RUNTIME_LIB"] = "1"  # what a board runs: no compiler library in the process
     proc = subprocess.run([sys.executable, "-c", _WORKER, engine, str(path), str(prompt_len), str(new_tokens),
                            str(THREADS)], capture_output=True, text=True, env=env, timeout=3600)
     if proc.returncode != 0:
@@ -96,19 +107,28 @@ def bandwidth() -> dict:
     return {"gbps": row["value"], "method": row.get("method") or row.get("how") or row.get("note")}
 
 
-def compile_lm(package: Path, out: Path, search: str, quant=None) -> tuple:
+def compile_lm(package: Path, out: Path, search: str, quant=None, gemv: bool = True) -> tuple:
     from tvmedge import api
+    from tvmedge.tune.auto import TuningOptions
 
     if (out / "lm.json").is_file():
         return out, None
     start = time.perf_counter()
-    api.compile(package, "x86-host", out=out, search=search, quant=quant, progress=lambda m: print("  ", m, flush=True))
+    tuning = TuningOptions(search=search, gemv=None if gemv else False)  # None: an LM compile's default (GEMV)
+    api.compile(package, "x86-host", out=out, tuning=tuning, quant=quant, progress=lambda m: print("  ", m, flush=True))
     return out, time.perf_counter() - start
 
 
 def weight_bytes(artifact: Path, graph: str = "decode") -> int:
     manifest = json.loads((artifact / graph / "manifest.json").read_text())
     return int(manifest["build"]["memory"]["weight_bytes"])
+
+
+def stored_weight_bytes(artifact: Path) -> dict:
+    """What the artifact stores: the shared weights file (format 2) and the libraries."""
+    lm = json.loads((artifact / "lm.json").read_text())
+    libraries = {g: (artifact / g / "model.so").stat().st_size for g in ("prefill", "decode")}
+    return {"weights_file": (lm.get("weights") or {}).get("bytes"), "libraries": libraries}
 
 
 def big_package(work: Path) -> Path:
@@ -122,9 +142,13 @@ def big_package(work: Path) -> Path:
 
 def speed(work: Path, search: str, variant: str = "fp32") -> dict:
     """Decode/prefill speed of the big model: ``fp32``, or ``int4`` (both graphs quantized once with
-    examples/llm/quant_int4.yaml into MatMulNBits; tvmedge compiles that package, ONNX Runtime runs it)."""
+    examples/llm/quant_int4.yaml into MatMulNBits; tvmedge compiles that package, ONNX Runtime runs it).
+    ``-nogemv`` (``fp32-nogemv``): compiled without the GEMV schedule (what it is compared with)."""
     package = big_package(work)
-    if variant == "int4":
+    base, _, flag = variant.partition("-")
+    if flag not in ("", "nogemv") or base not in ("fp32", "int4"):
+        raise ValueError(f"unknown variant {variant}")
+    if base == "int4":
         from tvmedge import api
 
         quantized = work / "gpt-100m-int4"
@@ -132,7 +156,7 @@ def speed(work: Path, search: str, variant: str = "fp32") -> dict:
             print("quantizing the big package to INT4 (group 32)", flush=True)
             api.quantize(package, REPO / "examples" / "llm" / "quant_int4.yaml", out=quantized)
         package = quantized
-    artifact, compile_s = compile_lm(package, work / f"gpt-100m-{variant}-{search}", search)
+    artifact, compile_s = compile_lm(package, work / f"gpt-100m-{variant}-{search}", search, gemv=flag != "nogemv")
     prompt_len, new_tokens = BIG.prefill, 33
     tvm = worker("tvm", artifact, prompt_len, new_tokens)
     ort = worker("ort", package, prompt_len, new_tokens)
@@ -147,9 +171,10 @@ def speed(work: Path, search: str, variant: str = "fp32") -> dict:
         tps = r["decode_steps"] / (r["decode_ms"] / 1e3)
         rows[name] = {"decode_tokens_per_s": tps, "fraction_of_bound": tps / bound, "ttft_ms": r["ttft_ms"],
                       "prefill_tokens_per_s": prompt_len / (r["ttft_ms"] / 1e3), "peak_rss_bytes": r["peak_rss_bytes"],
-                      "load_s": r["load_s"]}
-    return {"variant": variant, "config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
+                      "base_rss_bytes": r["base_rss_bytes"], "load_s": r["load_s"]}
+    return {"variant": variant, "gemv": flag != "nogemv", "config": BIG.__dict__, "parameters": BIG.parameters(), "weight_bytes_fp32": w,
             "artifact_weight_bytes": {g: weight_bytes(artifact, g) for g in ("prefill", "decode")},
+            "stored": stored_weight_bytes(artifact),
             "package_onnx_bytes": sum(p.stat().st_size for p in package.glob("*.onnx*")),
             "bytes_read_per_decode_token": read_per_token, "bandwidth": bw, "bound_tokens_per_s": bound,
             "search": search, "compile_s": compile_s, "prompt_tokens": prompt_len, "new_tokens": new_tokens,
@@ -229,6 +254,27 @@ def quality(work: Path) -> dict:
     return result
 
 
+def _stored_text(s: dict, mb) -> str:
+    stored = s.get("stored") or {}
+    each = f"(prefill {mb(s['artifact_weight_bytes']['prefill'])}, decode {mb(s['artifact_weight_bytes']['decode'])})"
+    if not stored.get("weights_file"):
+        return (f"The artifact holds the weights twice {each}: two libraries, each with its constants; peak RSS above "
+                "shows what that costs.")
+    libs = stored["libraries"]
+    return (f"The artifact stores them once: weights.safetensors {mb(stored['weights_file'])}, read by both graphs "
+            f"{each}; the libraries hold code only (prefill {libs['prefill'] / 1e3:.0f} kB, decode "
+            f"{libs['decode'] / 1e3:.0f} kB). "
+            "Peak RSS above the runtime's own (Python, numpy and TVM or ONNX Runtime imported, before any model) / "
+            f"weight bytes: tvmedge {_above(s, 'tvmedge') / stored['weights_file']:.2f}, "
+            f"ONNX Runtime {_above(s, 'onnxruntime') / stored['weights_file']:.2f} (1.0 = the weights once, "
+            "nothing else).")
+
+
+def _above(s: dict, engine: str) -> int:
+    row = s["rows"][engine]
+    return row["peak_rss_bytes"] - (row.get("base_rss_bytes") or 0)
+
+
 def write_report(data: dict, path: Path) -> None:
     q = data.get("quality")
     lines = ["# Language model benchmark (issue 16)", "",
@@ -237,13 +283,15 @@ def write_report(data: dict, path: Path) -> None:
              "comparison (`--variants`, `--skip-speed`, `--skip-quality` rerun one part and keep the others), and "
              "each speed section measures the bandwidth again in its own run, so its bound is its own.", "",
              "What the figures say: the decode graph is a chain of matrix-vector products, so decode speed is "
-             "the schedules of those GEMVs. The packed-INT4 kernels (MatMulNBits import) beat ONNX Runtime's "
-             "MatMulNBits; the fp32 GEMVs and the prefill matmuls get the zero-measurement predicted schedules "
-             "(`--search none`) and are far from ONNX Runtime and from the bandwidth bound — tuning them "
-             "(`tvmedge tune`, or dlight's CPU GEMV rule) is the open work. Peak RSS is several times the weight "
-             "bytes: prefill and decode are two libraries, each holding every weight (and where the rest of the "
-             "RSS goes — likely the mapped library plus the tensors loaded from it — is not measured yet); sharing "
-             "one copy of the weights between the two graphs is not done yet.", ""]
+             "the schedules of those GEMVs. LM compiles give every fp32 matrix-vector product the GEMV schedule "
+             "(`tvmedge/tune/gemv.py`, no measuring); the `-nogemv` sections are the same packages compiled "
+             "without it (the predicted `--search none` schedules). The packed-INT4 products are MatMulNBits "
+             "kernels scheduled by the importer, so the GEMV schedule changes little there. The machine is shared "
+             "with other jobs (its load varied during the run: compare figures within one section, not across "
+             "sections). Memory: the two graphs share one copy of the weights (the LM artifact's "
+             "`weights.safetensors`, loaded once and handed to both libraries, which embed none); peak RSS "
+             "(VmHWM, loading included; tvmedge with TVM's runtime library only, as on a board) is compared with "
+             "the runtime's own RSS before loading and with the weight bytes below.", ""]
     mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
     for s in data.get("speed", []):
         if "error" in s:
@@ -255,23 +303,34 @@ def write_report(data: dict, path: Path) -> None:
                   f"{s['config']['context']}, prefill graph {s['config']['prefill']} tokens; random seeded weights "
                   f"(examples/llm/gpt.py, speed only). Prompt {s['prompt_tokens']} tokens, {s['new_tokens']} generated "
                   f"(greedy; best of 2 runs after a warm-up). tvmedge compile: `--search {s['search']}`"
+                  + (", GEMV schedule" if s.get("gemv", False) else ", without the GEMV schedule")
                   + (f", {s['compile_s']:.0f} s" if s.get("compile_s") else " (cached artifact)") + ".", "",
                   f"Memory-bandwidth bound: {s['bandwidth']['gbps']} GB/s (`tvmedge bench --host`: "
                   f"{s['bandwidth']['method']}) / {mb(s['bytes_read_per_decode_token'])} read per token (weights "
                   f"without the embedding tables, plus the KV cache) = **{s['bound_tokens_per_s']:.1f} tokens/s**.", "",
-                  "| engine | decode tokens/s | of the bound | prefill tokens/s | time to first token | peak RSS | load |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| engine | decode tokens/s | of the bound | prefill tokens/s | time to first token | peak RSS "
+                  "| of which the runtime before loading | load |",
+                  "|---|---|---|---|---|---|---|---|"]
         for name, row in r.items():
             lines.append(f"| {name} | {row['decode_tokens_per_s']:.2f} | {100 * row['fraction_of_bound']:.0f} % | "
                          f"{row['prefill_tokens_per_s']:.0f} | {row['ttft_ms']:.0f} ms | {mb(row['peak_rss_bytes'])} | "
-                         f"{row['load_s']:.1f} s |")
+                         + (f"{mb(row['base_rss_bytes'])} | " if row.get("base_rss_bytes") else "| ")
+                         + f"{row['load_s']:.1f} s |")
         lines += ["", f"tvmedge / ONNX Runtime: decode tokens/s **{s['ratio_decode_vs_ort']:.2f}x**, time to first "
                   f"token {s['ratio_ttft_vs_ort']:.2f}x (lower is better). Greedy tokens identical: "
                   f"{s['same_greedy_tokens']}.", "",
                   f"Weights: {mb(s['weight_bytes_fp32'])} as fp32; ONNX files of this variant {mb(s['package_onnx_bytes'])} "
-                  f"(both graphs); the artifact holds the weights twice (prefill "
-                  f"{mb(s['artifact_weight_bytes']['prefill'])} + decode {mb(s['artifact_weight_bytes']['decode'])}: "
-                  "two libraries, each with its constants), and peak RSS above shows what that costs.", ""]
+                  f"(both graphs, each with its own copy). " + _stored_text(s, mb), ""]
+    ab = data.get("gemv_ab")
+    if ab:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        lines += ["## GEMV schedule vs none, interleaved", "", ab["note"] + ":", "",
+                  "| build | decode tokens/s (each run) | mean | time to first token (each run) |", "|---|---|---|---|"]
+        for name in ("fp32", "fp32-nogemv"):
+            lines.append(f"| {name} | {', '.join(map(str, ab[name]))} | {mean(ab[name]):.1f} | "
+                         f"{', '.join(f'{t} ms' for t in ab[name + '_ttft_ms'])} |")
+        lines += ["", f"GEMV / no GEMV: decode {mean(ab['fp32']) / mean(ab['fp32-nogemv']):.2f}x, time to first token "
+                  f"{mean(ab['fp32_ttft_ms']) / mean(ab['fp32-nogemv_ttft_ms']):.2f}x (each pair run back to back).", ""]
     if q:
         lines += ["## Held-out perplexity: the trained character model (examples/llm/charlm)", "",
                   f"Last 10 % of /usr/share/common-licenses ({q['held_out_chars']} characters), windows of "
@@ -309,7 +368,7 @@ def main() -> None:
     previous = Path(args.out).with_suffix(".json")
     if (args.skip_speed or args.skip_quality) and previous.is_file():  # keep the part not rerun (each part is
         kept = json.loads(previous.read_text())                       # one same-run comparison on its own)
-        data.update({k: kept[k] for k in ("speed", "quality") if k in kept})
+        data.update({k: kept[k] for k in ("speed", "quality", "gemv_ab") if k in kept})
     if not args.skip_speed:
         old = {s["variant"]: s for s in data.get("speed", [])}
         data["speed"] = []

@@ -179,3 +179,11 @@ def test_signed_artifact_on_the_emulated_riscv64_board(tmp_path, tiny_cnn, keys,
     assert proc.returncode == 1 and "signs another manifest" in proc.stderr
     with pytest.raises(ArtifactError, match="signs another manifest"):  # and the host refuses it before shipping
         api.run(forged, board="emu:visionfive2", trust=keys[0]["public"])
+
+
+def test_cpp_loader_refuses_a_graph_of_an_lm_artifact(host_runtime, tiny_lm_artifact):
+    # Issue 16: an LM artifact's libraries take their weights from the LM folder's weights.safetensors, which
+    # tvmedge-run does not read: one line saying where such an artifact runs, not a crash inside the VM.
+    assert _error(_run(host_runtime, tiny_lm_artifact / "decode")) == (
+        f"{tiny_lm_artifact / 'decode'} keeps its weights outside the library (a graph of an LM artifact); "
+        "tvmedge-run loads single artifacts only: generate with `python -m tvmedge.runtime.lm` or `tvmedge generate`")

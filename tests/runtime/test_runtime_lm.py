@@ -138,3 +138,93 @@ def test_int4_lm_package_generates_what_onnxruntime_generates(tiny_lm_package, t
     options = SamplingOptions(max_tokens=8)
     assert api.generate(artifact, "The ", max_tokens=8).tokens == ort_generate(quantized, "The ", options)
     assert json.loads((quantized / "lm.json").read_text())["quantization"]["group_size"] == 32
+
+
+# --- one copy of the weights (issue 16) ----------------------------------------------------------------------
+def test_the_weights_are_one_file_shared_by_both_graphs(tiny_lm_artifact, lm):
+    # The libraries embed no weights: each manifest lists its tensors by content hash, the LM folder holds them
+    # once, and the two loaded graphs compute with the very same tensors.
+    from tvmedge.runtime.manifest import Manifest
+    from tvmedge.runtime.weights import WEIGHTS_FILE, read_header
+
+    data = json.loads((tiny_lm_artifact / "lm.json").read_text())
+    assert data["format_version"] == 2 and data["weights"]["file"] == WEIGHTS_FILE
+    assert sorted(p.name for p in tiny_lm_artifact.iterdir()) == ["decode", "lm.json", "prefill", WEIGHTS_FILE]
+    names = {g: Manifest.read(tiny_lm_artifact / g).weights["names"] for g in ("prefill", "decode")}
+    with open(tiny_lm_artifact / WEIGHTS_FILE, "rb") as handle:
+        header, _ = read_header(handle, WEIGHTS_FILE)
+    size = {n: info["data_offsets"][1] - info["data_offsets"][0] for n, info in header.items()}
+    assert set(size) == set(names["prefill"]) | set(names["decode"])
+    lifted = {g: sum(size[n] for n in names[g]) for g in names}
+    memory = {g: Manifest.read(tiny_lm_artifact / g).build.memory["weight_bytes"] for g in names}
+    assert all(memory[g] - 128 <= lifted[g] <= memory[g] for g in names)  # all but a few scalars are lifted
+    shared = sum(size[n] for n in set(names["prefill"]) & set(names["decode"]))
+    # Every matrix is shared; what differs is small and graph-specific (the prefill graph's slice of the position
+    # table, zero caches, masks), so the file holds far less than the two graphs' weights together.
+    assert shared >= 0.8 * lifted["decode"] and data["weights"]["tensors"] == len(size)
+    assert (tiny_lm_artifact / WEIGHTS_FILE).stat().st_size < 0.6 * (lifted["prefill"] + lifted["decode"])
+    by_name = dict(zip(names["decode"], lm.decode._params))
+    assert all(by_name[n].same_as(p) for n, p in zip(names["prefill"], lm.prefill._params) if n in by_name)
+
+
+@pytest.mark.parametrize("where", ["tensor", "header"])
+def test_tampered_weights_are_refused(tiny_lm_artifact, tmp_path, where):
+    copy = shutil.copytree(tiny_lm_artifact, tmp_path / "lm")
+    raw = bytearray((copy / "weights.safetensors").read_bytes())
+    if where == "tensor":
+        raw[-5] ^= 0x10  # one bit of the last tensor
+        message = r"weights.safetensors: tensor w[0-9a-f]{16}\.\.\. does not match its sha256 \(tampered or corrupt\)"
+    else:
+        raw[9:11] = b"[]"  # the header's opening brace: not a safetensors header any more
+        message = "weights.safetensors has a corrupt safetensors header"
+    (copy / "weights.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match=message) as err:
+        load_lm(copy)
+    assert "\n" not in str(err.value)
+    (copy / "weights.safetensors").unlink()
+    with pytest.raises(ArtifactError, match=r"weights.safetensors is missing \(or a symbolic link\)"):
+        load_lm(copy)
+
+
+@pytest.fixture(scope="module")
+def format1_artifact(tiny_lm_package, tmp_path_factory):
+    """An LM artifact as format 1 wrote it: each graph an ordinary artifact with its weights inside."""
+    from tvmedge.compiler.lm import read_package
+    from tvmedge.compiler.pipeline import compile_model
+    from tvmedge.tune.auto import TuningOptions
+
+    out = tmp_path_factory.mktemp("format1") / "lm"
+    data = read_package(tiny_lm_package)
+    digests = {g: compile_model(tiny_lm_package / data[g], "x86-host", out / g,
+                                tuning=TuningOptions(search="naive")).manifest.digest for g in ("prefill", "decode")}
+    manifest = LMManifest(context=data["context"], prefill_length=data["prefill_length"],
+                          cache=tuple(map(tuple, data["cache"])), tokenizer=data["tokenizer"], digests=digests)
+    manifest.write(out)
+    written = json.loads((out / "lm.json").read_text())
+    (out / "lm.json").write_text(json.dumps(dict(written, format_version=1)))
+    return out
+
+
+def test_format1_artifacts_still_load_and_generate_the_same_tokens(format1_artifact, lm):
+    # Before/after: the shared-weights layout generates exactly what the weights-inside layout did (greedy and
+    # seeded sampling), and the old layout is still read.
+    old = load_lm(format1_artifact)
+    assert old.weights is None and old.decode.manifest.weights is None
+    for options in (SamplingOptions(max_tokens=12), SamplingOptions(max_tokens=12, temperature=0.8, top_k=10, seed=3)):
+        assert old.generate("The ", options).tokens == lm.generate("The ", options).tokens
+
+
+def test_an_encrypted_lm_keeps_its_weights_inside_the_encrypted_libraries(tiny_lm_package, tmp_path, lm):
+    # A weights file would be plaintext beside ciphertext: with --encrypt the libraries keep their weights (the
+    # format-1 layout, in a format-2 lm.json without "weights") and generate the same tokens.
+    from tvmedge.compiler.signing import generate_secret
+    from tvmedge.tune.auto import TuningOptions
+
+    secret = generate_secret(tmp_path / "model.key")
+    out = tmp_path / "enc-lm"
+    api.compile(tiny_lm_package, "x86-host", out=out, tuning=TuningOptions(search="naive"), encrypt=secret["key"])
+    data = json.loads((out / "lm.json").read_text())
+    assert data["format_version"] == 2 and "weights" not in data and not (out / "weights.safetensors").exists()
+    encrypted = load_lm(out, decrypt=secret["key"])
+    assert encrypted.weights is None
+    assert encrypted.generate("The ", max_tokens=8).tokens == lm.generate("The ", max_tokens=8).tokens

@@ -87,6 +87,27 @@ def test_a_malformed_stage_is_an_artifact_error(golden):
         Manifest.read(golden)
 
 
+
+@pytest.mark.parametrize("weights", [
+    {"file": "../weights.safetensors", "names": []},  # outside the folder that holds the artifact
+    {"file": "weights.safetensors", "names": ["w" + "0" * 63]},  # not a sha256
+    {"file": "weights.safetensors"},
+])
+def test_a_malformed_weights_field_is_an_artifact_error(golden, weights):
+    # issue 16: an LM graph's manifest names its weights file and the tensors main takes, by content hash
+    data = json.loads(GOLDEN.read_text())
+    data["weights"] = weights
+    data["digest"] = Manifest._digest_of(data)
+    (golden / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="is malformed: weights must name a file beside the artifact and list "
+                                            "its tensors as w<sha256>"):
+        Manifest.read(golden)
+    data["weights"] = {"file": "weights.safetensors", "names": ["w" + "ab" * 32]}
+    data["digest"] = Manifest._digest_of(data)
+    (golden / "manifest.json").write_text(json.dumps(data))
+    assert Manifest.read(golden).weights == data["weights"]
+
+
 # --- the C++ reader (tvmedge-run, built for this host with g++ against the installed wheels) -------------------
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,12 @@ def _render(d):
     if d.get("kind") == "lm":
         click.echo(f"wrote LM artifact {d['artifact']}/ for {d['board']}: context {d['context']}, prefill "
                    f"{d['prefill_length']} tokens, vocabulary {d['vocab']}, {d['layers_cached']} KV-cache tensors")
+        shared = d.get("weights_file")
+        if shared:
+            click.echo(f"weights: {shared['file']} {shared['bytes'] / 1e6:.1f} MB, {shared['tensors']} tensors, one "
+                       "copy shared by both graphs")
+        else:
+            click.echo("weights: inside each (encrypted) library")
         for graph, summary in d["graphs"].items():
             click.echo(f"{graph}:")
             _render(summary)

@@ -26,6 +26,7 @@ from .int8 import match_dot_product_sign
 from .signing import encrypt_libraries, sign_artifact, signing_key_id
 from .layers import kernel_calls, memory_plan, recording_pipeline, weight_bytes, workspace_bytes
 from .lower import build_executable
+from .weights import WEIGHTS_FILE, lifting_pipeline
 
 __all__ = ["Artifact", "build_artifact", "check_destination", "LIBRARY_NAME"]
 
@@ -38,6 +39,8 @@ class Artifact:
 
     path: Path
     manifest: Manifest
+    # external_weights builds: the lifted weights (name -> numpy array) the caller writes (not kept on disk here)
+    weights: Optional[dict] = None
 
     def summary(self) -> dict:
         m = self.manifest
@@ -59,6 +62,8 @@ class Artifact:
             "signed": (m.provenance or {}).get("key_id") is not None,
             "encryption": m.encryption,
         }
+        if m.weights:
+            data["weights"] = {"file": m.weights["file"], "tensors": len(m.weights["names"])}
         if m.plan is not None:
             data["plan"] = m.plan.to_json()
         if m.build.quantization:
@@ -74,7 +79,7 @@ class Artifact:
 
 def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, quantization: Optional[dict] = None,
                    progress: Optional[Callable[[str], None]] = None, tune_progress=None, signing_key=None,
-                   encryption_key: Optional[bytes] = None) -> Artifact:
+                   encryption_key: Optional[bytes] = None, external_weights: bool = False) -> Artifact:
     """Schedule, lower and link every stage of ``stages`` (a :class:`~tvmedge.compiler.stages.StagePlan` of
     ``imported``, an ``ImportedModel``) and write the artifact directory ``out`` with its manifest -> ``Artifact``.
 
@@ -82,6 +87,10 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
     did (the manifest's ``build.quantization``). The whole artifact (libraries and manifest) is written in a
     temporary folder beside ``out`` and put in place with one rename, so a failed or killed build leaves an
     existing artifact untouched; a non-empty folder that is not an artifact is never overwritten.
+
+    ``external_weights``: the weights are lifted out of the library (:mod:`tvmedge.compiler.weights`): the
+    manifest's ``weights`` lists them by name, and the returned ``Artifact.weights`` holds them for the caller to
+    write (an LM artifact writes both graphs' weights as one file). One library, unencrypted, only.
     """
     from ..tune.auto import TuningOptions, auto_schedule
 
@@ -89,6 +98,9 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
     tuning = tuning or TuningOptions()
     out = Path(out)
     check_destination(out)
+    if external_weights and (stages.partitioned or encryption_key is not None):
+        raise ArtifactError("weights outside the library need one unencrypted library (no --partition, no --encrypt)")
+    lifted: dict = {}
     built, files, layer_stages, memory = [], {}, [], []
     out.parent.mkdir(parents=True, exist_ok=True)
     # The whole artifact is written in a hidden folder beside ``out`` (same file system) and put in place with
@@ -106,8 +118,10 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
             progress(f"building {name} for {stage.target.describe()}, linking with "
                      f"{stage.target.board.cross_compiler or 'the host compiler'}")
             lowered: dict = {}
-            executable = build_executable(scheduled, stage.target, opt_level=opt_level,
-                                          relax_pipeline=recording_pipeline(lowered))
+            pipeline = recording_pipeline(lowered)
+            if external_weights:
+                pipeline = lifting_pipeline(lifted, pipeline)
+            executable = build_executable(scheduled, stage.target, opt_level=opt_level, relax_pipeline=pipeline)
             layer_stages.append(_stage_layers(stage, scheduled, imported))
             memory.append({"weight_bytes": weight_bytes(scheduled), "workspace_bytes": workspace_bytes(scheduled),
                            **memory_plan(lowered["mod"])})
@@ -128,6 +142,8 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
         manifest = _manifest(imported, stages, built, files, opt_level=opt_level, quantization=quantization,
                              signer=signing_key_id(signing_key), memory=_memory_record(memory))
         manifest.encryption = encryption
+        if external_weights:
+            manifest.weights = {"file": WEIGHTS_FILE, "names": list(lifted["weights"])}
         progress(f"writing {out}/ ({len(files)} {'libraries' if len(files) > 1 else 'library'} + {MANIFEST_NAME})")
         for leftover in [p for p in tmp.iterdir() if p.name not in files]:  # the linker's scratch files
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
@@ -138,7 +154,7 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
         _install(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the build folder, or after the exchange the previous artifact
-    return Artifact(out, manifest)
+    return Artifact(out, manifest, lifted.get("weights"))
 
 
 def _install(built: Path, out: Path) -> None:

@@ -10,8 +10,13 @@ An LM package is what a model exporter writes (``examples/llm/gpt.py`` does)::
 
 Each graph goes through the one compile pipeline (:func:`tvmedge.compiler.pipeline.compile_model`: the same
 import, quantization, schedules and linking as any model) into a sub-artifact; the LM artifact
-(:mod:`tvmedge.runtime.lm`) is those two folders and an ``lm.json`` that pins their manifest digests. Like a
-single artifact it is built beside ``out`` and put in place with one rename.
+(:mod:`tvmedge.runtime.lm`) is those two folders, one ``weights.safetensors`` and an ``lm.json`` that pins their
+manifest digests. The two graphs compute with the same weights, so their libraries are built without them
+(:mod:`tvmedge.compiler.weights`: constants lifted to parameters named by content) and the weights of both are
+written once; a weight only one graph has (folded differently) is simply one more entry. Matrix-vector products
+(the decode graph's every projection) get the GEMV schedule (:mod:`tvmedge.tune.gemv`). With ``--encrypt`` the
+weights stay inside the encrypted libraries (the file would be plaintext). Like a single artifact it is built
+beside ``out`` and put in place with one rename.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ArtifactError, ModelError
 from ..runtime.lm import GRAPHS, LM_MANIFEST, LMManifest
 from .artifact import Artifact, _install
+from .weights import WEIGHTS_FILE, write_safetensors
 
 __all__ = ["LMArtifact", "LM_PACKAGE_FORMAT", "is_lm_package", "read_package", "compile_lm", "quantize_package"]
 
@@ -98,7 +104,7 @@ class LMArtifact:
         return {"artifact": str(self.path), "kind": "lm", "board": self.decode.manifest.board,
                 "context": self.lm.context, "prefill_length": self.lm.prefill_length,
                 "vocab": len(self.lm.tokenizer.get("vocab", [])), "layers_cached": len(self.lm.cache),
-                "weight_bytes": dict(zip(GRAPHS, weights)),
+                "weight_bytes": dict(zip(GRAPHS, weights)), "weights_file": self.lm.weights,
                 "graphs": {"prefill": self.prefill.summary(), "decode": self.decode.summary()}}
 
 
@@ -115,6 +121,14 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / LM_MANIFEST).is_file())):
         raise ArtifactError(f"output folder {out} is not empty and holds no LM artifact; choose another -o")
     target = CompileTarget.resolve(board)  # once, for both graphs
+    from .signing import load_encryption_key
+
+    external = load_encryption_key(options.get("encrypt")) is None  # encrypted: weights stay in the libraries
+    from ..tune.auto import TuningOptions
+
+    # decode is a chain of matrix-vector products: they get the GEMV schedule (tvmedge.tune.gemv)
+    tuning = options.get("tuning") or TuningOptions()
+    options["tuning"] = replace(tuning, gemv=True) if tuning.gemv is None else tuning  # (False: benchmarks)
     progress = progress or (lambda message: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tvmedge-build-"))
@@ -123,12 +137,21 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
         for graph in GRAPHS:
             progress(f"{graph} graph ({data[graph]})")
             built[graph] = compile_model(package / str(data[graph]), target.board, tmp / graph, progress=progress,
-                                         **options)
+                                         external_weights=external, **options)
+        weights = None
+        if external:
+            tensors = {name: array for g in GRAPHS for name, array in (built[g].weights or {}).items()}
+            progress(f"writing {WEIGHTS_FILE} ({len(tensors)} tensors, shared by both graphs)")
+            path = write_safetensors(tmp / WEIGHTS_FILE, tensors, {"format": "tvmedge-lm-weights"})
+            weights = {"file": WEIGHTS_FILE, "bytes": path.stat().st_size, "tensors": len(tensors)}
+            for g in GRAPHS:
+                built[g].weights = None  # written; not kept in memory
+            del tensors
         quantization = built["decode"].manifest.build.quantization
         lm = LMManifest(context=int(data["context"]), prefill_length=int(data["prefill_length"]),
                         cache=tuple((str(a), str(b)) for a, b in data["cache"]), tokenizer=dict(data["tokenizer"]),
                         digests={g: built[g].manifest.digest for g in GRAPHS}, model=dict(data.get("model") or {}),
-                        quantization=quantization)
+                        quantization=quantization, weights=weights)
         lm.write(tmp)
         _install(tmp, out)
     finally:

@@ -26,9 +26,11 @@ __all__ = ["compile_model", "import_for_compile"]
 def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: Optional[str] = None,
                   costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, frozen_inputs=None, sign=None,
-                  encrypt=None, expose_layers: bool = False):
+                  encrypt=None, expose_layers: bool = False, external_weights: bool = False):
     """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
-    -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options."""
+    -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options;
+    ``external_weights`` keeps the weights out of the library (:func:`~tvmedge.compiler.artifact.build_artifact`,
+    for LM artifacts)."""
     from ..devices.target import CompileTarget
     from .artifact import build_artifact, check_destination
     from .stages import partition_setup, plan_stages, single_stage
@@ -55,7 +57,7 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
         plan_stages(imported, target, devices, cost_model, objective=plan, algorithm=algorithm, progress=progress)
     return build_artifact(imported, stages, out, tuning=tuning, opt_level=opt_level, quantization=quantization,
                           progress=progress, tune_progress=tune_progress, signing_key=signing_key,
-                          encryption_key=encryption_key)
+                          encryption_key=encryption_key, external_weights=external_weights)
 
 
 def import_for_compile(model, quant=None, input_shapes=None,

@@ -1,16 +1,22 @@
 """Language models on the runtime: an LM artifact (prefill + decode libraries, tokenizer) and text generation
 with the KV cache kept as device tensors between steps. Imports numpy, ``tvm.runtime`` and tvmedge.runtime only.
 
-An LM artifact is a folder of two ordinary artifacts and a small LM manifest::
+An LM artifact is a folder of two ordinary artifacts, one file of weights and a small LM manifest::
 
     out/
-      lm.json        format "tvmedge-lm-artifact": which sub-artifact is which (and its manifest digest),
-                     context, prefill length, KV-cache pairs (past input -> present output), tokenizer
-      prefill/       manifest.json + model.so: tokens [1, P], length [1] -> logits [1, V], present caches
-      decode/        manifest.json + model.so: tokens [1, 1], position [1], past caches -> logits, present caches
+      lm.json               format "tvmedge-lm-artifact" version 2: which sub-artifact is which (and its manifest
+                            digest), context, prefill length, KV-cache pairs (past input -> present output),
+                            tokenizer, the weights file
+      weights.safetensors   every weight once, shared by both graphs (:mod:`.weights`)
+      prefill/              manifest.json + model.so: tokens [1, P], length [1] -> logits [1, V], present caches
+      decode/               manifest.json + model.so: tokens [1, 1], position [1], past caches -> logits, caches
 
 Each sub-artifact is verified as any artifact is (digest, sha256, architecture); ``lm.json`` pins their
-manifest digests, so a sub-artifact swapped for another model's is refused.
+manifest digests, so a sub-artifact swapped for another model's is refused. The libraries hold no weights: each
+manifest lists the tensors its ``main`` takes after the inputs, by content hash, and the weights are loaded once
+(each tensor checked against its hash) and handed to both graphs, so generation holds one copy of them. An
+encrypted LM artifact (``--encrypt``) keeps the weights inside its (encrypted) libraries instead, as format 1
+artifacts did; format 1 ``lm.json`` files are still read.
 
 >>> import tvmedge.runtime as rt
 >>> lm = rt.load_lm("out-lm/")                                           # doctest: +SKIP
@@ -42,7 +48,8 @@ __all__ = ["LM_MANIFEST", "LM_FORMAT", "LMManifest", "SamplingOptions", "Sampler
 
 LM_MANIFEST = "lm.json"
 LM_FORMAT = "tvmedge-lm-artifact"
-LM_FORMAT_VERSION = 1
+LM_FORMAT_VERSION = 2  # 2: the weights file (``weights``); 1: weights inside each library
+LM_READABLE_VERSIONS = (1, 2)
 GRAPHS = ("prefill", "decode")
 
 
@@ -65,10 +72,15 @@ class LMManifest:
     digests: dict  # "prefill"/"decode" -> that sub-artifact's manifest digest
     model: dict = field(default_factory=dict)
     quantization: Optional[dict] = None
+    # {"file": "weights.safetensors", "bytes": ..., "tensors": ...}: the weights both graphs share (None: inside
+    # the libraries, as in format 1 and encrypted artifacts)
+    weights: Optional[dict] = None
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["cache"] = [list(pair) for pair in self.cache]
+        if data["weights"] is None:
+            del data["weights"]
         return {"format": LM_FORMAT, "format_version": LM_FORMAT_VERSION,
                 **{g: g for g in GRAPHS}, **data}
 
@@ -89,27 +101,38 @@ class LMManifest:
             raise ArtifactError(f"{path} is not valid JSON: {err}") from err
         if not isinstance(data, dict) or data.get("format") != LM_FORMAT:
             raise ArtifactError(f"{path} is not a {LM_FORMAT} manifest")
-        if data.get("format_version") != LM_FORMAT_VERSION:
+        if data.get("format_version") not in LM_READABLE_VERSIONS:
             raise ArtifactError(f"{path} has format version {data.get('format_version')}; this runtime reads "
-                                f"{LM_FORMAT_VERSION}")
+                                f"{', '.join(map(str, LM_READABLE_VERSIONS))}")
         try:
             manifest = cls(context=int(data["context"]), prefill_length=int(data["prefill_length"]),
                            cache=tuple((str(a), str(b)) for a, b in data["cache"]), tokenizer=dict(data["tokenizer"]),
                            digests={g: str(data["digests"][g]) for g in GRAPHS}, model=dict(data.get("model") or {}),
-                           quantization=data.get("quantization"))
+                           quantization=data.get("quantization"),
+                           weights=dict(data["weights"]) if data.get("weights") is not None else None)
+            if manifest.weights is not None and (not isinstance(manifest.weights.get("file"), str)
+                                                 or Path(manifest.weights["file"]).name != manifest.weights["file"]):
+                raise ValueError("weights.file must be a file name in the artifact folder")
         except (KeyError, TypeError, ValueError) as err:
             raise ArtifactError(f"{path} is missing or has a malformed field: {err}") from err
         if not 0 < manifest.prefill_length <= manifest.context:
             raise ArtifactError(f"{path}: prefill length {manifest.prefill_length} must be in 1..{manifest.context}")
         return manifest
 
-    def check(self, directory) -> None:
-        """Each sub-artifact is the one this LM was built with (its manifest digest is the recorded one)."""
+    def check(self, directory) -> dict:
+        """Each sub-artifact is the one this LM was built with (its manifest digest is the recorded one), and
+        reads its weights from this LM's weights file -> the sub-artifacts' manifests by graph."""
+        manifests = {}
         for graph in GRAPHS:
-            found = Manifest.read(Path(directory) / graph).digest
-            if found != self.digests[graph]:
+            manifests[graph] = Manifest.read(Path(directory) / graph)
+            if manifests[graph].digest != self.digests[graph]:
                 raise ArtifactError(f"{Path(directory) / graph} is not the {graph} graph {LM_MANIFEST} was built with "
                                     "(its manifest digest differs); rebuild the LM artifact")
+            record = manifests[graph].weights
+            if record and (self.weights is None or record["file"] != self.weights["file"]):
+                raise ArtifactError(f"{Path(directory) / graph} reads weights from {record['file']}, which "
+                                    f"{LM_MANIFEST} does not name; rebuild the LM artifact")
+        return manifests
 
 
 @dataclass(frozen=True)
@@ -237,13 +260,22 @@ class LanguageModel:
 
     def __init__(self, path, device: str = "cpu", session=None, where: str = "host", **load_options):
         from .loader import Model
+        from .weights import Weights
 
         self.path = Path(path)
         self.lm = LMManifest.read(self.path)
-        self.lm.check(self.path)
+        manifests = self.lm.check(self.path)
         self.tokenizer = Tokenizer.from_json(self.lm.tokenizer)
-        self.prefill = Model(self.path / "prefill", device=device, session=session, **load_options)
-        self.decode = Model(self.path / "decode", device=device, session=session, **load_options)
+        # One copy of the weights for both graphs: what either library needs, loaded once (by the first Model to
+        # use it, on its device) and shared.
+        self.weights = None
+        if self.lm.weights is not None:
+            names = [n for g in GRAPHS for n in (manifests[g].weights or {}).get("names", [])]
+            self.weights = Weights(self.path / self.lm.weights["file"], names)
+        self.prefill = Model(self.path / "prefill", device=device, session=session, weights=self.weights,
+                             **load_options)
+        self.decode = Model(self.path / "decode", device=device, session=session, weights=self.weights,
+                            **load_options)
         self.where = where
         self._check_io()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Union
@@ -44,10 +45,14 @@ class Model:
     decrypt : str or Path, optional
         Key file of an encrypted artifact (default ``$TVMEDGE_DECRYPTION_KEY``): its libraries are decrypted into
         memory (a memfd) and loaded from there, never written to disk in plaintext.
+    weights : tvmedge.runtime.weights.Weights, optional
+        For an artifact whose weights live outside its library (an LM artifact's prefill and decode: the manifest's
+        ``weights``): tensors already loaded, shared with another model (what :class:`~.lm.LanguageModel` passes
+        both graphs). Default: loaded here from the file the manifest names, beside the artifact folder.
     """
 
     def __init__(self, path, device: str = "cpu", verify: bool = True, session=None, trust=None,
-                 allow_version_mismatch: bool = False, decrypt=None):
+                 allow_version_mismatch: bool = False, decrypt=None, weights=None):
         self.path = Path(path)
         self.manifest = Manifest.read(self.path)
         keys = trusted_keys(trust)
@@ -79,6 +84,8 @@ class Model:
         # typed plan says which tensors each stage's ``main`` takes and returns, by name.
         self._stages = []  # (stage, main function)
         self._libraries = []  # (library module, VM) per stage, kept alive with the model
+        self._memfds: list = []  # decrypted libraries' memfds: open while the model lives (see _load_decrypted)
+        weakref.finalize(self, _close_all, self._memfds)
         for stage in self.manifest.stages():
             path = self.path / stage.library
             try:
@@ -86,7 +93,8 @@ class Model:
                 # a service that unloads models gets their memory back (TVM's default keeps every library
                 # loaded until exit; our artifacts register no global functions that would need that).
                 if secret is not None and stage.library in self.manifest.encryption["files"]:
-                    library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi)
+                    library = _load_decrypted(decrypt_library(path, stage.library, *secret), stage.library, tvm_ffi,
+                                              self._memfds)
                 elif session is None:
                     library = tvm_ffi.load_module(str(path), keep_module_alive=False)
                 else:  # named by content on the board: two artifacts' model.so must not overwrite each other
@@ -101,6 +109,20 @@ class Model:
             self._libraries.append((library, vm))
             self._stages.append((stage, vm["main"]))
         self._check_plan()
+        self._params = self._weights(weights)  # appended to main's inputs on every call
+
+    def _weights(self, weights) -> list:
+        """The tensors ``main`` takes after the model's inputs (none when the library embeds its weights)."""
+        record = self.manifest.weights
+        if not record:
+            return []
+        if self.stage_count != 1:
+            raise ArtifactError(f"{self.path}: weights outside the libraries are only supported for one library")
+        if weights is None:
+            from .weights import Weights
+
+            weights = Weights(self.path.parent / record["file"], record["names"])
+        return weights.select(record["names"], self.path, self.tensor)
 
     def _secret(self, decrypt, session) -> Optional[tuple]:
         """``(key, where from)`` for an encrypted artifact (ArtifactError when it is missing or another key);
@@ -145,7 +167,7 @@ class Model:
         """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
         tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""
         stage, main = self._stages[index]
-        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names]), self._session)
+        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names], *self._params), self._session)
         if len(values) != len(stage.outputs):
             raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
         return dict(zip(stage.output_names, values))
@@ -341,20 +363,33 @@ def _flatten_tensors(result, session=None) -> list:
     return values
 
 
-def _load_decrypted(plaintext: bytes, name: str, tvm_ffi):
+def _load_decrypted(plaintext: bytes, name: str, tvm_ffi, keep_open: list):
     """Load a library from memory: written to an anonymous memfd (no file system holds it) and opened through
     /proc/self/fd. tvm_ffi.load_module picks the loader by file extension, which a memfd path lacks, so the
-    ``.so`` loader it would pick is called directly."""
+    ``.so`` loader it would pick is called directly.
+
+    The memfd stays open (its number goes into ``keep_open``, closed with the model): dlopen knows a loaded
+    library by its path, so a second library opened through a reused ``/proc/self/fd/N`` would silently be the
+    first one again (an encrypted LM artifact's decode graph running its prefill library)."""
     import os
 
     fd = os.memfd_create(name, getattr(os, "MFD_CLOEXEC", 0))
-    try:
-        view = memoryview(plaintext)
-        while view:
-            view = view[os.write(fd, view):]
-        return tvm_ffi.get_global_func("ffi.Module.load_from_file.so")(f"/proc/self/fd/{fd}", "so")
-    finally:
-        os.close(fd)  # the loaded library keeps its mapping
+    keep_open.append(fd)
+    view = memoryview(plaintext)
+    while view:
+        view = view[os.write(fd, view):]
+    return tvm_ffi.get_global_func("ffi.Module.load_from_file.so")(f"/proc/self/fd/{fd}", "so")
+
+
+def _close_all(fds: list) -> None:
+    import os
+
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
 
 
 def check_versions(manifest: Manifest, where, tvm_version: str, ffi_version: str) -> None:
@@ -369,7 +404,7 @@ def check_versions(manifest: Manifest, where, tvm_version: str, ffi_version: str
 
 
 def load(path, device: str = "cpu", verify: bool = True, session=None, trust=None,
-         allow_version_mismatch: bool = False, decrypt=None) -> Model:
+         allow_version_mismatch: bool = False, decrypt=None, weights=None) -> Model:
     """Load an artifact directory; see :class:`Model`."""
     return Model(path, device=device, verify=verify, session=session, trust=trust,
-                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt)
+                 allow_version_mismatch=allow_version_mismatch, decrypt=decrypt, weights=weights)

@@ -19,7 +19,9 @@ Types (each one JSON object in the file):
 - :class:`Manifest`: all of the above plus board, architecture, TVM target, file hashes and a digest.
 
 A single-library artifact (format version 1, ``"plan": null``) is read as a one-stage plan: model inputs in,
-model outputs out. Both versions are read; a newer version is refused, so a runtime never runs a partitioned
+model outputs out. The optional ``"weights"`` field (a graph of an LM artifact) says that the library's ``main``
+takes the listed weights after the model's inputs, from the named safetensors file beside the artifact folder
+(:mod:`tvmedge.runtime.weights`); without it the library embeds its weights. Both versions are read; a newer version is refused, so a runtime never runs a partitioned
 artifact's first stage as if it were the whole model.
 """
 
@@ -239,6 +241,10 @@ class Manifest:
     # libraries encrypted at rest: {"algorithm": "chacha20-poly1305", "key_id": ..., "files": [names]}
     encryption: Optional[dict] = None
     plan: Optional[StoredPlan] = None  # a partitioned artifact's stages (format version 2)
+    # weights kept outside the library (an LM artifact's sub-artifact): {"file": name of the safetensors file in
+    # the folder that holds this artifact, "names": [the tensors main takes after its inputs, in order]}. Each
+    # name is the sha256 of its tensor (:mod:`tvmedge.runtime.weights`), so the digest pins the weights' content.
+    weights: Optional[dict] = None
     tuning: Optional[dict] = None  # schedule provenance (of every library, when they share it)
     created: str = ""
     format: str = FORMAT
@@ -250,7 +256,7 @@ class Manifest:
     # --- writing -------------------------------------------------------------------------------
     def _fields(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("tvm_ffi_version", "provenance", "encryption"):  # absent rather than empty: older readers' digests agree
+        for optional in ("tvm_ffi_version", "provenance", "encryption", "weights"):  # absent rather than empty: older readers' digests agree
             if not data[optional]:
                 del data[optional]
         data["inputs"] = [s.to_json() for s in self.inputs]
@@ -371,6 +377,7 @@ _TOP = {  # field -> (allowed types, required)
     "library": (str, True), "files": (dict, True), "digest": (str, True), "source_model": (dict, False),
     "build": (dict, False), "tvm_version": (str, False), "tvmedge_version": (str, False),
     "tvm_ffi_version": (str, False), "provenance": ((dict, _NONE), False), "encryption": ((dict, _NONE), False), "plan": ((dict, _NONE), False),
+    "weights": ((dict, _NONE), False),
     "tuning": ((dict, _NONE), False), "created": (str, False),
 }
 _BUILD = {"input_shapes": (dict,), "opt_level": (int,), "cross_compiler": (str, _NONE), "folding": (str,),
@@ -451,6 +458,13 @@ def check_schema(data: dict) -> Optional[str]:
                                    or not isinstance(encryption.get("files"), list)
                                    or not all(_is(n, str) for n in encryption["files"])):
         return "encryption must name an algorithm, a key_id and the encrypted files"
+    weights = data.get("weights")
+    if weights is not None:
+        file, names = weights.get("file"), weights.get("names")
+        if not _is(file, str) or not file or "/" in file or "\\" in file or file in (".", "..") \
+                or not isinstance(names, list) or not all(_is(n, str) and len(n) == 65 and n[0] == "w"
+                                                          and set(n[1:]) <= _HEX64 for n in names):
+            return "weights must name a file beside the artifact and list its tensors as w<sha256>"
     for key, types in _BUILD.items():
         if key in (data.get("build") or {}) and not _is(data["build"][key], types):
             return f"build.{key} has the wrong type ({type(data['build'][key]).__name__})"

@@ -10,6 +10,9 @@
   fastest as a record.
 - ``naive``: TVM's default build, no records, no schedule (what "untuned" means in benchmarks).
 
+``TuningOptions.gemv`` (set by ``compile`` for LM packages): matrix-vector products without a record get the GEMV
+schedule (:mod:`tvmedge.tune.gemv`) instead of a predicted one, under ``none`` and ``quick`` alike.
+
 The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
 """
 
@@ -39,6 +42,8 @@ class TuningOptions:
     tracker: Optional[str] = None  # measure on boards behind TVM's RPC tracker (HOST:PORT) ...
     key: Optional[str] = None  # ... registered under this key
     predict: bool = True  # False: tasks without a record get the no-search schedule (benchmarks compare it)
+    # matrix-vector products get tvmedge.tune.gemv's schedule; None: only in LM compiles (compile_lm sets True)
+    gemv: Optional[bool] = None
 
     def __post_init__(self):
         text = str(self.search).lower()
@@ -65,6 +70,12 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
     prepared = prepare(mod, target.tvm_target)
     tasks = extract_tasks(prepared, target.tvm_target)
     unrecorded = [t for t in tasks if records.best(t.mod, target.tvm_target) is None]
+    gemv = None
+    if options.gemv and unrecorded:  # written for them: neither predicted nor measured
+        from .gemv import gemv_database
+
+        gemv = gemv_database(unrecorded, target.tvm_target)
+        unrecorded = [t for t in unrecorded if t.name not in gemv[1]]
 
     prediction, model = None, None
     if options.predict and unrecorded:
@@ -93,7 +104,8 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
         if all(d.path != writable.path for d in records.databases):
             records = RecordSet([writable] + records.databases)
     scheduled, provenance = schedule_module(prepared, tasks, target.tvm_target, records, prediction=prediction,
-                                            fallback=True, cost_model=model.label if model is not None else None)
+                                            fallback=True, cost_model=model.label if model is not None else None,
+                                            gemv=gemv)
     provenance.update(search=search, measured_on=measured_on, trials=trials, note=note)
     if prediction is not None:
         provenance["predict_seconds"] = round(prediction.seconds, 1)

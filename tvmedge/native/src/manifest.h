@@ -257,6 +257,12 @@ struct Manifest {
       ArtifactError(where + " has format version " + (version ? std::to_string(*version) : "?") +
                     "; this runtime reads versions 1, 2");
 
+    // An LM artifact's prefill/decode library takes its weights as parameters from the LM folder's
+    // weights.safetensors (tvmedge/runtime/weights.py); this loader runs single artifacts only.
+    if (Has(*data, "weights"))
+      ArtifactError(dir + " keeps its weights outside the library (a graph of an LM artifact); tvmedge-run loads "
+                    "single artifacts only: generate with `python -m tvmedge.runtime.lm` or `tvmedge generate`");
+
     Manifest m;
     m.dir = dir;
     m.format_version = *version;
