@@ -147,6 +147,9 @@ def bench(model_name, path, variants, rounds, per_round, board, threads, work=No
             run()
         for _ in range(rounds):
             for name, run in engines.items():
+                # let the other engine's pool go idle first: ORT's and TVM's workers spin-wait after a run, and
+                # spinning threads of one engine would steal the 2 cores from the next one's first calls
+                time.sleep(0.05)
                 round_start = time.perf_counter()
                 for _ in range(per_round):  # at most per_round runs, or ~2 s, whichever comes first
                     start = time.perf_counter()
