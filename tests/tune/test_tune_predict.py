@@ -138,3 +138,15 @@ def test_predicted_schedules_give_the_hosts_outputs_on_the_emulated_board(tmp_pa
     expected = api.run(host.path, {"input": tiny_input}).outputs["probabilities"]
     assert on_board.emulated is True
     np.testing.assert_allclose(on_board.outputs["probabilities"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_quick_searchs_minutes_cover_its_prediction():
+    """A model with many tasks predicts longer; the quick search then measures less, so its wall time stays."""
+    from tvmedge.tune.auto import measuring_budget
+    from tvmedge.tune.tuner import QUICK_MIN_MEASURE, QUICK_MINUTES, Budget
+
+    quick = Budget.parse_search("quick")
+    assert measuring_budget("quick", quick, 0.0).minutes == QUICK_MINUTES
+    assert measuring_budget("quick", quick, 60.0).minutes == pytest.approx(QUICK_MINUTES - 1.0)
+    assert measuring_budget("quick", quick, 600.0).minutes == QUICK_MIN_MEASURE
+    assert measuring_budget("4", Budget.parse_search("4"), 600.0) == Budget.parse_search("4")

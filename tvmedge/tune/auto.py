@@ -6,8 +6,9 @@
   (parallel + vectorise). This is also what every cross target without an attached board gets.
 - ``quick`` (default) / ``N``: as ``none``, then — where it can measure (this host for a native board, or a
   board behind TVM's RPC tracker) — measures the top N (quick: 8) predicted candidates of each task without a
-  record, heaviest tasks first, within :data:`~tvmedge.tune.tuner.QUICK_MINUTES` for quick, and keeps the
-  fastest as a record.
+  record, heaviest tasks first, and keeps the fastest as a record. For quick, prediction and measuring together
+  stop after :data:`~tvmedge.tune.tuner.QUICK_MINUTES` (measuring gets at least ``QUICK_MIN_MEASURE``), so a
+  model with many tasks does not take longer.
 - ``naive``: TVM's default build, no records, no schedule (what "untuned" means in benchmarks).
 
 ``TuningOptions.gemv`` (set by ``compile`` for LM packages): matrix-vector products without a record get the GEMV
@@ -18,7 +19,7 @@ The manifest's ``tuning`` block says, for every task, where its schedule came fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,9 +27,9 @@ from ..errors import TuningError
 from .apply import schedule_module
 from .database import RecordSet, TuningDatabase, default_log_root, record_set, target_key
 from .tasks import extract_tasks, prepare
-from .tuner import Budget, tune_tasks
+from .tuner import QUICK_MIN_MEASURE, Budget, tune_tasks
 
-__all__ = ["TuningOptions", "auto_schedule"]
+__all__ = ["TuningOptions", "auto_schedule", "measuring_budget"]
 
 SEARCH_CHOICES = "none, quick, naive or a number of candidates per task"
 
@@ -49,6 +50,14 @@ class TuningOptions:
         text = str(self.search).lower()
         if text not in ("none", "quick", "naive") and not (text.isdigit() and int(text) > 0):
             raise TuningError(f"--search '{self.search}' is not valid; choose {SEARCH_CHOICES}")
+
+
+def measuring_budget(search: str, budget: Budget, predict_seconds: float) -> Budget:
+    """What is left to measure: the quick search's minutes cover its prediction too (at least
+    ``QUICK_MIN_MEASURE`` of measuring stays); other budgets are the user's and stand as given."""
+    if search != "quick" or budget.minutes is None:
+        return budget
+    return replace(budget, minutes=max(QUICK_MIN_MEASURE, budget.minutes - predict_seconds / 60))
 
 
 def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Callable[[dict], None]] = None):
@@ -92,6 +101,8 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
                 f"record were predicted by the shipped cost model (tune on a board with `tvmedge tune --tracker`)")
     elif budget is not None and unrecorded:
         from .measure import measurer_for
+
+        budget = measuring_budget(search, budget, prediction.seconds if prediction is not None else 0.0)
 
         writable = TuningDatabase(options.records or Path(options.log_root or default_log_root()) / key,
                                   create=True, label=f"user:{key}")
