@@ -103,6 +103,27 @@ ASSISTANT_DEFAULTS = {"steps": 1200, "batch": 32, "layers": 3, "dim": 64, "heads
                       "prefill": 64, "lr": 3e-3}
 
 
+def fit(model, args, batch_loss, log_every: int) -> float:
+    """AdamW over ``args.steps`` steps of ``batch_loss()``: 100 warm-up steps, then a cosine decay; returns the start
+    time."""
+    import torch
+
+    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    start = time.time()
+    for step in range(args.steps):
+        lr = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        loss = batch_loss()
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        if step % log_every == 0 or step == args.steps - 1:
+            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - start:.0f} s", flush=True)
+    return start
+
+
 def _language():
     folder = str(Path(__file__).resolve().parents[1] / "assistant")
     if folder not in sys.path:
@@ -138,14 +159,9 @@ def train_assistant(args) -> None:
     cfg = gpt.GPTConfig(vocab=len(vocab), context=args.context, prefill=args.prefill, layers=args.layers,
                         dim=args.dim, heads=args.heads)
     model = torch_model(cfg, gpt.random_weights(cfg, args.seed))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     print(f"assistant corpus: {len(language.KNOWLEDGE)} answers, vocab {len(vocab)}, "
           f"{cfg.parameters():,} parameters")
-    start = time.time()
-    for step in range(args.steps):
-        lr = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+    def batch_loss():
         pairs = assistant_samples(rng, args.batch)
         length = max(len(p) + len(a) for p, a in pairs)
         tokens = np.zeros((len(pairs), length), np.int64)
@@ -158,13 +174,9 @@ def train_assistant(args) -> None:
         logits = model(batch[:, :-1])
         losses = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab), batch[:, 1:].reshape(-1),
                                                    reduction="none")
-        loss = (losses * mask.reshape(-1)).sum() / mask.sum()
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        if step % 100 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item():.4f}  {time.time() - start:.0f} s", flush=True)
+        return (losses * mask.reshape(-1)).sum() / mask.sum()
+
+    start = fit(model, args, batch_loss, log_every=100)
     gpt.write_package(model.numpy_weights(), cfg, vocab, args.out,
                       meta={"weights": f"train.py --corpus assistant, seed {args.seed}, {args.steps} steps, "
                                        f"batch {args.batch}",
@@ -209,24 +221,15 @@ def main(argv=None) -> None:
                         dim=args.dim, heads=args.heads)
     data = torch.from_numpy(encode(train_text, vocab))
     model = torch_model(cfg, gpt.random_weights(cfg, args.seed))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     print(f"corpus {len(train_text)} + {len(held_text)} held-out characters, vocab {len(vocab)}, "
           f"{cfg.parameters() / 1e6:.2f} M parameters")
-    start = time.time()
-    for step in range(args.steps):
-        lr = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
-        for group in optimiser.param_groups:
-            group["lr"] = lr
+    def batch_loss():
         offsets = torch.from_numpy(rng.integers(0, len(data) - cfg.context - 1, args.batch))
         batch = torch.stack([data[o:o + cfg.context + 1] for o in offsets])
         logits = model(batch[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab), batch[:, 1:].reshape(-1))
-        optimiser.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        if step % 50 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {loss.item():.3f}  {time.time() - start:.0f} s", flush=True)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab), batch[:, 1:].reshape(-1))
+
+    fit(model, args, batch_loss, log_every=50)
     weights = model.numpy_weights()
     held = encode(held_text, vocab)
     with torch.no_grad():  # held-out perplexity over non-overlapping windows of the full context
