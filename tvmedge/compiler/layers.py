@@ -105,17 +105,24 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target, signatures: O
                     claimed.add(name)
                     break
     built = [c for c in (_call_tir_callee(b.value) for b in _bindings(scheduled["main"])) if c]
-    if [k for k, _ in groups] != built:
+    if [k for k, _ in groups] != [_unpacked(k) for k in built]:
         return None, (f"the fused module's {len(groups)} kernel calls do not line up with the built module's "
                       f"{len(built)}; no layer map")
     flops: dict = {}
     calls = []
-    for kernel, names in groups:
+    for (_, names), kernel in zip(groups, built):
         if kernel not in flops:
             flops[kernel] = _flops(scheduled, kernel)
         layers = list(dict.fromkeys(t for n in names if n in layer_of_var for t in _as_tuple(layer_of_var[n])))
         calls.append({"kernel": kernel, "layers": layers, "flops": flops[kernel]})
     return calls, None
+
+
+def _unpacked(kernel: str) -> str:
+    """The fused function's name before its weights were repacked at compile time: TVM's
+    ``SplitLayoutRewritePreproc`` renames a kernel whose schedule prepacks its weights (:mod:`tvmedge.tune.conv`)
+    ``<name>_prepacked``."""
+    return kernel[:-len("_prepacked")] if kernel.endswith("_prepacked") else kernel
 
 
 def _as_tuple(value) -> tuple:

@@ -8,7 +8,7 @@ __all__ = ["schedule_module"]
 
 
 def schedule_module(prepared, tasks, target, records=None, *, prediction=None, fallback: bool = True,
-                    cost_model: str = None, gemv=None) -> tuple:
+                    cost_model: str = None, written=()) -> tuple:
     """Give every task a schedule and say where each came from.
 
     Parameters
@@ -26,29 +26,29 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         Give the remaining tasks the no-search schedule (False leaves TVM's naive loops).
     cost_model : str, optional
         The cost model's label, recorded with the predicted tasks.
-    gemv : (database, task names), optional
-        The GEMV schedules of the matrix-vector products (:func:`tvmedge.tune.gemv.gemv_database`); below
-        records, above predictions.
+    written : sequence of (source, database, task names)
+        Schedules written for a kind of task rather than searched: ``gemv`` (:func:`tvmedge.tune.gemv.gemv_database`)
+        and ``conv`` (:func:`tvmedge.tune.conv.conv_database`); below records, above predictions.
 
     Returns
     -------
     (scheduled module, provenance dict for the manifest's ``tuning`` block: counts per source and
     ``sources``, task name -> ``record`` | ``transferred`` (a record measured on another CPU of the same
-    architecture) | ``gemv`` | ``predicted`` | ``fallback`` | ``naive``)
+    architecture) | ``gemv`` | ``conv`` | ``predicted`` | ``fallback`` | ``naive``)
     """
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
 
     predicted_names = set(prediction.candidates) if prediction is not None else set()
-    gemv_names = set(gemv[1]) if gemv is not None else set()
+    written_source = {name: source for source, _, names in written for name in names}
     sources = {}
     for task in tasks:
         if records is not None and records.best(task.mod, target) is not None:
             here = getattr(records, "measured_here", None)
             sources[task.name] = "record" if here is None or here(task.mod, target) else "transferred"
-        elif task.name in gemv_names:
-            sources[task.name] = "gemv"
+        elif task.name in written_source:
+            sources[task.name] = written_source[task.name]
         elif task.name in predicted_names:
             sources[task.name] = "predicted"
         else:
@@ -56,8 +56,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     layers = []
     if "record" in sources.values() or "transferred" in sources.values():
         layers.append(records.ms_database)
-    if "gemv" in sources.values():
-        layers.append(gemv[0])
+    layers.extend(database for source, database, _ in written if source in sources.values())
     if "predicted" in sources.values():
         layers.append(prediction.database)
     rest = [t for t in tasks if sources[t.name] == "fallback"]
@@ -67,7 +66,12 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         merged = layers[0] if len(layers) == 1 else ms.database.OrderedUnionDatabase(*layers)
         with target, merged, tvm.transform.PassContext(opt_level=3):
             prepared = relax.transform.MetaScheduleApplyDatabase()(prepared)
-    kinds = ("record", "transferred", "gemv", "predicted", "fallback")
+    if "conv" in sources.values():
+        from .conv import prepack_weights
+
+        with target, tvm.transform.PassContext(opt_level=3):
+            prepared = prepack_weights(prepared)
+    kinds = ("record", "transferred", "gemv", "conv", "predicted", "fallback")
     counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in kinds}
     provenance = {
         "records": getattr(records, "label", None) if counts["record"] or counts["transferred"] else None,
@@ -75,13 +79,13 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         "tuned": counts["record"],
         "transferred": counts["transferred"],
         "predicted": counts["predicted"],
-        **({"gemv": counts["gemv"]} if gemv is not None else {}),
+        **{source: counts[source] for source, _, _ in written},
         "fallback": counts["fallback"],
         "fallback_schedule": ("parallel-vectorize" if fallback else "naive")
         if counts["fallback"] or not fallback else None,
         "cost_model": cost_model if counts["predicted"] else None,
         "sources": dict(sorted(sources.items())),
-        "untuned_tasks": sorted(n for n, s in sources.items() if s not in ("record", "transferred", "gemv")),
+        "untuned_tasks": sorted(n for n, s in sources.items() if s not in ("record", "transferred", "gemv", "conv")),
     }
     if prediction is not None and prediction.failed:
         provenance["prediction_failed"] = dict(sorted(prediction.failed.items()))

@@ -13,6 +13,8 @@
 
 ``TuningOptions.gemv`` (set by ``compile`` for LM packages): matrix-vector products without a record get the GEMV
 schedule (:mod:`tvmedge.tune.gemv`) instead of a predicted one, under ``none`` and ``quick`` alike.
+``TuningOptions.conv`` (default on): float NCHW convolutions without a record get the register-tile schedule of
+:mod:`tvmedge.tune.conv` instead of a predicted one, likewise.
 
 The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
 """
@@ -45,6 +47,9 @@ class TuningOptions:
     predict: bool = True  # False: tasks without a record get the no-search schedule (benchmarks compare it)
     # matrix-vector products get tvmedge.tune.gemv's schedule; None: only in LM compiles (compile_lm sets True)
     gemv: Optional[bool] = None
+    # float convolutions get tvmedge.tune.conv's register-tile schedule instead of a predicted one (False:
+    # benchmarks compare the predicted schedules)
+    conv: bool = True
 
     def __post_init__(self):
         text = str(self.search).lower()
@@ -79,12 +84,17 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
     prepared = prepare(mod, target.tvm_target)
     tasks = extract_tasks(prepared, target.tvm_target)
     unrecorded = [t for t in tasks if records.best(t.mod, target.tvm_target) is None]
-    gemv = None
-    if options.gemv and unrecorded:  # written for them: neither predicted nor measured
+    written = []  # (source, database, task names): schedules written for these tasks, neither predicted nor measured
+    if options.gemv and unrecorded:
         from .gemv import gemv_database
 
-        gemv = gemv_database(unrecorded, target.tvm_target)
-        unrecorded = [t for t in unrecorded if t.name not in gemv[1]]
+        written.append(("gemv", *gemv_database(unrecorded, target.tvm_target)))
+        unrecorded = [t for t in unrecorded if t.name not in written[-1][2]]
+    if options.conv and options.predict and unrecorded:
+        from .conv import conv_database
+
+        written.append(("conv", *conv_database(unrecorded, target.tvm_target)))
+        unrecorded = [t for t in unrecorded if t.name not in written[-1][2]]
 
     prediction, model = None, None
     if options.predict and unrecorded:
@@ -116,7 +126,7 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
             records = RecordSet([writable] + records.databases)
     scheduled, provenance = schedule_module(prepared, tasks, target.tvm_target, records, prediction=prediction,
                                             fallback=True, cost_model=model.label if model is not None else None,
-                                            gemv=gemv)
+                                            written=written)
     provenance.update(search=search, measured_on=measured_on, trials=trials, note=note)
     if prediction is not None:
         provenance["predict_seconds"] = round(prediction.seconds, 1)

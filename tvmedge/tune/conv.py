@@ -1,0 +1,203 @@
+"""A register-tile schedule for float convolutions, written rather than searched: what ``--search none`` gets.
+
+The predicted schedules (:mod:`tvmedge.tune.predict`) are MetaSchedule's NCHW loop nests. Their vector loop is
+the output width, which is short (13 lanes on squeezenet's last layer, 7 on resnet50's) and the frozen cost model
+ranks the tilings poorly: measured 4-45 GFLOP/s per layer on this project's 141 GFLOP/s host. This schedule is
+the direct-convolution micro-kernel of the hand-written CPU libraries, expressed as a TIR schedule of the same
+workload (so tuning records still key on it and still win over it):
+
+- output channels are the vector axis: ``vectors`` x the target's SIMD lanes per tile;
+- the weights are repacked once, at compile time, to ``[O / tile, I, KH, KW, tile]`` so each step of the
+  reduction reads one contiguous vector per channel block (MetaSchedule's layout-rewrite mechanism: a
+  ``cache_read`` marked ``meta_schedule.layout_rewrite_preproc``; :func:`prepack_weights` splits it out and
+  folds it into the constants);
+- a tile of ``rows x cols`` output pixels times those channels is accumulated in registers (a ``local``
+  accumulator, fully unrolled), as many accumulators as the register file holds besides the weight vectors and
+  one broadcast input; each step broadcasts one input value per pixel and issues one FMA per accumulator;
+- tiles are spread over the cores (``parallel``); padding is computed per tile, consumers (bias, ReLU, a
+  residual add) are fused into the write-back.
+
+It applies to a fused function with one reduction block that is a 2-D NCHW convolution with one group, float32,
+whose weight is a function parameter (a constant at the Relax level) and whose output channels are a multiple of
+the lanes; anything else keeps its predicted schedule. Used by ``--search none``/``quick`` for tasks without a
+record (``TuningOptions.conv``); the manifest's tuning block names these tasks' source ``conv``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = ["conv_schedule", "conv_database", "register_file", "prepack_weights"]
+
+CONV_ITERATION = "SSSSRRR"  # n, o, y, x | i, ky, kx: the iteration of TOPI's conv2d_nchw
+MAX_ACCUMULATORS = 24  # beyond this the unrolled tile only grows the code
+
+
+def register_file(target) -> Optional[tuple]:
+    """``(float32 lanes per vector register, vector registers)`` of ``target``, or None for a target without a
+    vector unit. (LLVM's own "vector width" says 512 bits for AVX2-only x86 CPUs; the features do not lie.)"""
+    from tvm.target import codegen
+
+    if str(target.kind.name) != "llvm":
+        return None
+
+    def has(feature: str) -> bool:
+        try:
+            return bool(codegen.target_has_features(feature, target))
+        except Exception:  # noqa: BLE001 - a feature LLVM does not know for this target
+            return False
+
+    triple = str(target.attrs.get("mtriple", "") or "")
+    if triple.startswith(("aarch64", "arm64")):
+        return (4, 32) if has("neon") else None
+    if triple.startswith("riscv"):
+        if not has("v"):
+            return None
+        vlen = max([bits for bits in (128, 256, 512, 1024) if has(f"zvl{bits}b")] or [128])
+        return vlen // 32, 32
+    if has("avx512f"):
+        return 16, 32
+    if has("avx"):
+        return 8, 16
+    return (4, 16) if has("sse2") else None
+
+
+def _tile(out_height: int, out_width: int, channels: int, lanes: int, registers: int) -> Optional[tuple]:
+    """``(rows, cols, vectors)``: the most accumulators that fit beside the weight vectors and a broadcast,
+    rows dividing the output height and cols its width (no partial tiles: no guards in the inner loop)."""
+    best = None
+    for vectors in (1, 2, 3, 4):
+        if channels % (vectors * lanes):
+            continue
+        budget = min(registers - vectors - 1, MAX_ACCUMULATORS)
+        for cols in (c for c in range(1, out_width + 1) if out_width % c == 0):
+            for rows in (r for r in range(1, out_height + 1) if out_height % r == 0):
+                if rows * cols * vectors > budget:
+                    break
+                key = (rows * cols * vectors, cols, vectors)  # most accumulators; then long contiguous rows
+                if best is None or key > best[0]:
+                    best = (key, rows, cols, vectors)
+    return best[1:] if best else None
+
+
+def _convolution(sch) -> Optional[tuple]:
+    """``(block, index of the weight among its reads)`` when ``func``'s only reduction is an NCHW float32
+    convolution with one group reading a parameter as ``[o, i, ky, kx]``; None otherwise."""
+    from tvm.tirx import IterVar
+
+    blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
+    reductions = [b for b in blocks if any(iv.iter_type == IterVar.CommReduce for iv in sch.get(b).iter_vars)]
+    if len(reductions) != 1:
+        return None
+    block = sch.get(reductions[0])
+    ivs = list(block.iter_vars)
+    kinds = "".join("R" if iv.iter_type == IterVar.CommReduce else "S" for iv in ivs)
+    if kinds != CONV_ITERATION or len(block.reads) != 2 or len(block.writes) != 1:
+        return None
+    if str(block.writes[0].source.dtype) != "float32":
+        return None
+    out = block.writes[0].region
+    if len(out) != 4 or not all(out[i].min.same_as(ivs[i].var) for i in range(4)):
+        return None
+    allocated = list(sch.get(sch.get_sblock("root", "main")).alloc_buffers)  # the others are parameters
+    o, i, ky, kx = (iv.var for iv in (ivs[1], ivs[4], ivs[5], ivs[6]))
+    weight = [n for n, read in enumerate(block.reads)
+              if len(read.region) == 4 and not any(read.source.same_as(b) for b in allocated)
+              and all(r.min.same_as(v) for r, v in zip(read.region, (o, i, ky, kx)))]
+    if len(weight) != 1 or str(block.reads[weight[0]].source.dtype) != "float32":
+        return None
+    return reductions[0], weight[0]
+
+
+def conv_schedule(mod, target):
+    """A scheduled ``tvm.s_tir.Schedule`` of ``mod`` (one PrimFunc ``main``) as described above, or None when
+    ``mod`` is not a convolution this schedule handles (or ``target`` has no vector unit)."""
+    from tvm import s_tir
+
+    registers = register_file(target)
+    if registers is None:
+        return None
+    lanes, count = registers
+    sch = s_tir.Schedule(mod)
+    try:
+        found = _convolution(sch)
+    except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
+        return None
+    if found is None:
+        return None
+    conv, weight = found
+    ivs = list(sch.get(conv).iter_vars)
+    tile = _tile(int(ivs[2].dom.extent), int(ivs[3].dom.extent), int(ivs[1].dom.extent), lanes, count)
+    loops = sch.get_loops(conv)
+    if tile is None or len(loops) != len(ivs):
+        return None
+    rows, cols, vectors = tile
+    block_width = vectors * lanes
+    producers = [b for b in sch.get_child_blocks(sch.get_sblock("root", "main")) if sch.get(b).name_hint.startswith("pad")]
+    n, o, y, x, i, ky, kx = loops
+    o_outer, o_inner = sch.split(o, [None, block_width])
+    y_outer, y_inner = sch.split(y, [None, rows])
+    x_outer, x_inner = sch.split(x, [None, cols])
+    sch.reorder(n, o_outer, y_outer, x_outer, i, ky, kx, y_inner, x_inner, o_inner)
+    tiles = sch.fuse(n, o_outer, y_outer, x_outer)  # channel blocks outermost: a block's weights stay in cache
+    sch.parallel(tiles)
+    for pad in producers:
+        if "if_then_else" in str(sch.get(pad).body):
+            sch.compute_at(pad, tiles)  # the padded window of this tile, next to its use
+        else:
+            sch.compute_inline(pad)  # no padding: a plain copy, read the input itself
+    # the weights as [o / block, i, ky, kx, block]: one contiguous vector per reduction step, repacked at compile
+    # time (the preproc block becomes a function of its own that constant folding runs: prepack_weights)
+    packed = sch.cache_read(conv, weight, "global")
+    sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (a // block_width, b, c, d, a % block_width))
+    accumulate = sch.cache_write(conv, 0, "local")
+    # the accumulator tile as [y, x, o]: the vector axis contiguous, so it lives in registers
+    sch.transform_layout(conv, ("write", 0), lambda a, b, c, d: (a, c, d, b))
+    sch.reverse_compute_at(accumulate, tiles)
+    sch.unroll(y_inner)
+    sch.unroll(x_inner)
+    sch.vectorize(o_inner)
+    init = sch.decompose_reduction(conv, i)
+    sch.vectorize(sch.get_loops(init)[-1])
+    ours = {sch.get(b).name_hint for b in (conv, accumulate, init, packed)}
+    for consumer in [b for b in sch.get_child_blocks(sch.get_sblock("root", "main"))
+                     if sch.get(b).name_hint not in ours and not sch.get(b).name_hint.startswith("pad")]:
+        try:
+            sch.reverse_compute_inline(consumer)  # bias, activation, residual: into the write-back
+        except Exception:  # noqa: BLE001
+            sch.reverse_compute_at(consumer, tiles)
+    return sch
+
+
+def conv_database(tasks, target) -> tuple:
+    """``(MetaSchedule MemoryDatabase with the schedule of every task it applies to, their names)``; records
+    carry a huge run time so that a measured record wins in an ordered union."""
+    from tvm.s_tir import meta_schedule as ms
+
+    database, names = ms.database.MemoryDatabase(), []
+    for task in tasks:
+        try:
+            sch = conv_schedule(task.mod, target)
+        except Exception:  # noqa: BLE001 - a function this schedule cannot transform keeps its usual schedule
+            sch = None
+        if sch is None:
+            continue
+        database.commit_tuning_record(ms.database.TuningRecord(
+            trace=sch.trace, workload=database.commit_workload(task.mod), run_secs=[1e9], target=target,
+            args_info=ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])))
+        names.append(task.name)
+    return database, names
+
+
+def prepack_weights(mod):
+    """``mod`` with every weight repack a schedule asked for (``meta_schedule.layout_rewrite_preproc``) split into
+    its own function, run on the constants at compile time, and the functions nobody calls any more removed."""
+    import tvm
+    from tvm import relax
+
+    return tvm.transform.Sequential([
+        relax.transform.SplitLayoutRewritePreproc(),
+        relax.transform.FoldConstant(),
+        relax.transform.DeadCodeElimination(),
+    ])(mod)
