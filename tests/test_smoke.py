@@ -12,10 +12,12 @@ def test_inspect_compile_load_run_on_host(tmp_path, tiny_cnn, tiny_input):
     report = api.inspect(tiny_cnn)                                   # what is in the model, can TVM take it?
     assert report.summary()["importable"]
 
-    # search="none" without records: every schedule predicted by the shipped cost model, nothing measured.
+    # search="none" without records: nothing measured; convolutions get the schedule written for them, the other
+    # layers the one the shipped cost model predicts.
     artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "out",
                            tuning=TuningOptions(search="none", use_records=False))
-    assert artifact.manifest.tuning["predicted"] == artifact.manifest.tuning["tasks"] > 0
+    tuning = artifact.manifest.tuning
+    assert tuning["predicted"] + tuning["conv"] == tuning["tasks"] > 0
     assert (artifact.path / "model.so").is_file()
 
     model = api.load(artifact.path)                                  # verified, then loaded

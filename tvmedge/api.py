@@ -154,8 +154,11 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(target.spec)
     imported = import_model(model, input_shapes)  # as compile imports it, so the records match
     tasks = extract_tasks(prepare(imported.mod, target.tvm_target), target.tvm_target)
+    # convolutions start from the schedule a compile would give them: a record must beat it to count
+    from .tune.conv import conv_candidates
+
     report = tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
-                        progress=progress, seed=seed)
+                        progress=progress, seed=seed, candidates=conv_candidates(tasks, target.tvm_target))
     if plot and report.history:
         from .tune.plot import plot_tuning_curve
 

@@ -46,6 +46,6 @@ def test_cross_compile_predicts_schedules_and_says_why(tmp_path, tiny_cnn):
     assert result.exit_code == 0, result.output
     tuning = json.loads(result.stdout)["tuning"]
     assert tuning["search"] == "quick" and tuning["measured_on"] is None and tuning["trials"] == 0
-    assert tuning["predicted"] == tuning["tasks"] and tuning["cost_model"].startswith("schedule-v")
-    assert set(tuning["sources"].values()) == {"predicted"}
+    assert tuning["predicted"] + tuning["conv"] == tuning["tasks"] and tuning["cost_model"].startswith("schedule-v")
+    assert set(tuning["sources"].values()) == {"predicted", "conv"}
     assert "no board attached" in tuning["note"] and "nothing was measured" in tuning["note"]

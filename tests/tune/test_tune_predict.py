@@ -30,13 +30,16 @@ def no_measuring(monkeypatch):
     monkeypatch.setattr(tvm.runtime.Module, "time_evaluator", refuse)
 
 
-def test_search_none_predicts_every_task_and_measures_nothing(tmp_path, tiny_cnn, tiny_input, no_measuring):
+def test_search_none_schedules_every_task_and_measures_nothing(tmp_path, tiny_cnn, tiny_input, no_measuring):
+    """Convolutions get the written schedule (tvmedge.tune.conv), every other task a predicted one."""
     artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "x86", tuning=TuningOptions(search="none"))
     tuning = artifact.manifest.tuning
     assert tuning["trials"] == 0 and tuning["measured_on"] is None
-    assert tuning["predicted"] == tuning["tasks"] > 0 and tuning["fallback"] == 0
+    assert tuning["predicted"] + tuning["conv"] == tuning["tasks"] > 0 and tuning["fallback"] == 0
+    assert tuning["conv"] > 0 and tuning["predicted"] > 0
     assert tuning["cost_model"].startswith("schedule-v")
-    assert set(tuning["sources"]) == set(tuning["untuned_tasks"]) and set(tuning["sources"].values()) == {"predicted"}
+    assert set(tuning["sources"].values()) == {"predicted", "conv"}
+    assert set(tuning["untuned_tasks"]) == {name for name, s in tuning["sources"].items() if s == "predicted"}
     outputs = api.load(artifact.path).run({"input": tiny_input})
     expected = onnxruntime_outputs(tiny_cnn, {"input": tiny_input})
     np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], rtol=1e-5, atol=1e-6)
@@ -47,7 +50,7 @@ def test_cross_compile_default_predicts_and_measures_nothing(tmp_path, tiny_cnn,
     artifact = api.compile(tiny_cnn, board, out=tmp_path / board)  # default search: quick, but no board attached
     tuning = artifact.manifest.tuning
     assert tuning["search"] == "quick" and tuning["trials"] == 0
-    assert tuning["predicted"] == tuning["tasks"] and "nothing was measured" in tuning["note"]
+    assert tuning["predicted"] + tuning["conv"] == tuning["tasks"] and "nothing was measured" in tuning["note"]
 
 
 def test_predicted_schedule_is_not_the_fallback(tiny_cnn):
@@ -83,7 +86,7 @@ def test_records_win_over_predictions(tmp_path, tiny_cnn):
     artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "o",
                            tuning=TuningOptions(search="none", records=str(records)))
     tuning = artifact.manifest.tuning
-    assert tuning["tuned"] == 1 and tuning["predicted"] == tuning["tasks"] - 1, tuning
+    assert tuning["tuned"] == 1 and tuning["predicted"] + tuning["conv"] == tuning["tasks"] - 1, tuning
     assert list(tuning["sources"].values()).count("record") == 1
 
 
@@ -117,13 +120,13 @@ def test_corrupt_model_file_is_one_line(tmp_path):
 
 
 def test_quick_search_measures_the_predicted_candidates(tmp_path, tiny_cnn):
-    """Where it can measure, compile measures the cost model's top picks (not random samples) and keeps the
-    fastest as a record: every task ends up with a measured record."""
+    """Where it can measure, compile measures the cost model's top picks (not random samples) — for convolutions
+    the written schedule first — and keeps the fastest as a record: every task ends up with a measured record."""
     artifact = api.compile(tiny_cnn, "x86-host", out=tmp_path / "o",
                            tuning=TuningOptions(search="2", log_root=str(tmp_path / "logs")))
     tuning = artifact.manifest.tuning
     assert tuning["measured_on"] == "host" and 0 < tuning["trials"] <= 2 * tuning["tasks"]
-    assert tuning["tuned"] == tuning["tasks"] and tuning["predicted"] == 0, tuning
+    assert tuning["tuned"] == tuning["tasks"] and tuning["predicted"] == tuning["conv"] == 0, tuning
 
 
 @pytest.mark.emulated
@@ -133,7 +136,8 @@ def test_predicted_schedules_give_the_hosts_outputs_on_the_emulated_board(tmp_pa
     the outputs of the host's build of the same model, within float rounding of a different vector unit."""
     host = api.compile(tiny_cnn, "x86-host", out=tmp_path / "host", tuning=TuningOptions(search="none"))
     cross = api.compile(tiny_cnn, board, out=tmp_path / board)
-    assert cross.manifest.tuning["predicted"] == cross.manifest.tuning["tasks"]
+    tuning = cross.manifest.tuning
+    assert tuning["predicted"] + tuning["conv"] == tuning["tasks"] and tuning["conv"] > 0
     on_board = api.run(cross.path, {"input": tiny_input}, board=f"emu:{board}", repeat=1)
     expected = api.run(host.path, {"input": tiny_input}).outputs["probabilities"]
     assert on_board.emulated is True

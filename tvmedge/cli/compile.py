@@ -15,7 +15,8 @@ from ._output import Steps, TuneProgress, emit
 @click.option("-o", "--output", default="out", show_default=True, help="Artifact directory to write.")
 @click.option("--search", default="quick", show_default=True, metavar="none|quick|naive|N",
               help="Tasks without tuning records: quick = measure 8 candidates each (native boards), N = N each, "
-                   "none = parallelise+vectorise without measuring, naive = TVM's default build.")
+                   "none = measure nothing (convolution and GEMV schedules written for them, the shipped cost "
+                   "model's picks for the rest), naive = TVM's default build.")
 @click.option("--tuning-records", type=click.Path(file_okay=False), help="Tuning database folder to use.")
 @click.option("--no-tuning", is_flag=True, help="Ignore tuning records.")
 @click.option("--tracker", metavar="HOST:PORT", help="Quick search measured on boards behind TVM's RPC tracker.")
@@ -90,6 +91,8 @@ def _render(d):
         click.echo(f"  schedules: {t['tasks']} tasks: {t['tuned']} from tuning records"
                    + (f" ({t['records']})" if t.get("records") else "")
                    + (f", {t['transferred']} from records of a sibling CPU" if t.get("transferred") else "")
+                   + (f", {t['conv']} with the convolution schedule" if t.get("conv") else "")
+                   + (f", {t['gemv']} with the GEMV schedule" if t.get("gemv") else "")
                    + f", {t.get('predicted', 0)} predicted by the cost model"
                    + (f" ({t['cost_model']}, nothing measured for them)" if t.get("cost_model") else "")
                    + f", {t['fallback']} parallelised+vectorised without search"

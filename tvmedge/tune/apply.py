@@ -28,7 +28,8 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         The cost model's label, recorded with the predicted tasks.
     written : sequence of (source, database, task names)
         Schedules written for a kind of task rather than searched: ``gemv`` (:func:`tvmedge.tune.gemv.gemv_database`)
-        and ``conv`` (:func:`tvmedge.tune.conv.conv_database`); below records, above predictions.
+        and ``conv`` (:func:`tvmedge.tune.conv.conv_database`), for tasks without a record of this CPU; below
+        those records, above transferred records (measured on another CPU) and predictions.
 
     Returns
     -------
@@ -44,19 +45,22 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     written_source = {name: source for source, _, names in written for name in names}
     sources = {}
     for task in tasks:
-        if records is not None and records.best(task.mod, target) is not None:
-            here = getattr(records, "measured_here", None)
-            sources[task.name] = "record" if here is None or here(task.mod, target) else "transferred"
-        elif task.name in written_source:
+        recorded = records is not None and records.best(task.mod, target) is not None
+        here = getattr(records, "measured_here", None)
+        if recorded and (here is None or here(task.mod, target)):
+            sources[task.name] = "record"
+        elif task.name in written_source:  # a written schedule beats a record measured on another CPU
             sources[task.name] = written_source[task.name]
+        elif recorded:
+            sources[task.name] = "transferred"
         elif task.name in predicted_names:
             sources[task.name] = "predicted"
         else:
             sources[task.name] = "fallback" if fallback else "naive"
-    layers = []
+    # first the written schedules: their databases hold only tasks without a record of this CPU
+    layers = [database for source, database, _ in written if source in sources.values()]
     if "record" in sources.values() or "transferred" in sources.values():
         layers.append(records.ms_database)
-    layers.extend(database for source, database, _ in written if source in sources.values())
     if "predicted" in sources.values():
         layers.append(prediction.database)
     rest = [t for t in tasks if sources[t.name] == "fallback"]

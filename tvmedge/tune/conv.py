@@ -18,7 +18,8 @@ workload (so tuning records still key on it and still win over it):
   residual add) are fused into the write-back.
 
 It applies to a fused function with one reduction block that is a 2-D NCHW convolution with one group, float32,
-whose weight is a function parameter (a constant at the Relax level) and whose output channels are a multiple of
+whose input channel is the reduction axis itself and whose weight is a function parameter (a constant at the Relax
+level) and whose output channels are a multiple of
 the lanes; anything else keeps its predicted schedule. Used by ``--search none``/``quick`` for tasks without a
 record (``TuningOptions.conv``); the manifest's tuning block names these tasks' source ``conv``.
 """
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["conv_schedule", "conv_database", "register_file", "prepack_weights"]
+__all__ = ["conv_schedule", "conv_database", "conv_candidates", "register_file", "prepack_weights"]
 
 CONV_ITERATION = "SSSSRRR"  # n, o, y, x | i, ky, kx: the iteration of TOPI's conv2d_nchw
 MAX_ACCUMULATORS = 24  # beyond this the unrolled tile only grows the code
@@ -106,6 +107,9 @@ def _convolution(sch) -> Optional[tuple]:
               and all(r.min.same_as(v) for r, v in zip(read.region, (o, i, ky, kx)))]
     if len(weight) != 1 or str(block.reads[weight[0]].source.dtype) != "float32":
         return None
+    data = block.reads[1 - weight[0]].region
+    if len(data) != 4 or not data[1].min.same_as(i):
+        return None  # grouped or depthwise: the input channel depends on the output channel (no broadcast)
     return reductions[0], weight[0]
 
 
@@ -170,23 +174,32 @@ def conv_schedule(mod, target):
     return sch
 
 
+def conv_candidates(tasks, target) -> dict:
+    """task name -> [its convolution schedule], for the tasks it applies to (a tuning run measures it first)."""
+    found = {}
+    for task in tasks:
+        try:
+            sch = conv_schedule(task.mod, target)
+        except Exception:  # noqa: BLE001 - a function this schedule cannot transform keeps its usual schedule
+            sch = None
+        if sch is not None:
+            found[task.name] = [sch]
+    return found
+
+
 def conv_database(tasks, target) -> tuple:
     """``(MetaSchedule MemoryDatabase with the schedule of every task it applies to, their names)``; records
     carry a huge run time so that a measured record wins in an ordered union."""
     from tvm.s_tir import meta_schedule as ms
 
     database, names = ms.database.MemoryDatabase(), []
-    for task in tasks:
-        try:
-            sch = conv_schedule(task.mod, target)
-        except Exception:  # noqa: BLE001 - a function this schedule cannot transform keeps its usual schedule
-            sch = None
-        if sch is None:
-            continue
+    by_name = {t.name: t for t in tasks}
+    for name, (sch,) in conv_candidates(tasks, target).items():
+        task = by_name[name]
         database.commit_tuning_record(ms.database.TuningRecord(
             trace=sch.trace, workload=database.commit_workload(task.mod), run_secs=[1e9], target=target,
             args_info=ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])))
-        names.append(task.name)
+        names.append(name)
     return database, names
 
 

@@ -139,11 +139,11 @@ def tune_tasks(tasks: list, database, *, budget: Budget, builder, runner, progre
     def run(task: Task, result: TaskResult, trials: int, phase: str, **search) -> None:
         say({"event": "task", "phase": phase, "task": result.name, "trials": report.trials, "total": total})
         try:
-            given = candidates.get(task.name) if phase == "sample" else None
+            given = (candidates.get(task.name) or [])[:trials] if phase == "sample" else []
             if given:
-                trials = _measure_given(task, database, given[:trials], builder=builder, runner=runner)
-            else:
-                _measure(task, database, trials, builder=builder, runner=runner, seed=seed, **search)
+                _measure_given(task, database, given, builder=builder, runner=runner)
+            if trials > len(given):  # fewer candidates than trials: random samples for the rest
+                _measure(task, database, trials - len(given), builder=builder, runner=runner, seed=seed, **search)
         except Exception as err:  # a ScheduleError on one task must not cost the others their search
             result.error = first_line(err, 200)
         result.trials += trials
@@ -209,8 +209,11 @@ def _measure_given(task: Task, database, schedules: list, *, builder, runner) ->
     built = builder.build([ms.builder.BuilderInput(s.mod, task.target) for s in schedules])
     runnable = [(s, b) for s, b in zip(schedules, built) if b.error_msg is None]
     device = "cpu" if task.target.kind.name == "llvm" else task.target.kind.name  # as MetaSchedule names it
+    # a schedule that repacks its weights (tvmedge.tune.conv) is built without the repack, which a compile does
+    # once ahead of time (MetaSchedule's builder drops it): it is run with the repacked weights' shapes
     futures = runner.run([ms.runner.RunnerInput(b.artifact_path, device_type=device,
-                                                args_info=args_info) for _, b in runnable])
+                                                args_info=ms.arg_info.ArgInfo.from_entry_func(s.mod, True))
+                          for s, b in runnable])
     db = database.ms_database
     workload = db.commit_workload(task.mod)
     for (schedule, build), future in zip(runnable, futures):
