@@ -1,8 +1,9 @@
 """Instruction-level evidence for cross targets, where no honest timing exists here (emulated time means nothing).
 
-For each board, the same model is compiled twice with nothing measured — the no-search fallback (parallel +
-vectorise) and the zero-measurement default (schedules predicted by the shipped cost model) — and the
-convolution/matmul kernels of each ``.so`` are disassembled with the board's cross objdump. Counted per build:
+For each board, the same model is compiled three times with nothing measured — the no-search fallback (parallel +
+vectorise), every schedule predicted by the shipped cost model, and the zero-measurement default (convolutions
+with the schedule written for them, tvmedge/tune/conv.py; the rest predicted) — and the convolution/matmul
+kernels of each ``.so`` are disassembled with the board's cross objdump. Counted per build:
 
 - vector FMAs (aarch64 ``fmla v``, RISC-V ``vfmacc``/``vfmadd``) vs scalar FMAs/multiplies (``fmadd s``,
   ``fmul s``, ``fmadd.s``, ``fmul.s``): the share of the arithmetic the vector unit does;
@@ -41,6 +42,14 @@ PATTERNS = {
                 "fp_load": re.compile(r"^\s*(vle32\.v|vlse32\.v|flw)\b")},
 }
 KERNEL = re.compile(r"conv|matmul|dense")
+
+
+def _variants() -> dict:
+    from tvmedge.tune.auto import TuningOptions
+
+    return {"fallback": TuningOptions(search="none", predict=False),
+            "predicted": TuningOptions(search="none", conv=False),
+            "zero": TuningOptions(search="none")}
 
 
 def _rvv_kind(word: int):
@@ -93,8 +102,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from tvmedge import api
-    from tvmedge.tune.auto import TuningOptions
 
+    variants = _variants()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TVMEDGE_TUNING_LOGS"] = str(Path(tmp) / "no-records")  # nothing recorded, nothing measured
@@ -102,8 +111,7 @@ def main(argv=None) -> int:
         for model in args.models.split(","):
             for board in args.boards.split(","):
                 row = {"model": model, "board": board}
-                for variant, options in (("fallback", TuningOptions(search="none", predict=False)),
-                                         ("zero", TuningOptions(search="none"))):
+                for variant, options in variants.items():
                     artifact = api.compile(MODELS[model], board, out=Path(tmp) / f"{model}-{board}-{variant}",
                                            tuning=options)
                     arch = artifact.manifest.arch
@@ -111,13 +119,14 @@ def main(argv=None) -> int:
                     row["arch"] = arch
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
-    lines = ["Static instruction counts in the convolution/matmul kernels of each `.so`, both builds made with "
-             "nothing measured (fallback = parallel + vectorise, zero = schedules predicted by the shipped cost "
-             "model). Evidence of code shape, not a timing or a speed prediction.", "",
+    lines = ["Static instruction counts in the convolution/matmul kernels of each `.so`, every build made with "
+             "nothing measured (fallback = parallel + vectorise, predicted = every schedule predicted by the "
+             "shipped cost model, zero = the default: convolutions with the written schedule, the rest "
+             "predicted). Evidence of code shape, not a timing or a speed prediction.", "",
              "| model | board | build | vector FMA | scalar FMA/mul | FP loads | vector share | FMA per load |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        for variant in ("fallback", "zero"):
+        for variant in variants:
             c = row[variant]
             lines.append(f"| {row['model']} | {row['board']} ({row['arch']}) | {variant} | {c['vector_fma']} | "
                          f"{c['scalar_fma']} | {c['fp_load']} | {c['vector_share']} | {c['fma_per_load']} |")
