@@ -66,7 +66,7 @@ def build(name, path, variant, workdir, board):
     from tvmedge.tune.auto import TuningOptions
 
     empty = workdir / f"no-records-{variant}"  # TVMEDGE_TUNING_LOGS=<empty folder>: no records, shipped included
-    empty.mkdir(exist_ok=True)
+    empty.mkdir(parents=True, exist_ok=True)
     env = {"TVMEDGE_TUNING_LOGS": str(empty)}
     if variant == "naive":
         options = TuningOptions(search="naive")
