@@ -129,6 +129,25 @@ def test_quick_search_measures_the_predicted_candidates(tmp_path, tiny_cnn):
     assert tuning["tuned"] == tuning["tasks"] and tuning["predicted"] == tuning["conv"] == 0, tuning
 
 
+def test_a_compile_uses_what_it_measured_when_the_records_folder_already_existed(tmp_path, tiny_cnn):
+    """The records a compile measures count for that compile even when its records folder was opened before it
+    measured (a second compile; each used to apply only the records of earlier runs)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    other = tmp_path / "relu.onnx"
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), other)
+    logs = str(tmp_path / "logs")
+    first = api.compile(other, "x86-host", out=tmp_path / "a", tuning=TuningOptions(search="1", log_root=logs))
+    assert first.manifest.tuning["tuned"] == first.manifest.tuning["tasks"] == 1
+    second = api.compile(tiny_cnn, "x86-host", out=tmp_path / "b", tuning=TuningOptions(search="1", log_root=logs))
+    tuning = second.manifest.tuning
+    assert tuning["trials"] > 0 and tuning["tuned"] == tuning["tasks"], tuning
+
+
 @pytest.mark.emulated
 @pytest.mark.parametrize("board", ["rk3588", "bananapi-f3"])
 def test_predicted_schedules_give_the_hosts_outputs_on_the_emulated_board(tmp_path, tiny_cnn, tiny_input, board):

@@ -136,8 +136,9 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
         trials = report.trials
         if report.interrupted:
             raise KeyboardInterrupt
-        if all(d.path != writable.path for d in records.databases):
-            records = RecordSet([writable] + records.databases)
+        # the records just measured are in ``writable``: a database opened on the same folder before measuring
+        # does not see them (its records were read when it was opened), so ``writable`` takes its place
+        records = RecordSet([writable] + [d for d in records.databases if d.path != writable.path])
     scheduled, provenance = schedule_module(prepared, tasks, target.tvm_target, records, prediction=prediction,
                                             fallback=True, cost_model=model.label if model is not None else None,
                                             written=written)
