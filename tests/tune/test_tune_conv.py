@@ -59,6 +59,7 @@ def _run(mod, arrays):
     dict(kernel=3, pad=1, stride=2, size=12),  # strided
     dict(kernel=7, pad=3, stride=2, channels=3, size=20, out_channels=16),  # a stem
     dict(residual=True),  # a residual add fused into the write-back
+    dict(groups=3, channels=48, out_channels=96, size=10),  # grouped: 32 output channels per group
 ])
 def test_conv_schedule_computes_what_the_loops_compute(shape):
     task = _conv_task(_module(**shape))
@@ -76,7 +77,7 @@ def test_conv_schedule_computes_what_the_loops_compute(shape):
 
 @pytest.mark.parametrize("shape", [
     dict(groups=16, out_channels=16),  # depthwise
-    dict(groups=2),  # grouped
+    dict(groups=4, out_channels=16),  # grouped, 4 output channels per group: a vector would straddle groups
     dict(out_channels=12),  # output channels not a multiple of the 8 lanes
 ])
 def test_other_convolutions_keep_the_usual_schedules(shape):

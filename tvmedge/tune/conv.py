@@ -17,10 +17,10 @@ workload (so tuning records still key on it and still win over it):
 - tiles are spread over the cores (``parallel``); padding is computed per tile, consumers (bias, ReLU, a
   residual add) are fused into the write-back.
 
-It applies to a fused function with one reduction block that is a 2-D NCHW convolution with one group, float32,
-whose input channel is the reduction axis itself and whose weight is a function parameter (a constant at the Relax
-level) and whose output channels are a multiple of
-the lanes; anything else keeps its predicted schedule. Used by ``--search none``/``quick`` for tasks without a
+It applies to a fused function with one reduction block that is a 2-D NCHW float32 convolution, grouped or not
+(a channel block stays inside one group, so the groups' output channels must be a multiple of the lanes; depthwise
+convolutions are not) whose weight is a function parameter (a constant at the Relax level); anything else keeps
+its predicted schedule. Used by ``--search none``/``quick`` for tasks without a
 record (``TuningOptions.conv``); the manifest's tuning block names these tasks' source ``conv``.
 """
 
@@ -82,8 +82,8 @@ def _tile(out_height: int, out_width: int, channels: int, lanes: int, registers:
 
 
 def _convolution(sch) -> Optional[tuple]:
-    """``(block, index of the weight among its reads)`` when ``func``'s only reduction is an NCHW float32
-    convolution with one group reading a parameter as ``[o, i, ky, kx]``; None otherwise."""
+    """``(block, index of the weight among its reads, output channels per group)`` when the function's only
+    reduction is an NCHW float32 convolution reading a parameter as ``[o, i, ky, kx]``; None otherwise."""
     from tvm.tirx import IterVar
 
     blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
@@ -108,9 +108,22 @@ def _convolution(sch) -> Optional[tuple]:
     if len(weight) != 1 or str(block.reads[weight[0]].source.dtype) != "float32":
         return None
     data = block.reads[1 - weight[0]].region
-    if len(data) != 4 or not data[1].min.same_as(i):
-        return None  # grouped or depthwise: the input channel depends on the output channel (no broadcast)
-    return reductions[0], weight[0]
+    per_group = _output_channels_per_group(data[1].min, o, i, int(ivs[1].dom.extent)) if len(data) == 4 else None
+    if per_group is None:
+        return None
+    return reductions[0], weight[0], per_group
+
+
+def _output_channels_per_group(index, o, i, channels: int) -> Optional[int]:
+    """How many output channels share their input channels, from the input channel a convolution reads:
+    ``i`` (one group: all of them) or TOPI's grouped ``o // k * m + i`` (k); None for anything else."""
+    if index.same_as(i):
+        return channels
+    kind = lambda e, name: type(e).__name__ == name  # noqa: E731 - TIR node classes by name across TVM versions
+    if kind(index, "Add") and index.b.same_as(i) and kind(index.a, "Mul") and kind(index.a.a, "FloorDiv") \
+            and index.a.a.a.same_as(o) and kind(index.a.a.b, "IntImm"):
+        return int(index.a.a.b.value)
+    return None
 
 
 def conv_schedule(mod, target):
@@ -129,9 +142,10 @@ def conv_schedule(mod, target):
         return None
     if found is None:
         return None
-    conv, weight = found
+    conv, weight, per_group = found
     ivs = list(sch.get(conv).iter_vars)
-    tile = _tile(int(ivs[2].dom.extent), int(ivs[3].dom.extent), int(ivs[1].dom.extent), lanes, count)
+    # a channel block never straddles two groups: all its lanes read the same input channel (a broadcast)
+    tile = _tile(int(ivs[2].dom.extent), int(ivs[3].dom.extent), per_group, lanes, count)
     loops = sch.get_loops(conv)
     if tile is None or len(loops) != len(ivs):
         return None
