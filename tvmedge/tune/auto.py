@@ -98,7 +98,8 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
         # also over records transferred from another CPU: on this project's host the shipped znver5 records ran
         # light_resnet50 at 4.1x ONNX Runtime, the written schedule at 2.4x (benchmarks/results.md)
         here = getattr(records, "measured_here", lambda mod, target: True)
-        mine = [t for t in tasks if records.best(t.mod, target.tvm_target) is None or not here(t.mod, target.tvm_target)]
+        tvm_target = target.tvm_target
+        mine = [t for t in tasks if records.best(t.mod, tvm_target) is None or not here(t.mod, tvm_target)]
         if mine:
             written.append(("conv", *conv_database(mine, target.tvm_target)))
             if not (will_measure and search != "quick"):  # an explicit --search N measures them too (below)
@@ -116,7 +117,8 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
     measured_on, trials, note = None, 0, None
     if budget is not None and unrecorded and not will_measure:
         note = (f"cross target {target.arch}: no board attached, so nothing was measured; schedules without a "
-                f"record were predicted by the shipped cost model (tune on a board with `tvmedge tune --tracker`)")
+                f"record were written for their kind (convolutions) or predicted by the shipped cost model (tune on a "
+                f"board with `tvmedge tune --tracker`)")
     elif budget is not None and unrecorded:
         from .measure import measurer_for
 

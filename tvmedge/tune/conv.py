@@ -151,7 +151,8 @@ def conv_schedule(mod, target):
         return None
     rows, cols, vectors = tile
     block_width = vectors * lanes
-    producers = [b for b in sch.get_child_blocks(sch.get_sblock("root", "main")) if sch.get(b).name_hint.startswith("pad")]
+    root = sch.get_sblock("root", "main")
+    producers = [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.startswith("pad")]
     n, o, y, x, i, ky, kx = loops
     o_outer, o_inner = sch.split(o, [None, block_width])
     y_outer, y_inner = sch.split(y, [None, rows])
