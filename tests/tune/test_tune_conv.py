@@ -153,3 +153,28 @@ def test_tuning_measures_the_convolution_schedule_first(tmp_path, tiny_cnn):
     written = [r for r in records if "meta_schedule.layout_rewrite_preproc" in str(r.trace)]
     assert written, "no convolution was measured with its written schedule"
     assert all(0 < float(r.run_secs[0]) < 1.0 for r in written)  # measured, not the 1e9 placeholder
+
+
+def test_a_record_of_this_cpu_is_applied_over_the_written_schedule(tmp_path):
+    """When a convolution was given the written schedule and then measured (``--search N``), its record is what
+    is built, not the written schedule that was offered first."""
+    from tvmedge.tune.apply import schedule_module
+    from tvmedge.tune.database import RecordSet, TuningDatabase
+    from tvmedge.tune.measure import in_process_builder, local_runner
+    from tvmedge.tune.tuner import Budget, tune_tasks
+
+    target = CompileTarget.resolve("x86-host").tvm_target
+    prepared = prepare(_module(), target)
+    tasks = extract_tasks(prepared, target)
+    written = ("conv", *conv_database(tasks, target))
+    assert len(written[2]) == 1
+    database = TuningDatabase(tmp_path / "logs", create=True)
+    conv = [t for t in tasks if t.name in written[2]]
+    tune_tasks(conv, database, budget=Budget(per_task=1), builder=in_process_builder(), runner=local_runner())
+    assert "layout_rewrite_preproc" not in str(database.ms_database.get_all_tuning_records()[0].trace)
+    scheduled, provenance = schedule_module(prepared, tasks, target, RecordSet([database]), written=[written])
+    assert provenance["sources"][conv[0].name] == "record" and provenance["conv"] == 0
+    assert "layout_rewrite_preproc" not in scheduled.script()  # the record's schedule, not the written one
+    # without the record the written schedule is built
+    scheduled, provenance = schedule_module(prepared, tasks, target, RecordSet([]), written=[written])
+    assert provenance["conv"] == 1 and any(gv.name_hint.endswith("_prepacked") for gv in scheduled.functions)

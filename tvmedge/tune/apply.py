@@ -57,8 +57,10 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
             sources[task.name] = "predicted"
         else:
             sources[task.name] = "fallback" if fallback else "naive"
-    # first the written schedules: their databases hold only tasks without a record of this CPU
-    layers = [database for source, database, _ in written if source in sources.values()]
+    # first the written schedules, of the tasks whose source they are (not of one measured since: an explicit
+    # --search N measures convolutions too, and its record wins)
+    layers = [_only(database, [t for t in tasks if sources[t.name] == source])
+              for source, database, _ in written if source in sources.values()]
     if "record" in sources.values() or "transferred" in sources.values():
         layers.append(records.ms_database)
     if "predicted" in sources.values():
@@ -94,3 +96,16 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     if prediction is not None and prediction.failed:
         provenance["prediction_failed"] = dict(sorted(prediction.failed.items()))
     return prepared, provenance
+
+
+def _only(database, tasks):
+    """A MemoryDatabase with ``database``'s best record of each of ``tasks``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    kept = ms.database.MemoryDatabase()
+    for task in tasks:
+        for record in database.get_top_k(database.commit_workload(task.mod), 1):
+            kept.commit_tuning_record(ms.database.TuningRecord(
+                trace=record.trace, workload=kept.commit_workload(task.mod), run_secs=record.run_secs,
+                target=record.target, args_info=record.args_info))
+    return kept
