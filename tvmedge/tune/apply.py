@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .fallback import fallback_database
 
-__all__ = ["schedule_module"]
+__all__ = ["schedule_module", "written_schedules", "written_database"]
 
 
 def schedule_module(prepared, tasks, target, records=None, *, prediction=None, fallback: bool = True,
@@ -109,3 +109,32 @@ def _only(database, tasks):
                 trace=record.trace, workload=kept.commit_workload(task.mod), run_secs=record.run_secs,
                 target=record.target, args_info=record.args_info))
     return kept
+
+
+def written_schedules(tasks, target, schedule) -> dict:
+    """task name -> ``schedule(task.mod, target)`` for every task it applies to (it returns None, or cannot
+    transform the function: that task keeps its usual schedule)."""
+    found = {}
+    for task in tasks:
+        try:
+            sch = schedule(task.mod, target)
+        except Exception:  # noqa: BLE001 - a function this schedule cannot transform keeps its usual schedule
+            sch = None
+        if sch is not None:
+            found[task.name] = sch
+    return found
+
+
+def written_database(tasks, target, schedules: dict) -> tuple:
+    """``(MetaSchedule MemoryDatabase holding the schedules (task name -> schedule, from
+    :func:`written_schedules`) of ``tasks``, their names)``. Records carry a huge run time, like the fallback's, so
+    that a measured record wins in an ordered union."""
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.MemoryDatabase()
+    for task in tasks:
+        if task.name in schedules:
+            database.commit_tuning_record(ms.database.TuningRecord(
+                trace=schedules[task.name].trace, workload=database.commit_workload(task.mod), run_secs=[1e9],
+                target=target, args_info=ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])))
+    return database, [t.name for t in tasks if t.name in schedules]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import TuningError
-from .apply import schedule_module
+from .apply import schedule_module, written_database, written_schedules
 from .database import RecordSet, TuningDatabase, default_log_root, record_set, target_key
 from .tasks import extract_tasks, prepare
 from .tuner import QUICK_MIN_MEASURE, Budget, tune_tasks
@@ -85,25 +85,26 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
         records = RecordSet([])
     prepared = prepare(mod, target.tvm_target)
     tasks = extract_tasks(prepared, target.tvm_target)
-    unrecorded = [t for t in tasks if records.best(t.mod, target.tvm_target) is None]
+    recorded = {t.name for t in tasks if records.best(t.mod, target.tvm_target) is not None}
+    unrecorded = [t for t in tasks if t.name not in recorded]
     written = []  # (source, database, task names): schedules written for these tasks, neither predicted nor measured
     if options.gemv and unrecorded:
         from .gemv import gemv_database
 
         written.append(("gemv", *gemv_database(unrecorded, target.tvm_target)))
         unrecorded = [t for t in unrecorded if t.name not in written[-1][2]]
+    convs = {}  # task name -> its written convolution schedule
     if options.conv and options.predict:
-        from .conv import conv_database
+        from .conv import conv_schedule
 
         # also over records transferred from another CPU: on this project's host the shipped znver5 records ran
         # light_resnet50 at 4.1x ONNX Runtime, the written schedule at 2.4x (benchmarks/results.md)
-        here = getattr(records, "measured_here", lambda mod, target: True)
-        tvm_target = target.tvm_target
-        mine = [t for t in tasks if records.best(t.mod, tvm_target) is None or not here(t.mod, tvm_target)]
-        if mine:
-            written.append(("conv", *conv_database(mine, target.tvm_target)))
+        mine = [t for t in tasks if t.name not in recorded or not records.measured_here(t.mod, target.tvm_target)]
+        convs = written_schedules(mine, target.tvm_target, conv_schedule)
+        if convs:
+            written.append(("conv", *written_database(mine, target.tvm_target, convs)))
             if not (will_measure and search != "quick"):  # an explicit --search N measures them too (below)
-                unrecorded = [t for t in unrecorded if t.name not in written[-1][2]]
+                unrecorded = [t for t in unrecorded if t.name not in convs]
 
     prediction, model = None, None
     if options.predict and unrecorded:
@@ -128,11 +129,10 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
                                   create=True, label=f"user:{key}")
         builder, runner, measured_on = measurer_for(target, options.tracker, options.key)
         candidates = dict(prediction.candidates) if prediction is not None else {}
-        if search != "quick" and options.conv:  # the written schedule first: a record must beat it
-            from .conv import conv_candidates
-
-            for name, first in conv_candidates(unrecorded, target.tvm_target).items():
-                candidates[name] = first + candidates.get(name, [])
+        if search != "quick":  # the written schedule first: a record must beat it
+            for task in unrecorded:
+                if task.name in convs:
+                    candidates[task.name] = [convs[task.name]] + candidates.get(task.name, [])
         report = tune_tasks(unrecorded, writable, budget=budget, builder=builder, runner=runner, progress=progress,
                             candidates=candidates)
         trials = report.trials

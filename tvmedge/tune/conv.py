@@ -191,31 +191,17 @@ def conv_schedule(mod, target):
 
 def conv_candidates(tasks, target) -> dict:
     """task name -> [its convolution schedule], for the tasks it applies to (a tuning run measures it first)."""
-    found = {}
-    for task in tasks:
-        try:
-            sch = conv_schedule(task.mod, target)
-        except Exception:  # noqa: BLE001 - a function this schedule cannot transform keeps its usual schedule
-            sch = None
-        if sch is not None:
-            found[task.name] = [sch]
-    return found
+    from .apply import written_schedules
+
+    return {name: [sch] for name, sch in written_schedules(tasks, target, conv_schedule).items()}
 
 
 def conv_database(tasks, target) -> tuple:
-    """``(MetaSchedule MemoryDatabase with the schedule of every task it applies to, their names)``; records
-    carry a huge run time so that a measured record wins in an ordered union."""
-    from tvm.s_tir import meta_schedule as ms
+    """``(MetaSchedule MemoryDatabase with the schedule of every task it applies to, their names)``; a measured
+    record wins over it (:func:`tvmedge.tune.apply.written_database`)."""
+    from .apply import written_database, written_schedules
 
-    database, names = ms.database.MemoryDatabase(), []
-    by_name = {t.name: t for t in tasks}
-    for name, (sch,) in conv_candidates(tasks, target).items():
-        task = by_name[name]
-        database.commit_tuning_record(ms.database.TuningRecord(
-            trace=sch.trace, workload=database.commit_workload(task.mod), run_secs=[1e9], target=target,
-            args_info=ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])))
-        names.append(name)
-    return database, names
+    return written_database(tasks, target, written_schedules(tasks, target, conv_schedule))
 
 
 def prepack_weights(mod):

@@ -137,21 +137,8 @@ def gemv_schedule(mod, target):
 
 
 def gemv_database(tasks, target):
-    """``(MetaSchedule MemoryDatabase with the GEMV schedule of every task it applies to, their names)``.
+    """``(MetaSchedule MemoryDatabase with the GEMV schedule of every task it applies to, their names)``; a
+    measured record wins over it (:func:`tvmedge.tune.apply.written_database`)."""
+    from .apply import written_database, written_schedules
 
-    Records carry a huge run time, like the fallback's, so that a measured record wins in an ordered union."""
-    from tvm.s_tir import meta_schedule as ms
-
-    database, names = ms.database.MemoryDatabase(), []
-    for task in tasks:
-        try:
-            sch = gemv_schedule(task.mod, target)
-        except Exception:  # noqa: BLE001 - a function this schedule cannot transform keeps its usual schedule
-            sch = None
-        if sch is None:
-            continue
-        database.commit_tuning_record(ms.database.TuningRecord(
-            trace=sch.trace, workload=database.commit_workload(task.mod), run_secs=[1e9], target=target,
-            args_info=ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])))
-        names.append(task.name)
-    return database, names
+    return written_database(tasks, target, written_schedules(tasks, target, gemv_schedule))

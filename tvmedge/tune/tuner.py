@@ -197,11 +197,11 @@ def _measure(task: Task, database, trials: int, *, builder, runner, seed: int, s
     )
 
 
-def _measure_given(task: Task, database, schedules: list, *, builder, runner) -> int:
+def _measure_given(task: Task, database, schedules: list, *, builder, runner) -> None:
     """Build and run the given schedules of one task, committing each measured one as a record.
 
     Written here because MetaSchedule's tuning loop only measures what its search strategy draws; these
-    candidates were chosen beforehand (by the shipped cost model). Returns the number of candidates tried.
+    candidates were chosen beforehand (by the shipped cost model, or written for the task).
     """
     from tvm.s_tir import meta_schedule as ms
 
@@ -226,7 +226,6 @@ def _measure_given(task: Task, database, schedules: list, *, builder, runner) ->
             os.remove(build.artifact_path)
         except OSError:
             pass
-    return len(schedules)
 
 
 def _importance(task: Task) -> float:
