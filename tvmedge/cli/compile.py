@@ -93,6 +93,7 @@ def _render(d):
                    + (f", {t['transferred']} from records of a sibling CPU" if t.get("transferred") else "")
                    + (f", {t['conv']} with the convolution schedule" if t.get("conv") else "")
                    + (f", {t['gemv']} with the GEMV schedule" if t.get("gemv") else "")
+                   + (f", {t['int8']} with the int8 dot-product schedule" if t.get("int8") else "")
                    + f", {t.get('predicted', 0)} predicted by the cost model"
                    + (f" ({t['cost_model']}, nothing measured for them)" if t.get("cost_model") else "")
                    + f", {t['fallback']} parallelised+vectorised without search"

@@ -28,14 +28,15 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         The cost model's label, recorded with the predicted tasks.
     written : sequence of (source, database, task names)
         Schedules written for a kind of task rather than searched: ``gemv`` (:func:`tvmedge.tune.gemv.gemv_database`)
-        and ``conv`` (:func:`tvmedge.tune.conv.conv_database`), for tasks without a record of this CPU; below
+        ``conv`` (:func:`tvmedge.tune.conv.conv_database`) and ``int8`` (:mod:`tvmedge.tune.int8`), for tasks
+        without a record of this CPU; below
         those records, above transferred records (measured on another CPU) and predictions.
 
     Returns
     -------
     (scheduled module, provenance dict for the manifest's ``tuning`` block: counts per source and
     ``sources``, task name -> ``record`` | ``transferred`` (a record measured on another CPU of the same
-    architecture) | ``gemv`` | ``conv`` | ``predicted`` | ``fallback`` | ``naive``)
+    architecture) | ``gemv`` | ``conv`` | ``int8`` | ``predicted`` | ``fallback`` | ``naive``)
     """
     import tvm
     from tvm import relax
@@ -72,12 +73,12 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         merged = layers[0] if len(layers) == 1 else ms.database.OrderedUnionDatabase(*layers)
         with target, merged, tvm.transform.PassContext(opt_level=3):
             prepared = relax.transform.MetaScheduleApplyDatabase()(prepared)
-    if "conv" in sources.values():
+    if "conv" in sources.values() or "int8" in sources.values():
         from .conv import prepack_weights
 
         with target, tvm.transform.PassContext(opt_level=3):
             prepared = prepack_weights(prepared)
-    kinds = ("record", "transferred", "gemv", "conv", "predicted", "fallback")
+    kinds = ("record", "transferred", "gemv", "conv", "int8", "predicted", "fallback")
     counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in kinds}
     provenance = {
         "records": getattr(records, "label", None) if counts["record"] or counts["transferred"] else None,
@@ -91,7 +92,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         if counts["fallback"] or not fallback else None,
         "cost_model": cost_model if counts["predicted"] else None,
         "sources": dict(sorted(sources.items())),
-        "untuned_tasks": sorted(n for n, s in sources.items() if s not in ("record", "transferred", "gemv", "conv")),
+        "untuned_tasks": sorted(n for n, s in sources.items() if s not in ("record", "transferred", "gemv", "conv", "int8")),
     }
     if prediction is not None and prediction.failed:
         provenance["prediction_failed"] = dict(sorted(prediction.failed.items()))

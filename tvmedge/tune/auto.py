@@ -17,6 +17,8 @@ schedule (:mod:`tvmedge.tune.gemv`) instead of a predicted one, under ``none`` a
 schedule of :mod:`tvmedge.tune.conv` instead of a predicted one (or a record transferred from another CPU). The
 quick search does not measure them (the written schedule beat the predicted candidates on every convolution
 measured); an explicit ``--search N`` does, the written schedule first, so a record is kept only if it is faster.
+``TuningOptions.int8`` (default on): the same for the integer layers of quantized models, with the dot-product
+schedule of :mod:`tvmedge.tune.int8` (VNNI on x86, SDOT on ARM).
 
 The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
 """
@@ -52,6 +54,8 @@ class TuningOptions:
     # float convolutions get tvmedge.tune.conv's register-tile schedule instead of a predicted one (False:
     # benchmarks compare the predicted schedules)
     conv: bool = True
+    # integer convolutions and matrix products get tvmedge.tune.int8's dot-product schedule (False: benchmarks)
+    int8: bool = True
 
     def __post_init__(self):
         text = str(self.search).lower()
@@ -93,18 +97,27 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
 
         written.append(("gemv", *gemv_database(unrecorded, target.tvm_target)))
         unrecorded = [t for t in unrecorded if t.name not in written[-1][2]]
-    convs = {}  # task name -> its written convolution schedule
+    convs = {}  # task name -> its written schedule (float or integer convolution, integer matrix product)
+    kinds = []
     if options.conv and options.predict:
         from .conv import conv_schedule
 
+        kinds.append(("conv", conv_schedule))
+    if options.int8 and options.predict:
+        from .int8 import int8_schedule
+
+        kinds.append(("int8", int8_schedule))
+    if kinds:
         # also over records transferred from another CPU: on this project's host the shipped znver5 records ran
         # light_resnet50 at 4.1x ONNX Runtime, the written schedule at 2.4x (benchmarks/results.md)
         mine = [t for t in tasks if t.name not in recorded or not records.measured_here(t.mod, target.tvm_target)]
-        convs = written_schedules(mine, target.tvm_target, conv_schedule)
-        if convs:
-            written.append(("conv", *written_database(mine, target.tvm_target, convs)))
-            if not (will_measure and search != "quick"):  # an explicit --search N measures them too (below)
-                unrecorded = [t for t in unrecorded if t.name not in convs]
+        for source, schedule in kinds:
+            found = written_schedules([t for t in mine if t.name not in convs], target.tvm_target, schedule)
+            if found:
+                written.append((source, *written_database(mine, target.tvm_target, found)))
+                convs.update(found)
+        if not (will_measure and search != "quick"):  # an explicit --search N measures them too (below)
+            unrecorded = [t for t in unrecorded if t.name not in convs]
 
     prediction, model = None, None
     if options.predict and unrecorded:

@@ -1,0 +1,307 @@
+"""Written schedules for the integer layers (int8 x int8 -> int32) on the CPU's dot-product instructions.
+
+The integer path (:mod:`tvmedge.frontend.converters.quantized`) lowers every quantized convolution and matrix
+product to one reduction ``acc[..] += int32(x) * int32(w)`` followed by the requantize. MetaSchedule's own
+int8 design space (``MultiLevelTilingWithIntrin``) does not build these blocks in TVM 0.27 (its
+``RewriteTensorize`` postprocessor fails on them), and the searched or predicted schedules that do build leave
+the reduction to LLVM, which does not find the dot-product instructions in them: integer layers ran 2-4x slower
+than the float ones. This module writes the schedule the int8 libraries use (oneDNN's and XNNPACK's
+micro-kernels), as a TIR schedule of the same workload so a measured record still wins over it:
+
+- the unit of work is one instruction: ``lanes`` int32 accumulators, each the sum of 4 products of one group of
+  4 reduction elements (``vpdpbusd`` on x86 with AVX-512 VNNI: 16 lanes, u8 x s8; ``sdot`` on ARMv8.2+
+  ``dotprod``: 4 lanes, s8 x s8), as tensor intrinsics (TVM's ``dot_16x4_vnni`` / ``dot_4x4_i8i8s32_sdot``
+  want the accumulator in global memory; these keep it in a ``local`` buffer, i.e. in registers);
+- the weights are repacked at compile time to ``[O / block, I / 4, KH, KW, block, 4]`` (convolution) or
+  ``[N / block, K / 4, block, 4]`` (matrix product) so each instruction loads one contiguous vector
+  (the layout-rewrite mechanism of :mod:`tvmedge.tune.conv`);
+- a convolution's input is repacked once per call to ``[N, C / 4, H, W, 4]`` (4 channels of a pixel
+  contiguous: one 32-bit broadcast per instruction), padding included;
+- a tile of ``rows x cols`` pixels (matrix rows) times ``vectors x lanes`` output channels is accumulated in
+  registers, tiles run in parallel, and the requantize (bias, scale, rounding, clamp, ReLU) is fused into the
+  write-back of each tile.
+
+It applies to ungrouped NCHW convolutions whose input channels are a multiple of 4 and output channels a
+multiple of the lanes, and to matrix products ``[M, K] x [K, N]`` with K a multiple of 4 and N of the lanes,
+with the weight a function parameter (a constant at the Relax level) and the activation of the sign the
+instruction wants (:func:`tvmedge.compiler.int8.match_dot_product_sign` arranges that). Other integer layers
+(depthwise, the first layer's 1-3 channels, a 10-way classifier) keep their predicted schedule. Targets without
+the instructions (RISC-V, x86 without VNNI) get none of this: their integer layers keep the predicted schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .conv import CONV_ITERATION, _tile, register_file
+
+__all__ = ["dot_product_unit", "int8_schedule", "int8_database", "int8_candidates"]
+
+GROUP = 4  # reduction elements per lane of one dot-product instruction (both vpdpbusd and sdot)
+
+
+def dot_product_unit(target) -> Optional[tuple]:
+    """``(tensor intrinsic, int32 lanes, activation dtype)`` of ``target``'s int8 dot-product instruction, or
+    None when it has none."""
+    from tvm.target import codegen
+
+    if str(target.kind.name) != "llvm":
+        return None
+
+    def has(feature: str) -> bool:
+        try:
+            return bool(codegen.target_has_features(feature, target))
+        except Exception:  # noqa: BLE001 - a feature LLVM does not know for this target
+            return False
+
+    triple = str(target.attrs.get("mtriple", "") or "")
+    if triple.startswith(("aarch64", "arm64")):
+        return (_intrinsic(*_SDOT), 4, "int8") if has("dotprod") else None
+    if triple.startswith("riscv"):
+        return None
+    return (_intrinsic(*_VNNI), 16, "uint8") if has("avx512vnni") else None
+
+
+# name, int32 lanes, activation dtype, LLVM intrinsic (operands: accumulator, broadcast activation, weights)
+_VNNI = ("tvmedge_dot_16x4_u8i8i32_vnni", 16, "uint8", "llvm.x86.avx512.vpdpbusd.512")
+_SDOT = ("tvmedge_dot_4x4_i8i8i32_sdot", 4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8")
+
+
+def _intrinsic(name: str, lanes: int, activation: str, llvm: str) -> str:
+    """Register (once) the tensor intrinsic ``C[lanes] += sum_k A[k] * B[lanes, k]`` (k < 4) with C local."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    from tvm.target import codegen
+
+    # the operand type of the products: sdot's are bytes; vpdpbusd's were <16 x i32> until LLVM 21 made them bytes
+    operand = f"int8x{lanes * GROUP}" if lanes == 4 or codegen.llvm_version_major() >= 21 else f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (GROUP,), activation, offset_factor=1)
+        B = T.match_buffer(b, (lanes, GROUP), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:GROUP], B[0:lanes, 0:GROUP])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, GROUP):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (GROUP,), activation, offset_factor=1)
+        B = T.match_buffer(b, (lanes, GROUP), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:GROUP], B[0:lanes, 0:GROUP])
+            T.writes(C[0:lanes])
+            four = T.reinterpret(A.vload([0], f"{activation}x4"), dtype="int32")
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm), C.vload([0], dtype=f"int32x{lanes}"),
+                T.reinterpret(T.broadcast(four, lanes), dtype=operand),
+                T.reinterpret(B.vload([0, 0], dtype=f"int8x{lanes * GROUP}"), dtype=operand),
+                dtype=f"int32x{lanes}")
+
+    TensorIntrin.register(name, desc, impl)
+    return name
+
+
+def _reduction(sch):
+    """The function's only reduction block and its iter vars, or None."""
+    from tvm.tirx import IterVar
+
+    blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
+    reductions = [b for b in blocks if any(iv.iter_type == IterVar.CommReduce for iv in sch.get(b).iter_vars)]
+    if len(reductions) != 1:
+        return None
+    block = sch.get(reductions[0])
+    if len(block.reads) != 2 or len(block.writes) != 1 or str(block.writes[0].source.dtype) != "int32":
+        return None
+    return reductions[0], block
+
+
+def _parameters(sch) -> list:
+    allocated = list(sch.get(sch.get_sblock("root", "main")).alloc_buffers)
+    return lambda buffer: not any(buffer.same_as(b) for b in allocated)
+
+
+def _weight_read(block, parameter, indices) -> Optional[int]:
+    """The index among ``block``'s reads of the int8 parameter read exactly at ``indices``."""
+    found = [n for n, read in enumerate(block.reads)
+             if parameter(read.source) and str(read.source.dtype) == "int8" and len(read.region) == len(indices)
+             and all(r.min.same_as(v) for r, v in zip(read.region, indices))]
+    return found[0] if len(found) == 1 else None
+
+
+def _prepare(sch, unit) -> Optional[tuple]:
+    try:
+        found = _reduction(sch)
+    except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
+        return None
+    if found is None:
+        return None
+    block_rv, block = found
+    ivs = list(block.iter_vars)
+    kinds = "".join("R" if iv.iter_type == 2 else "S" for iv in ivs)  # IterVar.CommReduce == 2
+    return block_rv, block, ivs, kinds
+
+
+def int8_schedule(mod, target):
+    """A scheduled ``tvm.s_tir.Schedule`` of ``mod`` (one PrimFunc ``main``) as described above, or None when
+    ``mod`` is not an integer layer this schedule handles on ``target``."""
+    from tvm import s_tir
+
+    unit = dot_product_unit(target)
+    registers = register_file(target)
+    if unit is None or registers is None:
+        return None
+    sch = s_tir.Schedule(mod)
+    found = _prepare(sch, unit)
+    if found is None:
+        return None
+    block_rv, block, ivs, kinds = found
+    if kinds == CONV_ITERATION:
+        return _conv(sch, block_rv, block, ivs, unit, registers[1])
+    if kinds == "SSR":
+        return _matmul(sch, block_rv, block, ivs, unit, registers[1])
+    return None
+
+
+def _conv(sch, conv, block, ivs, unit, registers):
+    intrin, lanes, activation = unit
+    parameter = _parameters(sch)
+    out = block.writes[0].region
+    if len(out) != 4 or not all(out[i].min.same_as(ivs[i].var) for i in range(4)):
+        return None
+    o, i, ky, kx = (iv.var for iv in (ivs[1], ivs[4], ivs[5], ivs[6]))
+    weight = _weight_read(block, parameter, (o, i, ky, kx))
+    if weight is None:
+        return None
+    data_read = block.reads[1 - weight]
+    if str(data_read.source.dtype) != activation or len(data_read.region) != 4 \
+            or not data_read.region[1].min.same_as(i):  # ungrouped: the input channel is the reduction's own
+        return None
+    channels, height, width = (int(ivs[k].dom.extent) for k in (1, 2, 3))
+    if int(ivs[4].dom.extent) % GROUP:
+        return None
+    tile = _tile(height, width, channels, lanes, registers)
+    loops = sch.get_loops(conv)
+    if tile is None or len(loops) != len(ivs):
+        return None
+    rows, cols, vectors = tile
+    block_width = vectors * lanes
+    root = sch.get_sblock("root", "main")
+    producers = [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.startswith("pad")]
+    # the input as [n, c / 4, h, w, 4], padding included: one pass, in parallel over channel groups and rows
+    data_index = 1 - weight
+    packed_input = sch.cache_read(conv, data_index, "global")
+    for pad in producers:
+        sch.compute_inline(pad)
+    sch.transform_layout(packed_input, ("write", 0), lambda a, b, c, d: (a, b // GROUP, c, d, b % GROUP))
+    a, b, c, d = sch.get_loops(packed_input)
+    b_outer, b_inner = sch.split(b, [None, GROUP])
+    sch.reorder(a, b_outer, c, d, b_inner)
+    sch.parallel(sch.fuse(a, b_outer, c))
+    n, o, y, x, i, ky, kx = loops
+    o_outer, o_vector, o_lane = sch.split(o, [None, vectors, lanes])
+    y_outer, y_inner = sch.split(y, [None, rows])
+    x_outer, x_inner = sch.split(x, [None, cols])
+    i_outer, i_inner = sch.split(i, [None, GROUP])
+    sch.reorder(n, o_outer, y_outer, x_outer, i_outer, ky, kx, y_inner, x_inner, o_vector, o_lane, i_inner)
+    tiles = sch.fuse(n, o_outer, y_outer, x_outer)  # channel blocks outermost: a block's weights stay in cache
+    sch.parallel(tiles)
+    packed = sch.cache_read(conv, weight, "global")
+    sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+        a // block_width, b // GROUP, c, d, a % block_width, b % GROUP))
+    accumulate = sch.cache_write(conv, 0, "local")
+    sch.transform_layout(conv, ("write", 0), lambda a, b, c, d: (a, c, d, b))  # [y, x, o]: vectors in registers
+    sch.reverse_compute_at(accumulate, tiles)
+    init = sch.decompose_reduction(conv, i_outer)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed, packed_input)},
+                    tiles)
+    sch.tensorize(o_lane, intrin)
+    sch.unroll(y_inner)
+    sch.unroll(x_inner)
+    sch.unroll(o_vector)
+    return sch
+
+
+def _matmul(sch, matmul, block, ivs, unit, registers):
+    intrin, lanes, activation = unit
+    parameter = _parameters(sch)
+    out = block.writes[0].region
+    if len(out) != 2 or not all(out[k].min.same_as(ivs[k].var) for k in range(2)):
+        return None
+    m, n, k = (iv.var for iv in ivs)
+    weight = _weight_read(block, parameter, (k, n))
+    if weight is None:
+        return None
+    data_read = block.reads[1 - weight]
+    if str(data_read.source.dtype) != activation or len(data_read.region) != 2 \
+            or not (data_read.region[0].min.same_as(m) and data_read.region[1].min.same_as(k)):
+        return None
+    rows_total, columns, depth = (int(iv.dom.extent) for iv in ivs)
+    if depth % GROUP:
+        return None
+    tile = _tile(rows_total, 1, columns, lanes, registers)
+    loops = sch.get_loops(matmul)
+    if tile is None or len(loops) != 3:
+        return None
+    rows, _, vectors = tile
+    # a matrix-vector product streams its weights: keep at least two tiles per core busy
+    while vectors > 1 and columns // (vectors * lanes) < 4:
+        vectors //= 2 if vectors % 2 == 0 else vectors
+    if columns % (vectors * lanes):
+        return None
+    block_width = vectors * lanes
+    root = sch.get_sblock("root", "main")
+    i, j, r = loops
+    i_outer, i_inner = sch.split(i, [None, rows])
+    j_outer, j_vector, j_lane = sch.split(j, [None, vectors, lanes])
+    r_outer, r_inner = sch.split(r, [None, GROUP])
+    sch.reorder(j_outer, i_outer, r_outer, i_inner, j_vector, j_lane, r_inner)
+    tiles = sch.fuse(j_outer, i_outer)
+    sch.parallel(tiles)
+    packed = sch.cache_read(matmul, weight, "global")
+    sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(matmul, ("read", weight), lambda a, b: (
+        b // block_width, a // GROUP, b % block_width, a % GROUP))
+    accumulate = sch.cache_write(matmul, 0, "local")
+    sch.reverse_compute_at(accumulate, tiles)
+    init = sch.decompose_reduction(matmul, r_outer)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (matmul, accumulate, init, packed)}, tiles)
+    sch.tensorize(j_lane, intrin)
+    sch.unroll(i_inner)
+    sch.unroll(j_vector)
+    return sch
+
+
+def _fuse_consumers(sch, root, ours: set, tiles) -> None:
+    """The requantize chain (bias, cast, scale, round, clamp) into each tile's write-back."""
+    for consumer in [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint not in ours]:
+        try:
+            sch.reverse_compute_inline(consumer)
+        except Exception:  # noqa: BLE001 - not a plain elementwise consumer: computed per tile instead
+            sch.reverse_compute_at(consumer, tiles)
+
+
+def int8_candidates(tasks, target) -> dict:
+    """task name -> [its int8 schedule], for the tasks it applies to (a tuning run measures it first)."""
+    from .apply import written_schedules
+
+    return {name: [sch] for name, sch in written_schedules(tasks, target, int8_schedule).items()}
+
+
+def int8_database(tasks, target) -> tuple:
+    """``(MetaSchedule MemoryDatabase with the int8 schedule of every task it applies to, their names)``."""
+    from .apply import written_database, written_schedules
+
+    return written_database(tasks, target, written_schedules(tasks, target, int8_schedule))
