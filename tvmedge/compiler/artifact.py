@@ -22,7 +22,7 @@ from ..runtime.manifest import (FORMAT_VERSION, MANIFEST_NAME, PARTITIONED_FORMA
                                 StoredPlan, sha256_file)
 from ..runtime.layers import LAYERS_NAME, KernelCall, LayerMap, StageLayers
 from .cross import export_library
-from .int8 import match_dot_product_sign
+from .int8 import arrange_for_dot_product
 from .signing import encrypt_libraries, sign_artifact, signing_key_id
 from .layers import kernel_calls, memory_plan, recording_pipeline, weight_bytes, workspace_bytes
 from .lower import build_executable
@@ -113,7 +113,7 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
                     + (f", built for {stage.built_for}" if stage.fallback else "") + ")") if stages.partitioned \
                 else stage.target.name
             progress(f"scheduling {what} (records, search {tuning.search})")
-            mod = match_dot_product_sign(stage.mod, stage.target.tvm_target)  # VNNI: u8 x s8; SDOT: s8 x s8
+            mod = arrange_for_dot_product(stage.mod, stage.target.tvm_target)  # VNNI: u8 x s8; SDOT: s8 x s8
             scheduled, provenance = auto_schedule(mod, stage.target, tuning, progress=tune_progress)
             progress(f"building {name} for {stage.target.describe()}, linking with "
                      f"{stage.target.board.cross_compiler or 'the host compiler'}")

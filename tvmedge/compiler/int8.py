@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["preferred_activation", "match_dot_product_sign"]
+__all__ = ["preferred_activation", "match_dot_product_sign", "pad_for_dot_product", "arrange_for_dot_product"]
 
 
 def preferred_activation(target) -> str | None:
@@ -88,6 +88,74 @@ def match_dot_product_sign(mod, target):
         if isinstance(func, relax.Function):
             for pattern in patterns:
                 func = rewrite_call(pattern, rewriter, func)
+            mod[gv] = func
+    return mod
+
+
+def arrange_for_dot_product(mod, target):
+    """Both arrangements the integer layers need on ``target``: :func:`match_dot_product_sign`, then
+    :func:`pad_for_dot_product`."""
+    return pad_for_dot_product(match_dot_product_sign(mod, target), target)
+
+
+def pad_for_dot_product(mod, target):
+    """``mod`` with the int8-weight ``conv2d`` / ``matmul`` layers padded to the shape of ``target``'s dot-product
+    instruction (:func:`tvmedge.tune.int8.dot_product_unit`), so its schedule takes them too:
+
+    - a reduction (input channels, K) that is not a multiple of 4: zero weights and zero inputs added
+      (a 3-channel image becomes 4 channels; the products of the added channel are 0, so the sums are unchanged);
+    - output channels (N) that are not a multiple of the instruction's lanes: zero weight rows added and the
+      result sliced back (squeezenet's 1000 classes are computed as 1008).
+
+    Unchanged for a target without the instruction. Exact: only zeros are added.
+    """
+    from tvm import relax
+    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+    from ..tune.int8 import GROUP, dot_product_unit
+
+    unit = dot_product_unit(target)
+    if unit is None:
+        return mod
+    lanes = unit[1]
+    mod = mod.clone()
+    x, w = wildcard(), is_const()
+
+    def rewriter(call, found):
+        data, weight = found[x], found[w].value.numpy()
+        if weight.dtype != np.int8 or str(call.ty.dtype) != "int32" or str(data.ty.dtype) not in ("uint8", "int8"):
+            return call
+        if call.op.name == "relax.matmul":
+            if weight.ndim != 2:
+                return call
+            reduction_axis, out_axis, data_axis = 0, 1, len(data.ty.shape.values) - 1
+        else:
+            if (str(call.attrs.data_layout), str(call.attrs.kernel_layout)) != ("NCHW", "OIHW") \
+                    or int(call.attrs.groups) != 1:
+                return call
+            reduction_axis, out_axis, data_axis = 1, 0, 1
+        depth, width = weight.shape[reduction_axis], weight.shape[out_axis]
+        more_depth, more_width = -depth % GROUP, -width % lanes
+        if not (more_depth or more_width):
+            return call
+        widths = [(0, 0)] * weight.ndim
+        widths[reduction_axis], widths[out_axis] = (0, more_depth), (0, more_width)
+        padded = relax.const(np.pad(weight, widths), "int8")
+        if more_depth:
+            rank = len(data.ty.shape.values)
+            pad_width = [0] * (2 * rank)
+            pad_width[2 * data_axis + 1] = more_depth
+            data = relax.op.nn.pad(data, pad_width, pad_value=0.0)
+        core = relax.Call(call.op, [data, padded], call.attrs)
+        if not more_width:
+            return core
+        axis = len(call.ty.shape.values) - 1 if call.op.name == "relax.matmul" else 1
+        return relax.op.strided_slice(core, axes=[axis], begin=[0], end=[width])
+
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, relax.Function):
+            for op in ("relax.nn.conv2d", "relax.matmul"):
+                func = rewrite_call(is_op(op)(x, w), rewriter, func)
             mod[gv] = func
     return mod
 
