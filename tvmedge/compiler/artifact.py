@@ -122,7 +122,7 @@ def build_artifact(imported, stages, out, *, tuning=None, opt_level: int = 3, qu
             if external_weights:
                 pipeline = lifting_pipeline(lifted, pipeline)
             executable = build_executable(scheduled, stage.target, opt_level=opt_level, relax_pipeline=pipeline)
-            layer_stages.append(_stage_layers(stage, scheduled, imported))
+            layer_stages.append(_stage_layers(stage, mod, scheduled, imported))
             memory.append({"weight_bytes": weight_bytes(scheduled), "workspace_bytes": workspace_bytes(scheduled),
                            **memory_plan(lowered["mod"])})
             library = export_library(executable, tmp / name, stage.target)
@@ -194,10 +194,11 @@ def _exchange(a: Path, b: Path) -> bool:
     return result == 0
 
 
-def _stage_layers(stage, scheduled, imported) -> StageLayers:
-    """The stage's kernel calls tied to ONNX layers; an unexpected failure costs the map, never the build."""
+def _stage_layers(stage, mod, scheduled, imported) -> StageLayers:
+    """The stage's kernel calls (``mod``: the stage's module as scheduled) tied to ONNX layers; an unexpected
+    failure costs the map, never the build."""
     try:
-        calls, note = kernel_calls(stage.mod, scheduled, getattr(imported, "layer_of_var", None) or {},
+        calls, note = kernel_calls(mod, scheduled, getattr(imported, "layer_of_var", None) or {},
                                    stage.target.tvm_target, getattr(imported, "binding_signatures", None))
     except Exception as err:  # noqa: BLE001 (a pass TVM cannot run on this module: the map is unknown)
         calls, note = None, f"no layer map: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"

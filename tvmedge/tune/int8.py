@@ -226,6 +226,14 @@ def _conv(sch, conv, block, ivs, unit, registers):
     sch.vectorize(sch.get_loops(init)[-1])
     _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed, packed_input)},
                     tiles)
+    # the write-back (and requantize) with the channels as the vector axis: reading the accumulators as they
+    # lie, the output bytes stored per channel plane
+    loops = sch.get_loops(accumulate)
+    inside = loops[[sch.get(loop).same_as(sch.get(tiles)) for loop in loops].index(True) + 1:]
+    channel, pixels = inside[0], inside[1:]  # [o, y, x] of the tile; a tile one row (or column) wide has no loop
+    if pixels:
+        sch.reorder(*pixels, channel)
+    sch.vectorize(sch.split(channel, [None, lanes])[1])
     sch.tensorize(o_lane, intrin)
     sch.unroll(y_inner)
     sch.unroll(x_inner)
@@ -278,6 +286,7 @@ def _matmul(sch, matmul, block, ivs, unit, registers):
     init = sch.decompose_reduction(matmul, r_outer)
     sch.vectorize(sch.get_loops(init)[-1])
     _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (matmul, accumulate, init, packed)}, tiles)
+    sch.vectorize(sch.split(sch.get_loops(accumulate)[-1], [None, lanes])[1])  # the write-back and requantize
     sch.tensorize(j_lane, intrin)
     sch.unroll(i_inner)
     sch.unroll(j_vector)
