@@ -94,6 +94,7 @@ def _render(d):
                    + (f", {t['conv']} with the convolution schedule" if t.get("conv") else "")
                    + (f", {t['gemv']} with the GEMV schedule" if t.get("gemv") else "")
                    + (f", {t['int8']} with the int8 dot-product schedule" if t.get("int8") else "")
+                   + (f", {t['pool']} with the pooling schedule" if t.get("pool") else "")
                    + f", {t.get('predicted', 0)} predicted by the cost model"
                    + (f" ({t['cost_model']}, nothing measured for them)" if t.get("cost_model") else "")
                    + f", {t['fallback']} parallelised+vectorised without search"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .fallback import fallback_database
 
-__all__ = ["schedule_module", "written_schedules", "written_database"]
+__all__ = ["schedule_module", "written_schedules", "written_database", "WRITTEN"]
+
+WRITTEN = ("gemv", "conv", "int8", "pool")  # the sources of schedules written for a kind of layer
 
 
 def schedule_module(prepared, tasks, target, records=None, *, prediction=None, fallback: bool = True,
@@ -28,7 +30,8 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         The cost model's label, recorded with the predicted tasks.
     written : sequence of (source, database, task names)
         Schedules written for a kind of task rather than searched: ``gemv`` (:func:`tvmedge.tune.gemv.gemv_database`)
-        ``conv`` (:func:`tvmedge.tune.conv.conv_database`) and ``int8`` (:mod:`tvmedge.tune.int8`), for tasks
+        ``conv`` (:func:`tvmedge.tune.conv.conv_database`), ``int8`` (:mod:`tvmedge.tune.int8`) and ``pool``
+        (:mod:`tvmedge.tune.pool`), for tasks
         without a record of this CPU; below
         those records, above transferred records (measured on another CPU) and predictions.
 
@@ -36,7 +39,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     -------
     (scheduled module, provenance dict for the manifest's ``tuning`` block: counts per source and
     ``sources``, task name -> ``record`` | ``transferred`` (a record measured on another CPU of the same
-    architecture) | ``gemv`` | ``conv`` | ``int8`` | ``predicted`` | ``fallback`` | ``naive``)
+    architecture) | ``gemv`` | ``conv`` | ``int8`` | ``pool`` | ``predicted`` | ``fallback`` | ``naive``)
     """
     import tvm
     from tvm import relax
@@ -78,7 +81,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
 
         with target, tvm.transform.PassContext(opt_level=3):
             prepared = prepack_weights(prepared)
-    kinds = ("record", "transferred", "gemv", "conv", "int8", "predicted", "fallback")
+    kinds = ("record", "transferred", "gemv", "conv", "int8", "pool", "predicted", "fallback")
     counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in kinds}
     provenance = {
         "records": getattr(records, "label", None) if counts["record"] or counts["transferred"] else None,
@@ -92,7 +95,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         if counts["fallback"] or not fallback else None,
         "cost_model": cost_model if counts["predicted"] else None,
         "sources": dict(sorted(sources.items())),
-        "untuned_tasks": sorted(n for n, s in sources.items() if s not in ("record", "transferred", "gemv", "conv", "int8")),
+        "untuned_tasks": sorted(n for n, s in sources.items() if s not in WRITTEN + ("record", "transferred")),
     }
     if prediction is not None and prediction.failed:
         provenance["prediction_failed"] = dict(sorted(prediction.failed.items()))

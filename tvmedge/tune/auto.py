@@ -18,7 +18,8 @@ schedule of :mod:`tvmedge.tune.conv` instead of a predicted one (or a record tra
 quick search does not measure them (the written schedule beat the predicted candidates on every convolution
 measured); an explicit ``--search N`` does, the written schedule first, so a record is kept only if it is faster.
 ``TuningOptions.int8`` (default on): the same for the integer layers of quantized models, with the dot-product
-schedule of :mod:`tvmedge.tune.int8` (VNNI on x86, SDOT on ARM).
+schedule of :mod:`tvmedge.tune.int8` (VNNI on x86, SDOT on ARM). Pooling layers get :mod:`tvmedge.tune.pool`'s
+row schedule with ``conv``.
 
 The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
 """
@@ -102,7 +103,9 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
     if options.conv and options.predict:
         from .conv import conv_schedule
 
-        kinds.append(("conv", conv_schedule))
+        from .pool import pool_schedule
+
+        kinds += [("conv", conv_schedule), ("pool", pool_schedule)]
     if options.int8 and options.predict:
         from .int8 import int8_schedule
 
