@@ -142,6 +142,7 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     are measured, finished tasks are skipped. ``plot`` (a PNG path, or True for ``tuning_curve.png`` next to the
     records) draws the tuning curve of what was measured (``report.plot``).
     """
+    from .compiler.int8 import arrange_for_dot_product
     from .devices.target import CompileTarget
     from .frontend.onnx import import_model
     from .tune.database import TuningDatabase
@@ -152,13 +153,16 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     target = CompileTarget.resolve(board)
     builder, runner, _ = measurer_for(target, tracker, key)  # key defaults to the board's name
     database = TuningDatabase(log_dir, create=True) if log_dir else TuningDatabase.for_target(target.spec)
-    imported = import_model(model, input_shapes)  # as compile imports it, so the records match
-    tasks = extract_tasks(prepare(imported.mod, target.tvm_target), target.tvm_target)
+    imported = import_model(model, input_shapes)  # as compile imports and arranges it, so the records match
+    mod = arrange_for_dot_product(imported.mod, target.tvm_target)
+    tasks = extract_tasks(prepare(mod, target.tvm_target), target.tvm_target)
     # convolutions start from the schedule a compile would give them: a record must beat it to count
     from .tune.conv import conv_candidates
+    from .tune.int8 import int8_candidates
 
+    candidates = {**conv_candidates(tasks, target.tvm_target), **int8_candidates(tasks, target.tvm_target)}
     report = tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
-                        progress=progress, seed=seed, candidates=conv_candidates(tasks, target.tvm_target))
+                        progress=progress, seed=seed, candidates=candidates)
     if plot and report.history:
         from .tune.plot import plot_tuning_curve
 

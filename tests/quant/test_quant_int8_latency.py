@@ -1,12 +1,13 @@
 """CI's reduced benchmark of the integer path (issue 15; the full one is benchmarks/quant_int8.py): ONNX
 Runtime's INT8 QDQ version of the digits CNN against the float model, both compiled for this host with the same
-schedule (the parallelised + vectorised no-search schedule, no cost model: the same loop treatment for both),
-timed interleaved in one process. The integer artifact must be faster, and on a CPU with AVX-512 VNNI its
-library must use the VNNI dot product.
+schedule budget, timed interleaved in one process:
 
-Not asserted, because it does not hold yet: with the schedules the shipped cost model predicts (the ``--search
-none`` default) the int8 digits artifact is slower than the float one (benchmarks/quant_results.md): the model
-was trained on float layers and MetaSchedule's VNNI tensorization fails on these layers in TVM 0.27."""
+- the parallelised + vectorised no-search schedule for both (no cost model, no written schedules: the same loop
+  treatment): the integer artifact must be faster, and on a CPU with AVX-512 VNNI use the VNNI dot product;
+- the ``--search none`` default (written schedules, predictions, nothing measured) on a CPU with AVX-512 VNNI:
+  the integer layers get the dot-product schedule (tvmedge.tune.int8) and the int8 artifact must take at most
+  0.8x the float one's time (benchmarks/quant_results.md measures 0.35-0.52x; the margin is for this shared
+  machine's noise). On a CPU without VNNI that schedule does not apply and the test says so (skip)."""
 
 import statistics
 import subprocess
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from quantized_models import ort_quantize
 from tvmedge import api
@@ -26,14 +28,17 @@ def _has_vnni() -> bool:
     return "avx512_vnni" in Path("/proc/cpuinfo").read_text()
 
 
-def test_int8_digits_artifact_is_faster_than_float_with_the_same_schedule_budget(tmp_path):
+def _build(tmp_path, tuning) -> dict:
     calib = np.load(DIGITS / "calib.npz")["input"]
     qdq = ort_quantize(DIGITS / "digits_cnn.onnx", tmp_path / "q.onnx", "qdq", "uint8",
                        [{"input": calib[i:i + 1]} for i in range(32)])
-    none = TuningOptions(search="none", use_records=False, predict=False)
-    built = {name: api.compile(path, "x86-host", out=tmp_path / name, tuning=none)
+    built = {name: api.compile(path, "x86-host", out=tmp_path / name, tuning=tuning)
              for name, path in (("float", DIGITS / "digits_cnn.onnx"), ("int8", qdq))}
     assert built["int8"].manifest.build.quantization["integer"]["integer_layers"] == 4
+    return built
+
+
+def _int8_over_float(built) -> float:
     models = {name: api.load(artifact.path) for name, artifact in built.items()}
     feed = {"input": np.load(DIGITS / "test.npz")["input"][:1]}
     times = {name: [] for name in models}
@@ -42,9 +47,27 @@ def test_int8_digits_artifact_is_faster_than_float_with_the_same_schedule_budget
             start = time.perf_counter()
             model.run(feed)
             times[name].append(time.perf_counter() - start)
-    ratio = statistics.median(times["int8"]) / statistics.median(times["float"])
+    return statistics.median(times["int8"]) / statistics.median(times["float"])
+
+
+def _vnni_instructions(library: Path) -> int:
+    code = subprocess.run(["objdump", "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    return code.count("vpdpbusd")
+
+
+def test_int8_digits_artifact_is_faster_than_float_with_the_same_schedule_budget(tmp_path):
+    built = _build(tmp_path, TuningOptions(search="none", use_records=False, predict=False))
+    ratio = _int8_over_float(built)
     assert ratio < 1.0, f"int8 / float latency {ratio:.2f}"
     if _has_vnni():
-        code = subprocess.run(["objdump", "-d", str(built["int8"].path / "model.so")], capture_output=True,
-                              text=True, check=True).stdout
-        assert "vpdpbusd" in code
+        assert _vnni_instructions(built["int8"].path / "model.so") > 0
+
+
+def test_int8_digits_artifact_with_the_default_schedules_takes_at_most_0_8x_the_float_time(tmp_path):
+    if not _has_vnni():
+        pytest.skip("this CPU has no AVX-512 VNNI: the integer layers keep their predicted schedules")
+    built = _build(tmp_path, TuningOptions(search="none", use_records=False))
+    assert built["int8"].manifest.tuning["int8"] == 4  # conv1 (1 channel, padded to 4), conv2, fc1, fc2
+    assert _vnni_instructions(built["int8"].path / "model.so") > 0
+    ratio = _int8_over_float(built)
+    assert ratio <= 0.8, f"int8 / float latency {ratio:.2f}"
