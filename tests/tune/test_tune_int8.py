@@ -12,12 +12,12 @@ from tvm import relax
 
 from tvmedge.compiler.int8 import arrange_for_dot_product
 from tvmedge.devices.target import CompileTarget
-from tvmedge.tune.int8 import dot_product_unit, int8_schedule
+from tvmedge.tune.int8 import dot_product_unit, int8_schedule, integer_unit
 from tvmedge.tune.pool import pool_schedule
 from tvmedge.tune.tasks import extract_tasks, prepare
 
 VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake", "num-cores": 2})
-AVX2 = tvm.target.Target({"kind": "llvm", "mcpu": "znver3", "num-cores": 2})
+AVX2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})  # runs on any AVX2 host
 HOST_HAS_VNNI = "avx512_vnni" in Path("/proc/cpuinfo").read_text()
 
 
@@ -28,9 +28,11 @@ def _target(board):
 def test_each_cpu_gets_its_dot_product_instruction_or_none():
     assert dot_product_unit(VNNI)[1:] == (16, "uint8")
     assert dot_product_unit(_target("rk3588"))[1:] == (4, "int8")  # cortex-a76 +dotprod
-    assert dot_product_unit(AVX2) is None  # no VNNI: the integer layers keep their predicted schedules
-    assert dot_product_unit(_target("rpi4")) is None  # cortex-a72: no dot product
-    assert dot_product_unit(_target("bananapi-f3")) is None
+    # no dot-product instruction: the plain vector path, int32 lanes of the vector registers
+    assert dot_product_unit(AVX2) is None and integer_unit(AVX2) == (None, 8, None)
+    assert dot_product_unit(_target("rpi4")) is None and integer_unit(_target("rpi4")) == (None, 4, None)
+    assert integer_unit(_target("bananapi-f3")) == (None, 8, None)  # RVV, VLEN 256
+    assert integer_unit(_target("licheepi4a")) is None  # no vector unit LLVM can use: predicted schedules
 
 
 def _int8_conv(channels=16, size=9, out_channels=32, kernel=3, pad=1, stride=1, groups=1, activation="uint8"):
@@ -138,12 +140,38 @@ def test_the_arm_build_uses_sdot_on_signed_activations():
 
 @pytest.mark.parametrize("mod,target", [
     (_int8_conv(groups=16, channels=16, out_channels=16), VNNI),  # depthwise: no 4-element reduction
-    (_int8_conv(), AVX2),  # no dot-product instruction
-    (_int8_conv(), _target("bananapi-f3")),
+    (_int8_conv(groups=16, channels=16, out_channels=16), AVX2),
+    (_int8_conv(), _target("licheepi4a")),  # no vector unit
 ])
 def test_layers_the_schedule_cannot_take_keep_their_usual_schedule(mod, target):
     task = _the_task(mod, target, "conv2d")
     assert int8_schedule(task.mod, target) is None
+
+
+@pytest.mark.parametrize("shape", CONVS)
+def test_without_a_dot_product_the_plain_vector_path_computes_what_tvm_computes(shape):
+    task = _the_task(_int8_conv(**shape), AVX2, "conv2d")
+    sch = int8_schedule(task.mod, AVX2)
+    assert sch is not None and "call_llvm_pure_intrin" not in sch.mod.script()
+    arrays = _arguments(task.mod["main"])
+    expected = _outputs(task.mod, [a.copy() for a in arrays], AVX2)
+    assert np.array_equal(_outputs(sch.mod, arrays, AVX2), expected)
+
+
+@pytest.mark.parametrize("rows,depth,columns", [(1, 64, 48), (1, 20, 10)])
+def test_the_plain_matrix_product_computes_what_tvm_computes(rows, depth, columns):
+    task = _the_task(_int8_matmul(rows, depth, columns), AVX2, "matmul")
+    sch = int8_schedule(task.mod, AVX2)
+    arrays = _arguments(task.mod["main"], seed=rows)
+    expected = _outputs(task.mod, [a.copy() for a in arrays], AVX2)
+    assert np.array_equal(_outputs(sch.mod, arrays, AVX2), expected)
+
+
+def test_the_riscv_build_multiplies_and_accumulates_widening():
+    target = _target("bananapi-f3")
+    task = _the_task(_int8_conv(), target, "conv2d")
+    asm = tvm.tirx.build(int8_schedule(task.mod, target).mod, target=target).inspect_source("asm")
+    assert "vwmacc" in asm  # vwmaccsu.vv: int16 products of u8 x s8 accumulated into int32 lanes
 
 
 def test_a_float_convolution_is_not_an_integer_layer():

@@ -100,21 +100,21 @@ def arrange_for_dot_product(mod, target):
 
 def pad_for_dot_product(mod, target):
     """``mod`` with the int8-weight ``conv2d`` / ``matmul`` layers padded to the shape of ``target``'s dot-product
-    instruction (:func:`tvmedge.tune.int8.dot_product_unit`), so its schedule takes them too:
+    instruction or vector (:func:`tvmedge.tune.int8.integer_unit`), so its schedule takes them too:
 
     - a reduction (input channels, K) that is not a multiple of 4: zero weights and zero inputs added
       (a 3-channel image becomes 4 channels; the products of the added channel are 0, so the sums are unchanged);
     - output channels (N) that are not a multiple of the instruction's lanes: zero weight rows added and the
       result sliced back (squeezenet's 1000 classes are computed as 1008).
 
-    Unchanged for a target without the instruction. Exact: only zeros are added.
+    Unchanged for a target without a vector unit. Exact: only zeros are added.
     """
     from tvm import relax
     from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
-    from ..tune.int8 import GROUP, dot_product_unit
+    from ..tune.int8 import GROUP, integer_unit
 
-    unit = dot_product_unit(target)
+    unit = integer_unit(target)
     if unit is None:
         return mod
     lanes = unit[1]

@@ -25,8 +25,13 @@ It applies to ungrouped NCHW convolutions whose input channels are a multiple of
 multiple of the lanes, and to matrix products ``[M, K] x [K, N]`` with K a multiple of 4 and N of the lanes,
 with the weight a function parameter (a constant at the Relax level) and the activation of the sign the
 instruction wants (:func:`tvmedge.compiler.int8.match_dot_product_sign` arranges that). Other integer layers
-(depthwise, the first layer's 1-3 channels, a 10-way classifier) keep their predicted schedule. Targets without
-the instructions (RISC-V, x86 without VNNI) get none of this: their integer layers keep the predicted schedule.
+(depthwise, grouped) keep their predicted schedule; the compiler pads a reduction that is not a multiple of 4
+and output channels that are not a multiple of the lanes with zeros first
+(:func:`tvmedge.compiler.int8.pad_for_dot_product`).
+
+Targets without such an instruction (RISC-V's RVV, x86 without VNNI) get the same tiling on the plain vector
+path: weights packed ``[.., 4, block]``, and per reduction element one vector multiply-add of the lanes
+(int8 widened to int32; LLVM picks the widening instructions).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Optional
 
 from .conv import CONV_ITERATION, _tile, register_file
 
-__all__ = ["dot_product_unit", "int8_schedule", "int8_database", "int8_candidates"]
+__all__ = ["dot_product_unit", "integer_unit", "int8_schedule", "int8_database", "int8_candidates"]
 
 GROUP = 4  # reduction elements per lane of one dot-product instruction (both vpdpbusd and sdot)
 
@@ -60,6 +65,17 @@ def dot_product_unit(target) -> Optional[tuple]:
     if triple.startswith("riscv"):
         return None
     return (_intrinsic(*_VNNI), 16, "uint8") if has("avx512vnni") else None
+
+
+def integer_unit(target) -> Optional[tuple]:
+    """What the schedule builds on for ``target``: its dot-product instruction (:func:`dot_product_unit`), else
+    ``(None, int32 lanes, None)`` — the plain vector path (widening multiply-adds of either sign: RISC-V's
+    ``vwmacc``-style code, x86 without VNNI) — or None for a target without a vector unit."""
+    unit = dot_product_unit(target)
+    if unit is not None:
+        return unit
+    registers = register_file(target)
+    return (None, registers[0], None) if registers is not None else None
 
 
 # name, int32 lanes, activation dtype, LLVM intrinsic (operands: accumulator, broadcast activation, weights)
@@ -138,6 +154,12 @@ def _weight_read(block, parameter, indices) -> Optional[int]:
     return found[0] if len(found) == 1 else None
 
 
+def _activation(read, wanted: Optional[str]) -> bool:
+    """The activation is 8-bit, and of the sign the instruction multiplies (any sign for the plain path)."""
+    dtype = str(read.source.dtype)
+    return dtype == wanted if wanted else dtype in ("uint8", "int8")
+
+
 def _prepare(sch, unit) -> Optional[tuple]:
     try:
         found = _reduction(sch)
@@ -156,7 +178,7 @@ def int8_schedule(mod, target):
     ``mod`` is not an integer layer this schedule handles on ``target``."""
     from tvm import s_tir
 
-    unit = dot_product_unit(target)
+    unit = integer_unit(target)
     registers = register_file(target)
     if unit is None or registers is None:
         return None
@@ -183,7 +205,7 @@ def _conv(sch, conv, block, ivs, unit, registers):
     if weight is None:
         return None
     data_read = block.reads[1 - weight]
-    if str(data_read.source.dtype) != activation or len(data_read.region) != 4 \
+    if not _activation(data_read, activation) or len(data_read.region) != 4 \
             or not data_read.region[1].min.same_as(i):  # ungrouped: the input channel is the reduction's own
         return None
     channels, height, width = (int(ivs[k].dom.extent) for k in (1, 2, 3))
@@ -212,16 +234,25 @@ def _conv(sch, conv, block, ivs, unit, registers):
     y_outer, y_inner = sch.split(y, [None, rows])
     x_outer, x_inner = sch.split(x, [None, cols])
     i_outer, i_inner = sch.split(i, [None, GROUP])
-    sch.reorder(n, o_outer, y_outer, x_outer, i_outer, ky, kx, y_inner, x_inner, o_vector, o_lane, i_inner)
+    if intrin:  # one instruction: lanes x 4 products
+        sch.reorder(n, o_outer, y_outer, x_outer, i_outer, ky, kx, y_inner, x_inner, o_vector, o_lane, i_inner)
+    else:  # per reduction element, one vector multiply-add of the lanes
+        sch.reorder(n, o_outer, y_outer, x_outer, i_outer, ky, kx, y_inner, x_inner, o_vector, i_inner, o_lane)
     tiles = sch.fuse(n, o_outer, y_outer, x_outer)  # channel blocks outermost: a block's weights stay in cache
     sch.parallel(tiles)
     packed = sch.cache_read(conv, weight, "global")
     sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
-        a // block_width, b // GROUP, c, d, a % block_width, b % GROUP))
+    if intrin:
+        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+            a // block_width, b // GROUP, c, d, a % block_width, b % GROUP))
+    else:
+        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+            a // block_width, b // GROUP, c, d, b % GROUP, a % block_width))
     accumulate = sch.cache_write(conv, 0, "local")
     sch.transform_layout(conv, ("write", 0), lambda a, b, c, d: (a, c, d, b))  # [y, x, o]: vectors in registers
     sch.reverse_compute_at(accumulate, tiles)
+    if not intrin:
+        sch.vectorize(o_lane)
     init = sch.decompose_reduction(conv, i_outer)
     sch.vectorize(sch.get_loops(init)[-1])
     _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed, packed_input)},
@@ -234,7 +265,10 @@ def _conv(sch, conv, block, ivs, unit, registers):
     if pixels:
         sch.reorder(*pixels, channel)
     sch.vectorize(sch.split(channel, [None, lanes])[1])
-    sch.tensorize(o_lane, intrin)
+    if intrin:
+        sch.tensorize(o_lane, intrin)
+    else:
+        sch.unroll(i_inner)
     sch.unroll(y_inner)
     sch.unroll(x_inner)
     sch.unroll(o_vector)
@@ -252,7 +286,7 @@ def _matmul(sch, matmul, block, ivs, unit, registers):
     if weight is None:
         return None
     data_read = block.reads[1 - weight]
-    if str(data_read.source.dtype) != activation or len(data_read.region) != 2 \
+    if not _activation(data_read, activation) or len(data_read.region) != 2 \
             or not (data_read.region[0].min.same_as(m) and data_read.region[1].min.same_as(k)):
         return None
     rows_total, columns, depth = (int(iv.dom.extent) for iv in ivs)
@@ -274,20 +308,32 @@ def _matmul(sch, matmul, block, ivs, unit, registers):
     i_outer, i_inner = sch.split(i, [None, rows])
     j_outer, j_vector, j_lane = sch.split(j, [None, vectors, lanes])
     r_outer, r_inner = sch.split(r, [None, GROUP])
-    sch.reorder(j_outer, i_outer, r_outer, i_inner, j_vector, j_lane, r_inner)
+    if intrin:
+        sch.reorder(j_outer, i_outer, r_outer, i_inner, j_vector, j_lane, r_inner)
+    else:
+        sch.reorder(j_outer, i_outer, r_outer, i_inner, j_vector, r_inner, j_lane)
     tiles = sch.fuse(j_outer, i_outer)
     sch.parallel(tiles)
     packed = sch.cache_read(matmul, weight, "global")
     sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(matmul, ("read", weight), lambda a, b: (
-        b // block_width, a // GROUP, b % block_width, a % GROUP))
+    if intrin:
+        sch.transform_layout(matmul, ("read", weight), lambda a, b: (
+            b // block_width, a // GROUP, b % block_width, a % GROUP))
+    else:
+        sch.transform_layout(matmul, ("read", weight), lambda a, b: (
+            b // block_width, a // GROUP, a % GROUP, b % block_width))
     accumulate = sch.cache_write(matmul, 0, "local")
     sch.reverse_compute_at(accumulate, tiles)
+    if not intrin:
+        sch.vectorize(j_lane)
     init = sch.decompose_reduction(matmul, r_outer)
     sch.vectorize(sch.get_loops(init)[-1])
     _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (matmul, accumulate, init, packed)}, tiles)
     sch.vectorize(sch.split(sch.get_loops(accumulate)[-1], [None, lanes])[1])  # the write-back and requantize
-    sch.tensorize(j_lane, intrin)
+    if intrin:
+        sch.tensorize(j_lane, intrin)
+    else:
+        sch.unroll(r_inner)
     sch.unroll(i_inner)
     sch.unroll(j_vector)
     return sch
