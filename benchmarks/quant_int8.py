@@ -54,7 +54,7 @@ def ort_session(path, threads):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def build(path, out, search, workdir):
+def build(path, out, search, workdir, board="x86-host"):
     from tvmedge import api
     from tvmedge.tune.auto import TuningOptions
 
@@ -63,7 +63,7 @@ def build(path, out, search, workdir):
     else:
         options = TuningOptions(search=search, use_records=False)
     start = time.perf_counter()
-    artifact = api.compile(path, "x86-host", out=out, tuning=options)
+    artifact = api.compile(path, board, out=out, tuning=options)
     return artifact, round(time.perf_counter() - start, 1)
 
 
@@ -74,7 +74,7 @@ def dot_product_instructions(library: Path) -> dict:
     return {op: code.count(op) for op in ("vpdpbusd", "vpmaddubsw", "vpmaddwd")}
 
 
-def bench(name, search, rounds, threads):
+def bench(name, search, rounds, threads, board="x86-host"):
     import onnx
 
     from quantized_models import ort_quantize
@@ -89,7 +89,7 @@ def bench(name, search, rounds, threads):
         qdq = ort_quantize(source, tmp / f"{name}.qdq.onnx", "qdq", "uint8", calibration(name, spec))
         info, engines = {}, {}
         for variant, path in (("float", source), ("int8", qdq)):
-            artifact, seconds = build(path, tmp / variant, search, tmp)
+            artifact, seconds = build(path, tmp / variant, search, tmp, board)
             info[variant] = {"build_s": seconds, "tuning": artifact.manifest.tuning,
                              "library_bytes": (artifact.path / "model.so").stat().st_size,
                              "dot_product_instructions": dot_product_instructions(artifact.path / "model.so")}
@@ -174,7 +174,8 @@ def _accuracy(engines) -> dict:
 
 
 def table(rows, meta) -> str:
-    lines = [f"Measured {meta['date']} on {meta['cpu']} ({meta['threads']} threads for both engines; ORT "
+    lines = [f"Measured {meta['date']} on {meta['cpu']}, tvmedge compiling for {meta.get('board', 'x86-host')} "
+             f"({meta['threads']} threads for both engines; ORT "
              f"{meta['onnxruntime']}, TVM {meta['tvm']}); medians of interleaved rounds.", "",
              "| model | schedule | tvmedge float | tvmedge int8 | int8 / float | ORT float | ORT int8 | "
              "tvmedge int8 / ORT int8 | tvmedge float / ORT float | int8 vs ORT int8 (output steps) | vpdpbusd |",
@@ -204,16 +205,19 @@ def main(argv=None):
     parser.add_argument("--search", default="none", help="none | quick | naive (same for float and int8)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--board", default="x86-host",
+                        help="what tvmedge compiles for (a board, or a TVM target JSON this CPU runs, e.g. "
+                             "'{\"kind\": \"llvm\", \"mcpu\": \"haswell\"}': the AVX2 code of a CPU without VNNI)")
     args = parser.parse_args(argv)
     threads = os.cpu_count() or 1
-    meta = {"date": time.strftime("%Y-%m-%d"), "cpu": tvm.target.codegen.llvm_get_system_cpu(),
+    meta = {"date": time.strftime("%Y-%m-%d"), "cpu": tvm.target.codegen.llvm_get_system_cpu(), "board": args.board,
             "machine": platform.machine(), "threads": threads, "onnxruntime": onnxruntime.__version__,
             "tvm": tvm.__version__}
     rows = []
     for search in args.search.split(","):
         for name in args.models.split(","):
             print(f"{name} ({search}) ...", file=sys.stderr, flush=True)
-            rows.append(bench(name, search, args.rounds, threads))
+            rows.append(bench(name, search, args.rounds, threads, args.board))
     print(table(rows, meta))
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
