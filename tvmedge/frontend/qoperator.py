@@ -13,7 +13,7 @@ DQ(x), DQ(w) -> Conv [-> Relu / Clip] -> Q             QLinearConv [-> Clip on t
 DQ(x), DQ(w) -> Conv -> (float consumers)              ConvInteger -> Cast -> Mul(sx * sw) [-> Add(bias)]
 DQ(x), DQ(w) -> Gemm / MatMul [-> Relu / Clip] -> Q    com.microsoft.QGemm / QLinearMatMul [-> Clip]
 DQ(x), DQ(w) -> Gemm / MatMul -> (float consumers)     com.microsoft.QGemm (float out) / MatMulInteger
-DQ(a), DQ(b) -> Add [-> Relu] -> Q                      com.microsoft.QLinearAdd [-> Clip]
+DQ(a), DQ(b) -> Add | Sum [-> Relu] -> Q               com.microsoft.QLinearAdd [-> Clip]
 DQ -> GlobalAveragePool -> Q                           com.microsoft.QLinearGlobalAveragePool
 DQ(xi) ... -> Concat -> Q                              com.microsoft.QLinearConcat
 DQ -> MaxPool / Flatten / Reshape / Transpose / ... -> Q (same scale and zero point): the op on the integers
@@ -390,7 +390,8 @@ class _Rewriter:
         from onnx import helper
 
         op, base = node.op_type, self.name(node)
-        act, q = (self.epilogue(node.output[0]) if op == "Add" else (None, _q_after(self.graph, node.output[0])))
+        adds = op in ("Add", "Sum")  # a two-input Sum is an Add (resnet exports write residuals as Sum)
+        act, q = (self.epilogue(node.output[0]) if adds else (None, _q_after(self.graph, node.output[0])))
         if q is None:
             return "its output is not quantized (no QuantizeLinear after it)"
         ins = [self.activation(name) for name in node.input]
@@ -401,9 +402,9 @@ class _Rewriter:
         y = [self.add_init(f"{base}.y_scale", np.float32(q.scale.reshape(-1)[0])),
              self.add_init(f"{base}.y_zero_point", q.zero.reshape(()))]
         out = f"{base}.q" if act is not None else q.node.output[0]
-        if op == "Add":
+        if adds:
             if len(ins) != 2:
-                return "Add of more than two inputs"
+                return f"{op} of {len(ins)} inputs (QLinearAdd takes two)"
             nodes = [helper.make_node("QLinearAdd", params(ins[0], "a") + params(ins[1], "b") + y, [out], name=base,
                                       domain="com.microsoft")]
         elif op == "GlobalAveragePool":
@@ -443,7 +444,7 @@ class _Rewriter:
             why = None
             if node.op_type in ("Conv", "Gemm", "MatMul") and node.domain in ("", "ai.onnx"):
                 why = self.layer(node)
-            elif node.op_type in ("Add", "GlobalAveragePool", "Concat") and node.domain in ("", "ai.onnx"):
+            elif node.op_type in ("Add", "Sum", "GlobalAveragePool", "Concat") and node.domain in ("", "ai.onnx"):
                 why = self.elementwise(node)
             elif node.op_type in _MOVEMENT:
                 why = self.movement(node)

@@ -340,7 +340,15 @@ def _matmul(sch, matmul, block, ivs, unit, registers):
 
 
 def _fuse_consumers(sch, root, ours: set, tiles) -> None:
-    """The requantize chain (bias, cast, scale, round, clamp) into each tile's write-back."""
+    """The requantize chain (bias, cast, scale, round, clamp; a residual add's other input) into each tile's
+    write-back. First every elementwise block that can be is inlined into its consumer (the other input of a
+    quantized add is dequantized by blocks that read only a parameter: moved under the tile loop they would be
+    recomputed whole for every tile), then the rest of the chain into the write-back."""
+    for block in [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint not in ours]:
+        try:
+            sch.compute_inline(block)
+        except Exception:  # noqa: BLE001 - writes the output, or not inlinable: left to the loop below
+            pass
     for consumer in [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint not in ours]:
         try:
             sch.reverse_compute_inline(consumer)
