@@ -239,3 +239,37 @@ def test_qlinear_conv_with_a_zero_weight_zero_point_per_channel_is_accepted(tmp_
     feeds = samples(2, shape=(1, 2, 4, 4))
     got, ref = _run(_build(imported.mod), feeds), ort_outputs(path, feeds)
     assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+
+
+def _residual_sum_cnn() -> onnx.ModelProto:
+    """conv -> ReLU and a 1x1 conv of the same input, joined by a two-input Sum, ReLU, conv: a resnet block as
+    resnet exports write it."""
+    rng = np.random.default_rng(3)
+    w = lambda name, *shape: numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)  # noqa: E731
+    n = helper.make_node
+    nodes = [n("Conv", ["input", "a.w"], ["a"], name="a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             n("Relu", ["a"], ["ar"], name="ar"),
+             n("Conv", ["input", "b.w"], ["b"], name="b", kernel_shape=[1, 1]),
+             n("Sum", ["ar", "b"], ["res"], name="res"),
+             n("Relu", ["res"], ["rr"], name="rr"),
+             n("Conv", ["rr", "c.w"], ["output"], name="c", kernel_shape=[1, 1])]
+    graph = helper.make_graph(nodes, "sum", [helper.make_tensor_value_info("input", TensorProto.FLOAT, (1, 3, 16, 16))],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, (1, 4, 16, 16))],
+                              [w("a.w", 8, 3, 3, 3), w("b.w", 8, 3, 1, 1), w("c.w", 4, 8, 1, 1)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_residual_written_as_sum_runs_on_integers_and_matches_ort(tmp_path):
+    # resnet exports write the residual connection as a two-input Sum: between DQ and Q it is a QLinearAdd
+    from tvmedge.frontend.onnx import import_model
+
+    onnx.save(_residual_sum_cnn(), tmp_path / "sum.onnx")
+    path = ort_quantize(tmp_path / "sum.onnx", tmp_path / "q.onnx", "qdq", "uint8", samples(16))
+    assert any(n.op_type == "Sum" for n in onnx.load(path).graph.node)  # ORT leaves it between DQ and Q
+    imported = import_model(path)
+    report = imported.integer.summary()
+    assert "res (Sum)" in report["layers"] and report["float_fallback"] == [], report
+    feeds = samples(12, seed=5)
+    got, ref = _run(_build(imported.mod), feeds), ort_reference(path, feeds)
+    diff = np.array([np.abs(a - b).max() for a, b in zip(got, ref)])
+    assert diff.max() <= _output_scale(path) * 1.001
