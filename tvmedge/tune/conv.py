@@ -37,16 +37,11 @@ MAX_ACCUMULATORS = 24  # beyond this the unrolled tile only grows the code
 def register_file(target) -> Optional[tuple]:
     """``(float32 lanes per vector register, vector registers)`` of ``target``, or None for a target without a
     vector unit. (LLVM's own "vector width" says 512 bits for AVX2-only x86 CPUs; the features do not lie.)"""
-    from tvm.target import codegen
-
     if str(target.kind.name) != "llvm":
         return None
 
     def has(feature: str) -> bool:
-        try:
-            return bool(codegen.target_has_features(feature, target))
-        except Exception:  # noqa: BLE001 - a feature LLVM does not know for this target
-            return False
+        return has_feature(target, feature)
 
     triple = str(target.attrs.get("mtriple", "") or "")
     if triple.startswith(("aarch64", "arm64")):
@@ -61,6 +56,16 @@ def register_file(target) -> Optional[tuple]:
     if has("avx"):
         return 8, 16
     return (4, 16) if has("sse2") else None
+
+
+def has_feature(target, feature: str) -> bool:
+    """Whether LLVM says ``target`` (an llvm target) has ``feature`` (False for a feature it does not know)."""
+    from tvm.target import codegen
+
+    try:
+        return bool(codegen.target_has_features(feature, target))
+    except Exception:  # noqa: BLE001 - a feature LLVM does not know for this target
+        return False
 
 
 def _tile(out_height: int, out_width: int, channels: int, lanes: int, registers: int) -> Optional[tuple]:

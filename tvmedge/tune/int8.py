@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .conv import CONV_ITERATION, _tile, register_file
+from .conv import CONV_ITERATION, _tile, has_feature, register_file
 
 __all__ = ["dot_product_unit", "integer_unit", "int8_schedule", "int8_database", "int8_candidates"]
 
@@ -48,23 +48,14 @@ GROUP = 4  # reduction elements per lane of one dot-product instruction (both vp
 def dot_product_unit(target) -> Optional[tuple]:
     """``(tensor intrinsic, int32 lanes, activation dtype)`` of ``target``'s int8 dot-product instruction, or
     None when it has none."""
-    from tvm.target import codegen
-
     if str(target.kind.name) != "llvm":
         return None
-
-    def has(feature: str) -> bool:
-        try:
-            return bool(codegen.target_has_features(feature, target))
-        except Exception:  # noqa: BLE001 - a feature LLVM does not know for this target
-            return False
-
     triple = str(target.attrs.get("mtriple", "") or "")
     if triple.startswith(("aarch64", "arm64")):
-        return (_intrinsic(*_SDOT), 4, "int8") if has("dotprod") else None
+        return (_intrinsic(*_SDOT), 4, "int8") if has_feature(target, "dotprod") else None
     if triple.startswith("riscv"):
         return None
-    return (_intrinsic(*_VNNI), 16, "uint8") if has("avx512vnni") else None
+    return (_intrinsic(*_VNNI), 16, "uint8") if has_feature(target, "avx512vnni") else None
 
 
 def integer_unit(target) -> Optional[tuple]:
@@ -194,20 +185,32 @@ def int8_schedule(mod, target):
     return None
 
 
-def _conv(sch, conv, block, ivs, unit, registers):
-    intrin, lanes, activation = unit
-    parameter = _parameters(sch)
+def _operands(sch, block, ivs, weight_indices, activation, data_indices: dict) -> Optional[tuple]:
+    """``(index of the weight among the block's reads, the data's read)`` when the block writes its output at its
+    spatial iter vars, reads an int8 parameter at ``weight_indices`` and 8-bit data (of the ``activation`` sign)
+    whose dimensions listed in ``data_indices`` (dimension -> var) are those vars; None otherwise."""
+    rank = sum(1 for iv in ivs if iv.iter_type == 0)  # IterVar.DataPar == 0
     out = block.writes[0].region
-    if len(out) != 4 or not all(out[i].min.same_as(ivs[i].var) for i in range(4)):
+    if len(out) != rank or not all(out[k].min.same_as(ivs[k].var) for k in range(rank)):
         return None
-    o, i, ky, kx = (iv.var for iv in (ivs[1], ivs[4], ivs[5], ivs[6]))
-    weight = _weight_read(block, parameter, (o, i, ky, kx))
+    weight = _weight_read(block, _parameters(sch), weight_indices)
     if weight is None:
         return None
-    data_read = block.reads[1 - weight]
-    if not _activation(data_read, activation) or len(data_read.region) != 4 \
-            or not data_read.region[1].min.same_as(i):  # ungrouped: the input channel is the reduction's own
+    data = block.reads[1 - weight]
+    if not _activation(data, activation) or any(
+            dim >= len(data.region) or not data.region[dim].min.same_as(var) for dim, var in data_indices.items()):
         return None
+    return weight, data
+
+
+def _conv(sch, conv, block, ivs, unit, registers):
+    intrin, lanes, activation = unit
+    o, i, ky, kx = (iv.var for iv in (ivs[1], ivs[4], ivs[5], ivs[6]))
+    # ungrouped: the input channel read is the reduction's own
+    found = _operands(sch, block, ivs, (o, i, ky, kx), activation, {1: i})
+    if found is None or len(found[1].region) != 4:
+        return None
+    weight = found[0]
     channels, height, width = (int(ivs[k].dom.extent) for k in (1, 2, 3))
     if int(ivs[4].dom.extent) % GROUP:
         return None
@@ -277,18 +280,11 @@ def _conv(sch, conv, block, ivs, unit, registers):
 
 def _matmul(sch, matmul, block, ivs, unit, registers):
     intrin, lanes, activation = unit
-    parameter = _parameters(sch)
-    out = block.writes[0].region
-    if len(out) != 2 or not all(out[k].min.same_as(ivs[k].var) for k in range(2)):
-        return None
     m, n, k = (iv.var for iv in ivs)
-    weight = _weight_read(block, parameter, (k, n))
-    if weight is None:
+    found = _operands(sch, block, ivs, (k, n), activation, {0: m, 1: k})
+    if found is None or len(found[1].region) != 2:
         return None
-    data_read = block.reads[1 - weight]
-    if not _activation(data_read, activation) or len(data_read.region) != 2 \
-            or not (data_read.region[0].min.same_as(m) and data_read.region[1].min.same_as(k)):
-        return None
+    weight = found[0]
     rows_total, columns, depth = (int(iv.dom.extent) for iv in ivs)
     if depth % GROUP:
         return None
