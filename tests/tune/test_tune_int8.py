@@ -18,7 +18,9 @@ from tvmedge.tune.tasks import extract_tasks, prepare
 
 VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake", "num-cores": 2})
 AVX2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})  # runs on any AVX2 host
+AVX_VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "alderlake", "num-cores": 2})  # VNNI on 256 bits, no AVX-512
 HOST_HAS_VNNI = "avx512_vnni" in Path("/proc/cpuinfo").read_text()
+HOST_HAS_AVX_VNNI = " avx_vnni" in Path("/proc/cpuinfo").read_text()
 
 
 def _target(board):
@@ -27,6 +29,7 @@ def _target(board):
 
 def test_each_cpu_gets_its_dot_product_instruction_or_none():
     assert dot_product_unit(VNNI)[1:] == (16, "uint8")
+    assert dot_product_unit(AVX_VNNI)[1:] == (8, "uint8")  # x86 mini PCs' N100
     assert dot_product_unit(_target("rk3588"))[1:] == (4, "int8")  # cortex-a76 +dotprod
     # no dot-product instruction: the plain vector path, int32 lanes of the vector registers
     assert dot_product_unit(AVX2) is None and integer_unit(AVX2) == (None, 8, None)
@@ -115,6 +118,19 @@ def test_the_integer_convolution_schedule_computes_what_tvm_computes_with_vnni(s
     arrays = _arguments(task.mod["main"])
     expected = _outputs(task.mod, [a.copy() for a in arrays], VNNI)
     assert np.array_equal(_outputs(sch.mod, arrays, VNNI), expected)
+
+
+@pytest.mark.parametrize("shape", CONVS[:2])
+def test_avx_vnni_gets_the_256_bit_dot_product(shape):
+    task = _the_task(_int8_conv(**shape), AVX_VNNI, "conv2d")
+    sch = int8_schedule(task.mod, AVX_VNNI)
+    asm = tvm.tirx.build(sch.mod, target=AVX_VNNI).inspect_source("asm")
+    assert "vpdpbusd" in asm and "zmm" not in asm
+    if not HOST_HAS_AVX_VNNI:
+        pytest.skip("this CPU has no AVX-VNNI: the build is checked, not run")
+    arrays = _arguments(task.mod["main"])
+    expected = _outputs(task.mod, [a.copy() for a in arrays], AVX_VNNI)
+    assert np.array_equal(_outputs(sch.mod, arrays, AVX_VNNI), expected)
 
 
 @pytest.mark.parametrize("rows,depth,columns", [(1, 64, 48), (4, 128, 64), (1, 20, 10)])

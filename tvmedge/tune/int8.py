@@ -55,7 +55,10 @@ def dot_product_unit(target) -> Optional[tuple]:
         return (_intrinsic(*_SDOT), 4, "int8") if has_feature(target, "dotprod") else None
     if triple.startswith("riscv"):
         return None
-    return (_intrinsic(*_VNNI), 16, "uint8") if has_feature(target, "avx512vnni") else None
+    if has_feature(target, "avx512vnni"):
+        return _intrinsic(*_VNNI), 16, "uint8"
+    # AVX-VNNI (Alder Lake and later, e.g. the N100 of x86 mini PCs; Zen 5): the same instruction on 256 bits
+    return (_intrinsic(*_AVX_VNNI), 8, "uint8") if has_feature(target, "avxvnni") else None
 
 
 def integer_unit(target) -> Optional[tuple]:
@@ -72,6 +75,7 @@ def integer_unit(target) -> Optional[tuple]:
 # name, int32 lanes, activation dtype, LLVM intrinsic (operands: accumulator, broadcast activation, weights)
 _VNNI = ("tvmedge_dot_16x4_u8i8i32_vnni", 16, "uint8", "llvm.x86.avx512.vpdpbusd.512")
 _SDOT = ("tvmedge_dot_4x4_i8i8i32_sdot", 4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8")
+_AVX_VNNI = ("tvmedge_dot_8x4_u8i8i32_avxvnni", 8, "uint8", "llvm.x86.avx512.vpdpbusd.256")  # VEX-encoded w/o AVX-512
 
 
 def _intrinsic(name: str, lanes: int, activation: str, llvm: str) -> str:
@@ -84,7 +88,7 @@ def _intrinsic(name: str, lanes: int, activation: str, llvm: str) -> str:
     from tvm.target import codegen
 
     # the operand type of the products: sdot's are bytes; vpdpbusd's were <16 x i32> until LLVM 21 made them bytes
-    operand = f"int8x{lanes * GROUP}" if lanes == 4 or codegen.llvm_version_major() >= 21 else f"int32x{lanes}"
+    operand = f"int8x{lanes * GROUP}" if "sdot" in llvm or codegen.llvm_version_major() >= 21 else f"int32x{lanes}"
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
