@@ -18,7 +18,7 @@ __all__ = ["ProfileReport", "profile_artifact", "build_report", "plot_profile"]
 @dataclass
 class ProfileReport:
     """One profile: ``rows`` (one per kernel call, in execution order: stage, kernel, layers, ms, share, flops,
-    gflops, peak_gflops, peak_pct), stage totals, memory, and where it ran."""
+    gflops, integer, peak_gflops, peak_pct), stage totals, memory, and where it ran."""
 
     artifact: str
     where: str
@@ -66,8 +66,9 @@ def profile_artifact(artifact, feed: dict, *, board: Optional[str] = None, repea
     return report
 
 
-def _peaks(manifest) -> dict:
-    """unit name (or None for the board's main CPU) -> fp32 peak GFLOP/s, where the board YAML declares one."""
+def _peaks(manifest, precision: str = "fp32") -> dict:
+    """unit name (or None for the board's main CPU) -> peak G(FL)OP/s at ``precision`` (``fp32``, ``int8``),
+    where the board YAML declares one."""
     from ..devices.board import load_board
     from ..errors import TvmedgeError
 
@@ -75,10 +76,10 @@ def _peaks(manifest) -> dict:
         board = load_board(manifest.board)
     except TvmedgeError:
         return {}
-    peaks = {u.name: u.peak_gops.get("fp32") for u in board.compute_units}
+    peaks = {u.name: u.peak_gops.get(precision) for u in board.compute_units}
     cpus = [u for u in board.compute_units if u.kind == "cpu"]
     if cpus:
-        peaks[None] = cpus[0].peak_gops.get("fp32")
+        peaks[None] = cpus[0].peak_gops.get(precision)
     return peaks
 
 
@@ -89,7 +90,7 @@ def build_report(artifact, measured: dict, *, where: str, emulated: bool) -> Pro
 
     manifest = Manifest.read(artifact)
     layer_map = LayerMap.read(artifact)
-    peaks = _peaks(manifest)
+    peaks, int8_peaks = _peaks(manifest), _peaks(manifest, "int8")
     stages_meta = manifest.stages()
     rows, stages, notes = [], [], []
     if layer_map is None:
@@ -100,6 +101,7 @@ def build_report(artifact, measured: dict, *, where: str, emulated: bool) -> Pro
         meta = stages_meta[stage["index"]]
         unit = meta.built_for or meta.unit
         peak = peaks.get(unit, peaks.get(None))
+        int8_peak = int8_peaks.get(unit, int8_peaks.get(None))
         mapped = layer_map.stage(stage["index"]) if layer_map is not None else None
         sites = list(mapped.calls) if mapped is not None and mapped.calls is not None else None
         if mapped is not None and mapped.calls is None and mapped.note:
@@ -113,15 +115,20 @@ def build_report(artifact, measured: dict, *, where: str, emulated: bool) -> Pro
                 if position < len(sites):
                     site, position = sites[position], position + 1
             flops = site.flops if site is not None else None
+            integer = bool(site is not None and site.integer)
             gflops = flops / (call["ms"] * 1e6) if flops and call["ms"] > 0 else None
+            top = int8_peak if integer else peak  # an integer kernel against the int8 peak (GOP/s)
             rows.append({"stage": stage["index"], "kernel": call["kernel"],
                          "layers": list(site.layers) if site is not None else [], "ms": call["ms"],
-                         "share": call["ms"] / total, "flops": flops, "gflops": gflops, "peak_gflops": peak,
-                         "peak_pct": 100.0 * gflops / peak if gflops is not None and peak else None})
+                         "share": call["ms"] / total, "flops": flops, "gflops": gflops, "integer": integer,
+                         "peak_gflops": top, "peak_pct": 100.0 * gflops / top if gflops is not None and top else None})
         kernel_ms = sum(c["ms"] for c in stage["calls"])
         stages.append({"index": stage["index"], "unit": unit, "total_ms": stage["total_ms"], "kernel_ms": kernel_ms,
                        "builtin_ms": stage["builtin_ms"], "builtin_calls": stage["builtin_calls"],
                        "other_ms": max(0.0, stage["total_ms"] - kernel_ms - stage["builtin_ms"])})
+    if any(r["integer"] for r in rows):
+        notes.append("integer kernels (int8 x int8 -> int32; marked 'i' after their GOP/s) are compared with the "
+                     "board's int8 peak")
     if emulated:
         notes.append("emulated board: times are qemu's, not the board's; shares show where the work is, GFLOP/s "
                      "against the board's peak mean nothing")

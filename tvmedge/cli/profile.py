@@ -40,7 +40,7 @@ def _render(d):
         layers = ", ".join(r["layers"][:4]) + (f" +{len(r['layers']) - 4}" if len(r["layers"]) > 4 else "")
         rows.append([r["stage"], r["kernel"][:40], layers or "?", f"{r['ms']:.4f}", f"{100 * r['share']:.1f}%",
                      "-" if r["flops"] is None else f"{r['flops'] / 1e6:.2f}",
-                     "-" if r["gflops"] is None else f"{r['gflops']:.2f}",
+                     "-" if r["gflops"] is None else f"{r['gflops']:.2f}" + (" i" if r.get("integer") else ""),
                      "-" if r["peak_pct"] is None else f"{r['peak_pct']:.1f}%"])
     click.echo(table(rows, ["stage", "kernel", "ONNX layers", "ms", "share", "MFLOP", "GFLOP/s", "of peak"]))
     if len(d["kernels"]) > d["top"]:

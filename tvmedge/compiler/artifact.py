@@ -204,7 +204,8 @@ def _stage_layers(stage, mod, scheduled, imported) -> StageLayers:
         calls, note = None, f"no layer map: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
     if calls is None:
         return StageLayers(stage.index, None, note)
-    return StageLayers(stage.index, tuple(KernelCall(c["kernel"], tuple(c["layers"]), c["flops"]) for c in calls))
+    return StageLayers(stage.index, tuple(KernelCall(c["kernel"], tuple(c["layers"]), c["flops"], c["integer"])
+                                          for c in calls))
 
 
 def _memory_record(stages: list) -> dict:

@@ -109,12 +109,21 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target, signatures: O
         return None, (f"the fused module's {len(groups)} kernel calls do not line up with the built module's "
                       f"{len(built)}; no layer map")
     flops: dict = {}
+    integer: dict = {}
+    unscheduled = None  # the fused functions before scheduling: what a tensorized kernel's operations are counted on
     calls = []
     for (_, names), kernel in zip(groups, built):
         if kernel not in flops:
             flops[kernel] = _flops(scheduled, kernel)
+            integer[kernel] = _integer_reduction(scheduled[kernel])
+            if flops[kernel] is None and prepared:
+                if unscheduled is None:
+                    with target:
+                        unscheduled = relax.transform.FuseTIR()(fused)
+                if _unpacked(kernel) in [gv.name_hint for gv in unscheduled.get_global_vars()]:
+                    flops[kernel] = _flops(unscheduled, _unpacked(kernel))
         layers = list(dict.fromkeys(t for n in names if n in layer_of_var for t in _as_tuple(layer_of_var[n])))
-        calls.append({"kernel": kernel, "layers": layers, "flops": flops[kernel]})
+        calls.append({"kernel": kernel, "layers": layers, "flops": flops[kernel], "integer": integer[kernel]})
     return calls, None
 
 
@@ -171,6 +180,28 @@ def _flops(mod, kernel: str) -> Optional[float]:
         return float(estimate_tir_flops(tvm.IRModule({"main": mod[kernel]})))
     except Exception:  # noqa: BLE001 (TVM cannot count some loops, e.g. data-dependent ones): unknown, not zero
         return None
+
+
+def _integer_reduction(func) -> bool:
+    """Whether the kernel reduces 8-bit integers into int32 (a quantized layer's arithmetic)."""
+    import tvm
+    from tvm import s_tir
+    from tvm.tirx import IterVar
+
+    try:
+        sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+        pending = list(sch.get_child_blocks(sch.get_sblock("root", "main")))
+    except Exception:  # noqa: BLE001 - not a function TVM can walk: not known to be integer
+        return False
+    while pending:
+        rv = pending.pop()
+        block = sch.get(rv)
+        if any(iv.iter_type == IterVar.CommReduce for iv in block.iter_vars) \
+                and any(str(w.source.dtype) == "int32" for w in block.writes) \
+                and any(str(r.source.dtype) in ("int8", "uint8") for r in block.reads):
+            return True
+        pending.extend(sch.get_child_blocks(rv))
+    return False
 
 
 def recording_pipeline(store: dict):

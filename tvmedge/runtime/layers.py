@@ -30,10 +30,11 @@ LAYERS_FORMAT = 1
 class KernelCall:
     kernel: str
     layers: tuple = ()  # ONNX tensor names this call computes (empty: unknown)
-    flops: Optional[float] = None
+    flops: Optional[float] = None  # arithmetic operations (integer ones for an integer kernel)
+    integer: bool = False  # its reduction is int8 x int8 -> int32 (compare with the int8 peak)
 
     def to_json(self) -> dict:
-        return {"kernel": self.kernel, "layers": list(self.layers), "flops": self.flops}
+        return {"kernel": self.kernel, "layers": list(self.layers), "flops": self.flops, "integer": self.integer}
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class LayerMap:
             for stage in data["stages"]:
                 calls = stage.get("calls")
                 if calls is not None:
-                    calls = tuple(KernelCall(str(c["kernel"]), tuple(c.get("layers") or ()), c.get("flops"))
-                                  for c in calls)
+                    calls = tuple(KernelCall(str(c["kernel"]), tuple(c.get("layers") or ()), c.get("flops"),
+                                             bool(c.get("integer", False))) for c in calls)
                 stages.append(StageLayers(int(stage["index"]), calls, stage.get("note")))
         except (ValueError, KeyError, TypeError) as err:
             raise ArtifactError(f"{path} is malformed: {err}") from err
