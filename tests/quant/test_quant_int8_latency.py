@@ -4,10 +4,10 @@ schedule budget, timed interleaved in one process:
 
 - the parallelised + vectorised no-search schedule for both (no cost model, no written schedules: the same loop
   treatment): the integer artifact must be faster, and on a CPU with AVX-512 VNNI use the VNNI dot product;
-- the ``--search none`` default (written schedules, predictions, nothing measured) on a CPU with AVX-512 VNNI:
-  the integer layers get the dot-product schedule (tvmedge.tune.int8) and the int8 artifact must take at most
-  0.8x the float one's time (benchmarks/quant_results.md measures 0.35-0.52x; the margin is for this shared
-  machine's noise). On a CPU without VNNI that schedule does not apply and the test says so (skip)."""
+- the ``--search none`` default (written schedules, predictions, nothing measured) on an x86 CPU with VNNI or
+  AVX2: the integer layers get the dot-product schedule (tvmedge.tune.int8: ``vpdpbusd``, else ``vpmaddwd``)
+  and the int8 artifact must take at most 0.8x the float one's time (benchmarks/quant_results.md measures
+  0.41-0.51x with VNNI, 0.43x with AVX2 code; the margin is for this shared machine's noise)."""
 
 import statistics
 import subprocess
@@ -64,10 +64,12 @@ def test_int8_digits_artifact_is_faster_than_float_with_the_same_schedule_budget
 
 
 def test_int8_digits_artifact_with_the_default_schedules_takes_at_most_0_8x_the_float_time(tmp_path):
-    if not _has_vnni():
-        pytest.skip("this CPU has no AVX-512 VNNI: the integer layers keep their predicted schedules")
+    if " avx2" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("this CPU has neither VNNI nor AVX2: the integer layers take the plain vector path")
     built = _build(tmp_path, TuningOptions(search="none", use_records=False))
     assert built["int8"].manifest.tuning["int8"] == 4  # conv1 (1 channel, padded to 4), conv2, fc1, fc2
-    assert _vnni_instructions(built["int8"].path / "model.so") > 0
+    code = subprocess.run(["objdump", "-d", str(built["int8"].path / "model.so")], capture_output=True, text=True,
+                          check=True).stdout
+    assert "vpdpbusd" in code if _has_vnni() else "vpmaddwd" in code  # VNNI, else int16 pairs
     ratio = _int8_over_float(built)
     assert ratio <= 0.8, f"int8 / float latency {ratio:.2f}"

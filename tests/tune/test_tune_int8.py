@@ -18,6 +18,7 @@ from tvmedge.tune.tasks import extract_tasks, prepare
 
 VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake", "num-cores": 2})
 AVX2 = tvm.target.Target({"kind": "llvm", "mcpu": "haswell", "num-cores": 2})  # runs on any AVX2 host
+SSE2 = tvm.target.Target({"kind": "llvm", "mcpu": "x86-64", "num-cores": 2})  # no dot product: the plain path
 AVX_VNNI = tvm.target.Target({"kind": "llvm", "mcpu": "alderlake", "num-cores": 2})  # VNNI on 256 bits, no AVX-512
 HOST_HAS_VNNI = "avx512_vnni" in Path("/proc/cpuinfo").read_text()
 HOST_HAS_AVX_VNNI = " avx_vnni" in Path("/proc/cpuinfo").read_text()
@@ -31,8 +32,9 @@ def test_each_cpu_gets_its_dot_product_instruction_or_none():
     assert dot_product_unit(VNNI)[1:] == (16, "uint8")
     assert dot_product_unit(AVX_VNNI)[1:] == (8, "uint8")  # x86 mini PCs' N100
     assert dot_product_unit(_target("rk3588"))[1:] == (4, "int8")  # cortex-a76 +dotprod
+    assert dot_product_unit(AVX2)[1:] == (8, "uint8")  # vpmaddwd on int16 pairs
     # no dot-product instruction: the plain vector path, int32 lanes of the vector registers
-    assert dot_product_unit(AVX2) is None and integer_unit(AVX2) == (None, 8, None)
+    assert dot_product_unit(SSE2) is None and integer_unit(SSE2) == (None, 4, None)
     assert dot_product_unit(_target("rpi4")) is None and integer_unit(_target("rpi4")) == (None, 4, None)
     assert integer_unit(_target("bananapi-f3")) == (None, 8, None)  # RVV, VLEN 256
     assert integer_unit(_target("licheepi4a")) is None  # no vector unit LLVM can use: predicted schedules
@@ -156,7 +158,7 @@ def test_the_arm_build_uses_sdot_on_signed_activations():
 
 @pytest.mark.parametrize("mod,target", [
     (_int8_conv(groups=16, channels=16, out_channels=16), VNNI),  # depthwise: no 4-element reduction
-    (_int8_conv(groups=16, channels=16, out_channels=16), AVX2),
+    (_int8_conv(groups=16, channels=16, out_channels=16), SSE2),
     (_int8_conv(), _target("licheepi4a")),  # no vector unit
 ])
 def test_layers_the_schedule_cannot_take_keep_their_usual_schedule(mod, target):
@@ -166,21 +168,35 @@ def test_layers_the_schedule_cannot_take_keep_their_usual_schedule(mod, target):
 
 @pytest.mark.parametrize("shape", CONVS)
 def test_without_a_dot_product_the_plain_vector_path_computes_what_tvm_computes(shape):
-    task = _the_task(_int8_conv(**shape), AVX2, "conv2d")
-    sch = int8_schedule(task.mod, AVX2)
+    task = _the_task(_int8_conv(**shape), SSE2, "conv2d")
+    sch = int8_schedule(task.mod, SSE2)
     assert sch is not None and "call_llvm_pure_intrin" not in sch.mod.script()
     arrays = _arguments(task.mod["main"])
+    expected = _outputs(task.mod, [a.copy() for a in arrays], SSE2)
+    assert np.array_equal(_outputs(sch.mod, arrays, SSE2), expected)
+
+
+@pytest.mark.parametrize("shape", CONVS)
+def test_avx2_multiplies_int16_pairs_exactly(shape):
+    # vpmaddwd: u8 x s8 products widened to int16 pairs summed in int32 (vpmaddubsw would saturate at 32767)
+    task = _the_task(_int8_conv(**shape), AVX2, "conv2d")
+    sch = int8_schedule(task.mod, AVX2)
+    assert "vpmaddwd" in tvm.tirx.build(sch.mod, target=AVX2).inspect_source("asm")
+    arrays = _arguments(task.mod["main"])
+    arrays[0][:] = 255  # the extremes: every pair of products 255 x -128 twice, beyond int16
+    arrays[1][:] = -128 if arrays[1].dtype == np.int8 else arrays[1]
     expected = _outputs(task.mod, [a.copy() for a in arrays], AVX2)
     assert np.array_equal(_outputs(sch.mod, arrays, AVX2), expected)
 
 
 @pytest.mark.parametrize("rows,depth,columns", [(1, 64, 48), (1, 20, 10)])
-def test_the_plain_matrix_product_computes_what_tvm_computes(rows, depth, columns):
-    task = _the_task(_int8_matmul(rows, depth, columns), AVX2, "matmul")
-    sch = int8_schedule(task.mod, AVX2)
-    arrays = _arguments(task.mod["main"], seed=rows)
-    expected = _outputs(task.mod, [a.copy() for a in arrays], AVX2)
-    assert np.array_equal(_outputs(sch.mod, arrays, AVX2), expected)
+def test_the_plain_and_avx2_matrix_products_compute_what_tvm_computes(rows, depth, columns):
+    for target in (SSE2, AVX2):
+        task = _the_task(_int8_matmul(rows, depth, columns), target, "matmul")
+        sch = int8_schedule(task.mod, target)
+        arrays = _arguments(task.mod["main"], seed=rows)
+        expected = _outputs(task.mod, [a.copy() for a in arrays], target)
+        assert np.array_equal(_outputs(sch.mod, arrays, target), expected)
 
 
 def test_the_riscv_build_multiplies_and_accumulates_widening():

@@ -29,8 +29,11 @@ instruction wants (:func:`tvmedge.compiler.int8.match_dot_product_sign` arranges
 and output channels that are not a multiple of the lanes with zeros first
 (:func:`tvmedge.compiler.int8.pad_for_dot_product`).
 
-Targets without such an instruction (RISC-V's RVV, x86 without VNNI) get the same tiling on the plain vector
-path: weights packed ``[.., 4, block]``, and per reduction element one vector multiply-add of the lanes
+x86 CPUs with AVX2 but no VNNI get ``vpmaddwd`` (int16 pairs: exact, where ``vpmaddubsw`` would saturate), the
+weights packed ``[.., 2, block, 2]`` (pairs of reduction elements per lane).
+
+Targets without such an instruction (RISC-V's RVV, NEON without ``dotprod``) get the same tiling on the plain
+vector path: weights packed ``[.., 4, block]``, and per reduction element one vector multiply-add of the lanes
 (int8 widened to int32; LLVM picks the widening instructions).
 """
 
@@ -58,7 +61,10 @@ def dot_product_unit(target) -> Optional[tuple]:
     if has_feature(target, "avx512vnni"):
         return _intrinsic(*_VNNI), 16, "uint8"
     # AVX-VNNI (Alder Lake and later, e.g. the N100 of x86 mini PCs; Zen 5): the same instruction on 256 bits
-    return (_intrinsic(*_AVX_VNNI), 8, "uint8") if has_feature(target, "avxvnni") else None
+    if has_feature(target, "avxvnni"):
+        return _intrinsic(*_AVX_VNNI), 8, "uint8"
+    # AVX2 without VNNI (Zen 2/3, Skylake): int16 pairs (vpmaddwd), exact where vpmaddubsw would saturate
+    return (_pair_intrinsic(*_AVX2), 8, "uint8") if has_feature(target, "avx2") else None
 
 
 def integer_unit(target) -> Optional[tuple]:
@@ -75,6 +81,8 @@ def integer_unit(target) -> Optional[tuple]:
 # name, int32 lanes, activation dtype, LLVM intrinsic (operands: accumulator, broadcast activation, weights)
 _VNNI = ("tvmedge_dot_16x4_u8i8i32_vnni", 16, "uint8", "llvm.x86.avx512.vpdpbusd.512")
 _SDOT = ("tvmedge_dot_4x4_i8i8i32_sdot", 4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8")
+_AVX2 = ("tvmedge_dot_8x4_u8i8i32_avx2", 8, "uint8", "llvm.x86.avx2.pmadd.wd")  # weights packed in k-pairs
+_PAIRED = {_AVX2[0]}  # intrinsics whose weights are packed [.., 2, lanes, 2] (pairs of reduction elements)
 _AVX_VNNI = ("tvmedge_dot_8x4_u8i8i32_avxvnni", 8, "uint8", "llvm.x86.avx512.vpdpbusd.256")  # VEX-encoded w/o AVX-512
 
 
@@ -117,6 +125,50 @@ def _intrinsic(name: str, lanes: int, activation: str, llvm: str) -> str:
                 T.reinterpret(T.broadcast(four, lanes), dtype=operand),
                 T.reinterpret(B.vload([0, 0], dtype=f"int8x{lanes * GROUP}"), dtype=operand),
                 dtype=f"int32x{lanes}")
+
+    TensorIntrin.register(name, desc, impl)
+    return name
+
+
+def _pair_intrinsic(name: str, lanes: int, activation: str, llvm: str) -> str:
+    """Register (once) ``C[lanes] += sum_k A[k] * B[k // 2, lanes, k % 2]`` (k < 4, C local) on ``vpmaddwd``: the
+    weights of each pair of reduction elements are interleaved per lane (packed at compile time), the activations
+    and weights widened to int16, and each pair's two products summed into int32 lanes exactly."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    if TensorIntrin.get(name, allow_missing=True) is not None:
+        return name
+    pair = f"int16x{2 * lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (GROUP,), activation, offset_factor=1)
+        B = T.match_buffer(b, (2, lanes, 2), "int8", offset_factor=1, strides=[T.int32(), T.int32(), T.int32()])
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:GROUP], B[0:2, 0:lanes, 0:2])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, GROUP):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vk // 2, vi, vk % 2], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (GROUP,), activation, offset_factor=1)
+        B = T.match_buffer(b, (2, lanes, 2), "int8", offset_factor=1, strides=[T.int32(), T.int32(), T.int32()])
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:GROUP], B[0:2, 0:lanes, 0:2])
+            T.writes(C[0:lanes])
+            low = T.reinterpret(T.Cast("int16x2", A.vload([0], f"{activation}x2")), dtype="int32")
+            high = T.reinterpret(T.Cast("int16x2", A.vload([2], f"{activation}x2")), dtype="int32")
+            C[T.ramp(T.int32(0), 1, lanes)] = C.vload([0], dtype=f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm), T.Cast(pair, B.vload([0, 0, 0], dtype=f"int8x{2 * lanes}")),
+                T.reinterpret(T.broadcast(low, lanes), dtype=pair), dtype=f"int32x{lanes}") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm), T.Cast(pair, B.vload([1, 0, 0], dtype=f"int8x{2 * lanes}")),
+                T.reinterpret(T.broadcast(high, lanes), dtype=pair), dtype=f"int32x{lanes}")
 
     TensorIntrin.register(name, desc, impl)
     return name
@@ -249,7 +301,10 @@ def _conv(sch, conv, block, ivs, unit, registers):
     sch.parallel(tiles)
     packed = sch.cache_read(conv, weight, "global")
     sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
-    if intrin:
+    if intrin in _PAIRED:
+        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+            a // block_width, b // GROUP, c, d, b % GROUP // 2, a % block_width, b % 2))
+    elif intrin:
         sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
             a // block_width, b // GROUP, c, d, a % block_width, b % GROUP))
     else:
@@ -316,7 +371,10 @@ def _matmul(sch, matmul, block, ivs, unit, registers):
     sch.parallel(tiles)
     packed = sch.cache_read(matmul, weight, "global")
     sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
-    if intrin:
+    if intrin in _PAIRED:
+        sch.transform_layout(matmul, ("read", weight), lambda a, b: (
+            b // block_width, a // GROUP, a % GROUP // 2, b % block_width, a % 2))
+    elif intrin:
         sch.transform_layout(matmul, ("read", weight), lambda a, b: (
             b // block_width, a // GROUP, b % block_width, a % GROUP))
     else:
