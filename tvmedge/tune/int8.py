@@ -70,7 +70,8 @@ def dot_product_unit(target) -> Optional[tuple]:
 def integer_unit(target) -> Optional[tuple]:
     """What the schedule builds on for ``target``: its dot-product instruction (:func:`dot_product_unit`), else
     ``(None, int32 lanes, None)`` — the plain vector path (widening multiply-adds of either sign: RISC-V's
-    ``vwmacc``-style code, x86 without VNNI) — or None for a target without a vector unit."""
+    ``vwmacc``-style code, NEON without ``dotprod``, x86 without AVX2) — or None for a target without a vector
+    unit."""
     unit = dot_product_unit(target)
     if unit is not None:
         return unit
@@ -188,7 +189,8 @@ def _reduction(sch):
     return reductions[0], block
 
 
-def _parameters(sch) -> list:
+def _parameters(sch):
+    """A test: is this buffer one of the function's parameters (not allocated inside it)?"""
     allocated = list(sch.get(sch.get_sblock("root", "main")).alloc_buffers)
     return lambda buffer: not any(buffer.same_as(b) for b in allocated)
 
@@ -207,7 +209,8 @@ def _activation(read, wanted: Optional[str]) -> bool:
     return dtype == wanted if wanted else dtype in ("uint8", "int8")
 
 
-def _prepare(sch, unit) -> Optional[tuple]:
+def _prepare(sch) -> Optional[tuple]:
+    """``(block RV, block, iter vars, iteration kinds like "SSSSRRR")`` of the function's only int32 reduction."""
     try:
         found = _reduction(sch)
     except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
@@ -230,7 +233,7 @@ def int8_schedule(mod, target):
     if unit is None or registers is None:
         return None
     sch = s_tir.Schedule(mod)
-    found = _prepare(sch, unit)
+    found = _prepare(sch)
     if found is None:
         return None
     block_rv, block, ivs, kinds = found
