@@ -134,8 +134,8 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
     measured_on, trials, note = None, 0, None
     if budget is not None and unrecorded and not will_measure:
         note = (f"cross target {target.arch}: no board attached, so nothing was measured; schedules without a "
-                f"record were written for their kind (convolutions, integer layers, pooling) or predicted by the shipped cost model (tune on a "
-                f"board with `tvmedge tune --tracker`)")
+                f"record were written for their kind (convolutions, integer layers, pooling) or predicted by the "
+                f"shipped cost model (tune on a board with `tvmedge tune --tracker`)")
     elif budget is not None and unrecorded:
         from .measure import measurer_for
 
