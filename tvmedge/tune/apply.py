@@ -31,9 +31,8 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
     written : sequence of (source, database, task names)
         Schedules written for a kind of task rather than searched: ``gemv`` (:func:`tvmedge.tune.gemv.gemv_database`)
         ``conv`` (:func:`tvmedge.tune.conv.conv_database`), ``int8`` (:mod:`tvmedge.tune.int8`) and ``pool``
-        (:mod:`tvmedge.tune.pool`), for tasks
-        without a record of this CPU; below
-        those records, above transferred records (measured on another CPU) and predictions.
+        (:mod:`tvmedge.tune.pool`), for tasks without a record of this CPU; below those records, above
+        transferred records (measured on another CPU) and predictions.
 
     Returns
     -------

@@ -18,7 +18,7 @@ schedule of :mod:`tvmedge.tune.conv` instead of a predicted one (or a record tra
 quick search does not measure them (the written schedule beat the predicted candidates on every convolution
 measured); an explicit ``--search N`` does, the written schedule first, so a record is kept only if it is faster.
 ``TuningOptions.int8`` (default on): the same for the integer layers of quantized models, with the dot-product
-schedule of :mod:`tvmedge.tune.int8` (VNNI on x86, SDOT on ARM). Pooling layers get :mod:`tvmedge.tune.pool`'s
+schedule of :mod:`tvmedge.tune.int8` (VNNI or AVX2 pairs on x86, SDOT on ARM). Pooling layers get :mod:`tvmedge.tune.pool`'s
 row schedule with ``conv``.
 
 The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
@@ -98,11 +98,10 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
 
         written.append(("gemv", *gemv_database(unrecorded, target.tvm_target)))
         unrecorded = [t for t in unrecorded if t.name not in written[-1][2]]
-    convs = {}  # task name -> its written schedule (float or integer convolution, integer matrix product)
+    handwritten = {}  # task name -> its written schedule (convolution, integer layer, pooling)
     kinds = []
     if options.conv and options.predict:
         from .conv import conv_schedule
-
         from .pool import pool_schedule
 
         kinds += [("conv", conv_schedule), ("pool", pool_schedule)]
@@ -115,12 +114,12 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
         # light_resnet50 at 4.1x ONNX Runtime, the written schedule at 2.4x (benchmarks/results.md)
         mine = [t for t in tasks if t.name not in recorded or not records.measured_here(t.mod, target.tvm_target)]
         for source, schedule in kinds:
-            found = written_schedules([t for t in mine if t.name not in convs], target.tvm_target, schedule)
+            found = written_schedules([t for t in mine if t.name not in handwritten], target.tvm_target, schedule)
             if found:
                 written.append((source, *written_database(mine, target.tvm_target, found)))
-                convs.update(found)
+                handwritten.update(found)
         if not (will_measure and search != "quick"):  # an explicit --search N measures them too (below)
-            unrecorded = [t for t in unrecorded if t.name not in convs]
+            unrecorded = [t for t in unrecorded if t.name not in handwritten]
 
     prediction, model = None, None
     if options.predict and unrecorded:
@@ -147,8 +146,8 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
         candidates = dict(prediction.candidates) if prediction is not None else {}
         if search != "quick":  # the written schedule first: a record must beat it
             for task in unrecorded:
-                if task.name in convs:
-                    candidates[task.name] = [convs[task.name]] + candidates.get(task.name, [])
+                if task.name in handwritten:
+                    candidates[task.name] = [handwritten[task.name]] + candidates.get(task.name, [])
         report = tune_tasks(unrecorded, writable, budget=budget, builder=builder, runner=runner, progress=progress,
                             candidates=candidates)
         trials = report.trials
