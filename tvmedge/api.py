@@ -156,11 +156,13 @@ def tune(model, board: Union[str, Board], *, input_shapes: Shapes = None, budget
     imported = import_model(model, input_shapes)  # as compile imports and arranges it, so the records match
     mod = arrange_for_dot_product(imported.mod, target.tvm_target)
     tasks = extract_tasks(prepare(mod, target.tvm_target), target.tvm_target)
-    # convolutions start from the schedule a compile would give them: a record must beat it to count
-    from .tune.conv import conv_candidates
-    from .tune.int8 import int8_candidates
+    # convolutions and integer layers start from the schedule a compile would give them: a record must beat it
+    from .tune.apply import written_schedules
+    from .tune.conv import conv_schedule
+    from .tune.int8 import int8_schedule
 
-    candidates = {**conv_candidates(tasks, target.tvm_target), **int8_candidates(tasks, target.tvm_target)}
+    candidates = {name: [sch] for schedule in (conv_schedule, int8_schedule)
+                  for name, sch in written_schedules(tasks, target.tvm_target, schedule).items()}
     report = tune_tasks(tasks, database, budget=budget or Budget(), builder=builder, runner=runner,
                         progress=progress, seed=seed, candidates=candidates)
     if plot and report.history:

@@ -38,17 +38,13 @@ def match_dot_product_sign(mod, target):
     """``mod`` with every int8-weight ``conv1d`` / ``conv2d`` / ``matmul`` reading activations of the sign
     ``target``'s dot-product instruction wants (:func:`preferred_activation`); unchanged when it has none."""
     from tvm import relax
-    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
     want = preferred_activation(target)
     if want is None or not _has_other_sign(mod, want):
         return mod
-    mod = mod.clone()
-    x, w = wildcard(), is_const()
-    patterns = [is_op(op)(x, w) for op in _OPS]
 
-    def rewriter(call, found):
-        data, weight = found[x], found[w].value.numpy()
+    def rewriter(call, data, weight_const):
+        weight = weight_const.value.numpy()
         if weight.dtype != np.int8 or str(call.ty.dtype) != "int32" or str(data.ty.dtype) not in ("uint8", "int8") \
                 or str(data.ty.dtype) == want:
             return call
@@ -59,7 +55,7 @@ def match_dot_product_sign(mod, target):
                 return call
             sums, axis = weight.astype(np.int64).sum(axis=0), len(call.ty.shape.values) - 1
             moved = _shifted(data, shift, want)
-            core = relax.Call(call.op, [moved, found[w]], call.attrs)
+            core = relax.Call(call.op, [moved, weight_const], call.attrs)
         else:
             layout = (str(call.attrs.data_layout), str(call.attrs.kernel_layout))
             if layout not in (("NCHW", "OIHW"), ("NCW", "OIW")):
@@ -76,7 +72,7 @@ def match_dot_product_sign(mod, target):
                          dilation=[int(d) for d in call.attrs.dilation], groups=int(call.attrs.groups),
                          out_dtype="int32")
             op = relax.op.nn.conv2d if name == "relax.nn.conv2d" else relax.op.nn.conv1d
-            core = op(moved, found[w], **attrs)
+            core = op(moved, weight_const, **attrs)
         correction = -shift * sums
         if correction.min() < -2**31 or correction.max() >= 2**31:
             return call
@@ -84,12 +80,7 @@ def match_dot_product_sign(mod, target):
         shape[axis] = correction.size
         return relax.op.add(core, relax.const(correction.astype(np.int32).reshape(shape), "int32"))
 
-    for gv, func in list(mod.functions.items()):
-        if isinstance(func, relax.Function):
-            for pattern in patterns:
-                func = rewrite_call(pattern, rewriter, func)
-            mod[gv] = func
-    return mod
+    return _rewrite_constant_weight_calls(mod, _OPS, rewriter)
 
 
 def arrange_for_dot_product(mod, target):
@@ -110,7 +101,6 @@ def pad_for_dot_product(mod, target):
     Unchanged for a target without a vector unit. Exact: only zeros are added.
     """
     from tvm import relax
-    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
     from ..tune.int8 import GROUP, integer_unit
 
@@ -118,11 +108,9 @@ def pad_for_dot_product(mod, target):
     if unit is None:
         return mod
     lanes = unit[1]
-    mod = mod.clone()
-    x, w = wildcard(), is_const()
 
-    def rewriter(call, found):
-        data, weight = found[x], found[w].value.numpy()
+    def rewriter(call, data, weight_const):
+        weight = weight_const.value.numpy()
         if weight.dtype != np.int8 or str(call.ty.dtype) != "int32" or str(data.ty.dtype) not in ("uint8", "int8"):
             return call
         if call.op.name == "relax.matmul":
@@ -152,10 +140,21 @@ def pad_for_dot_product(mod, target):
         axis = len(call.ty.shape.values) - 1 if call.op.name == "relax.matmul" else 1
         return relax.op.strided_slice(core, axes=[axis], begin=[0], end=[width])
 
+    return _rewrite_constant_weight_calls(mod, ("relax.nn.conv2d", "relax.matmul"), rewriter)
+
+
+def _rewrite_constant_weight_calls(mod, ops, rewriter):
+    """A copy of ``mod`` with every call ``op(data, constant weight)`` of ``ops`` in its Relax functions replaced by
+    ``rewriter(call, data, weight constant)`` (which returns the call itself to leave it)."""
+    from tvm import relax
+    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+    mod = mod.clone()
+    x, w = wildcard(), is_const()
     for gv, func in list(mod.functions.items()):
         if isinstance(func, relax.Function):
-            for op in ("relax.nn.conv2d", "relax.matmul"):
-                func = rewrite_call(is_op(op)(x, w), rewriter, func)
+            for op in ops:
+                func = rewrite_call(is_op(op)(x, w), lambda call, found: rewriter(call, found[x], found[w]), func)
             mod[gv] = func
     return mod
 

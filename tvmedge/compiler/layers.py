@@ -110,7 +110,8 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target, signatures: O
                       f"{len(built)}; no layer map")
     flops: dict = {}
     integer: dict = {}
-    unscheduled = None  # the fused functions before scheduling: what a tensorized kernel's operations are counted on
+    unscheduled, unscheduled_names = None, set()  # the fused functions before scheduling (counted when a
+    # tensorized kernel's operations cannot be)
     calls = []
     for (_, names), kernel in zip(groups, built):
         if kernel not in flops:
@@ -120,7 +121,8 @@ def kernel_calls(stage_mod, scheduled, layer_of_var: dict, target, signatures: O
                 if unscheduled is None:
                     with target:
                         unscheduled = relax.transform.FuseTIR()(fused)
-                if _unpacked(kernel) in [gv.name_hint for gv in unscheduled.get_global_vars()]:
+                    unscheduled_names = {gv.name_hint for gv in unscheduled.get_global_vars()}
+                if _unpacked(kernel) in unscheduled_names:
                     flops[kernel] = _flops(unscheduled, _unpacked(kernel))
         layers = list(dict.fromkeys(t for n in names if n in layer_of_var for t in _as_tuple(layer_of_var[n])))
         calls.append({"kernel": kernel, "layers": layers, "flops": flops[kernel], "integer": integer[kernel]})

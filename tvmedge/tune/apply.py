@@ -80,7 +80,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
 
         with target, tvm.transform.PassContext(opt_level=3):
             prepared = prepack_weights(prepared)
-    kinds = ("record", "transferred", "gemv", "conv", "int8", "pool", "predicted", "fallback")
+    kinds = ("record", "transferred") + WRITTEN + ("predicted", "fallback")
     counts = {kind: sum(1 for s in sources.values() if s == kind) for kind in kinds}
     provenance = {
         "records": getattr(records, "label", None) if counts["record"] or counts["transferred"] else None,

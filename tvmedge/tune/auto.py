@@ -18,8 +18,8 @@ schedule of :mod:`tvmedge.tune.conv` instead of a predicted one (or a record tra
 quick search does not measure them (the written schedule beat the predicted candidates on every convolution
 measured); an explicit ``--search N`` does, the written schedule first, so a record is kept only if it is faster.
 ``TuningOptions.int8`` (default on): the same for the integer layers of quantized models, with the dot-product
-schedule of :mod:`tvmedge.tune.int8` (VNNI or AVX2 pairs on x86, SDOT on ARM). Pooling layers get :mod:`tvmedge.tune.pool`'s
-row schedule with ``conv``.
+schedule of :mod:`tvmedge.tune.int8` (VNNI or AVX2 pairs on x86, SDOT on ARM). Pooling layers get the row
+schedule of :mod:`tvmedge.tune.pool` with ``conv``.
 
 The manifest's ``tuning`` block says, for every task, where its schedule came from (``sources``).
 """

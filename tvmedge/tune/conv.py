@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["conv_schedule", "conv_database", "conv_candidates", "register_file", "prepack_weights"]
+__all__ = ["conv_schedule", "conv_database", "register_file", "has_feature", "prepack_weights", "only_reduction",
+           "parameter_read", "writes_at_spatial_vars"]
 
 CONV_ITERATION = "SSSSRRR"  # n, o, y, x | i, ky, kx: the iteration of TOPI's conv2d_nchw
 MAX_ACCUMULATORS = 24  # beyond this the unrolled tile only grows the code
@@ -86,37 +87,61 @@ def _tile(out_height: int, out_width: int, channels: int, lanes: int, registers:
     return best[1:] if best else None
 
 
-def _convolution(sch) -> Optional[tuple]:
-    """``(block, index of the weight among its reads, output channels per group)`` when the function's only
-    reduction is an NCHW float32 convolution reading a parameter as ``[o, i, ky, kx]``; None otherwise."""
+def only_reduction(sch) -> Optional[tuple]:
+    """``(block RV, block, iter vars, their kinds as a string like "SSSSRRR")`` of the only reduction block of a
+    fused function; None when it has several, none, or no root block (not a fused function of the usual shape)."""
     from tvm.tirx import IterVar
 
-    blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
+    try:
+        blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
+    except Exception:  # noqa: BLE001 - no root block
+        return None
     reductions = [b for b in blocks if any(iv.iter_type == IterVar.CommReduce for iv in sch.get(b).iter_vars)]
     if len(reductions) != 1:
         return None
     block = sch.get(reductions[0])
     ivs = list(block.iter_vars)
-    kinds = "".join("R" if iv.iter_type == IterVar.CommReduce else "S" for iv in ivs)
-    if kinds != CONV_ITERATION or len(block.reads) != 2 or len(block.writes) != 1:
+    return reductions[0], block, ivs, "".join("R" if iv.iter_type == IterVar.CommReduce else "S" for iv in ivs)
+
+
+def writes_at_spatial_vars(block, ivs) -> bool:
+    """The block has one output, written at its spatial iter vars in order (``out[n, o, y, x]``)."""
+    from tvm.tirx import IterVar
+
+    rank = sum(1 for iv in ivs if iv.iter_type != IterVar.CommReduce)
+    out = block.writes[0].region if len(block.writes) == 1 else []
+    return len(out) == rank and all(out[k].min.same_as(ivs[k].var) for k in range(rank))
+
+
+def parameter_read(sch, block, indices, dtype: str) -> Optional[int]:
+    """The index among ``block``'s reads of the one function parameter (a constant at the Relax level, not a buffer
+    allocated inside) of ``dtype`` read exactly at ``indices``; None when there is not exactly one."""
+    allocated = list(sch.get(sch.get_sblock("root", "main")).alloc_buffers)
+    found = [n for n, read in enumerate(block.reads)
+             if str(read.source.dtype) == dtype and not any(read.source.same_as(b) for b in allocated)
+             and len(read.region) == len(indices) and all(r.min.same_as(v) for r, v in zip(read.region, indices))]
+    return found[0] if len(found) == 1 else None
+
+
+def _convolution(sch) -> Optional[tuple]:
+    """``(block, index of the weight among its reads, output channels per group)`` when the function's only
+    reduction is an NCHW float32 convolution reading a parameter as ``[o, i, ky, kx]``; None otherwise."""
+    found = only_reduction(sch)
+    if found is None:
         return None
-    if str(block.writes[0].source.dtype) != "float32":
+    rv, block, ivs, kinds = found
+    if kinds != CONV_ITERATION or len(block.reads) != 2 or not writes_at_spatial_vars(block, ivs) \
+            or str(block.writes[0].source.dtype) != "float32":
         return None
-    out = block.writes[0].region
-    if len(out) != 4 or not all(out[i].min.same_as(ivs[i].var) for i in range(4)):
-        return None
-    allocated = list(sch.get(sch.get_sblock("root", "main")).alloc_buffers)  # the others are parameters
     o, i, ky, kx = (iv.var for iv in (ivs[1], ivs[4], ivs[5], ivs[6]))
-    weight = [n for n, read in enumerate(block.reads)
-              if len(read.region) == 4 and not any(read.source.same_as(b) for b in allocated)
-              and all(r.min.same_as(v) for r, v in zip(read.region, (o, i, ky, kx)))]
-    if len(weight) != 1 or str(block.reads[weight[0]].source.dtype) != "float32":
+    weight = parameter_read(sch, block, (o, i, ky, kx), "float32")
+    if weight is None:
         return None
-    data = block.reads[1 - weight[0]].region
+    data = block.reads[1 - weight].region
     per_group = _output_channels_per_group(data[1].min, o, i, int(ivs[1].dom.extent)) if len(data) == 4 else None
     if per_group is None:
         return None
-    return reductions[0], weight[0], per_group
+    return rv, weight, per_group
 
 
 def _output_channels_per_group(index, o, i, channels: int) -> Optional[int]:
@@ -141,10 +166,7 @@ def conv_schedule(mod, target):
         return None
     lanes, count = registers
     sch = s_tir.Schedule(mod)
-    try:
-        found = _convolution(sch)
-    except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
-        return None
+    found = _convolution(sch)
     if found is None:
         return None
     conv, weight, per_group = found
@@ -192,13 +214,6 @@ def conv_schedule(mod, target):
         except Exception:  # noqa: BLE001
             sch.reverse_compute_at(consumer, tiles)
     return sch
-
-
-def conv_candidates(tasks, target) -> dict:
-    """task name -> [its convolution schedule], for the tasks it applies to (a tuning run measures it first)."""
-    from .apply import written_schedules
-
-    return {name: [sch] for name, sch in written_schedules(tasks, target, conv_schedule).items()}
 
 
 def conv_database(tasks, target) -> tuple:

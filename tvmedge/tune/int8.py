@@ -41,9 +41,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .conv import CONV_ITERATION, _tile, has_feature, register_file
+from .conv import CONV_ITERATION, _tile, has_feature, only_reduction, parameter_read, register_file, \
+    writes_at_spatial_vars
 
-__all__ = ["dot_product_unit", "integer_unit", "int8_schedule", "int8_database", "int8_candidates"]
+__all__ = ["dot_product_unit", "integer_unit", "int8_schedule"]
 
 GROUP = 4  # reduction elements per lane of one dot-product instruction (both vpdpbusd and sdot)
 
@@ -175,52 +176,10 @@ def _pair_intrinsic(name: str, lanes: int, activation: str, llvm: str) -> str:
     return name
 
 
-def _reduction(sch):
-    """The function's only reduction block and its iter vars, or None."""
-    from tvm.tirx import IterVar
-
-    blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
-    reductions = [b for b in blocks if any(iv.iter_type == IterVar.CommReduce for iv in sch.get(b).iter_vars)]
-    if len(reductions) != 1:
-        return None
-    block = sch.get(reductions[0])
-    if len(block.reads) != 2 or len(block.writes) != 1 or str(block.writes[0].source.dtype) != "int32":
-        return None
-    return reductions[0], block
-
-
-def _parameters(sch):
-    """A test: is this buffer one of the function's parameters (not allocated inside it)?"""
-    allocated = list(sch.get(sch.get_sblock("root", "main")).alloc_buffers)
-    return lambda buffer: not any(buffer.same_as(b) for b in allocated)
-
-
-def _weight_read(block, parameter, indices) -> Optional[int]:
-    """The index among ``block``'s reads of the int8 parameter read exactly at ``indices``."""
-    found = [n for n, read in enumerate(block.reads)
-             if parameter(read.source) and str(read.source.dtype) == "int8" and len(read.region) == len(indices)
-             and all(r.min.same_as(v) for r, v in zip(read.region, indices))]
-    return found[0] if len(found) == 1 else None
-
-
 def _activation(read, wanted: Optional[str]) -> bool:
     """The activation is 8-bit, and of the sign the instruction multiplies (any sign for the plain path)."""
     dtype = str(read.source.dtype)
     return dtype == wanted if wanted else dtype in ("uint8", "int8")
-
-
-def _prepare(sch) -> Optional[tuple]:
-    """``(block RV, block, iter vars, iteration kinds like "SSSSRRR")`` of the function's only int32 reduction."""
-    try:
-        found = _reduction(sch)
-    except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
-        return None
-    if found is None:
-        return None
-    block_rv, block = found
-    ivs = list(block.iter_vars)
-    kinds = "".join("R" if iv.iter_type == 2 else "S" for iv in ivs)  # IterVar.CommReduce == 2
-    return block_rv, block, ivs, kinds
 
 
 def int8_schedule(mod, target):
@@ -233,10 +192,13 @@ def int8_schedule(mod, target):
     if unit is None or registers is None:
         return None
     sch = s_tir.Schedule(mod)
-    found = _prepare(sch)
+    found = only_reduction(sch)
     if found is None:
         return None
     block_rv, block, ivs, kinds = found
+    if len(block.reads) != 2 or not writes_at_spatial_vars(block, ivs) \
+            or str(block.writes[0].source.dtype) != "int32":
+        return None
     if kinds == CONV_ITERATION:
         return _conv(sch, block_rv, block, ivs, unit, registers[1])
     if kinds == "SSR":
@@ -245,14 +207,10 @@ def int8_schedule(mod, target):
 
 
 def _operands(sch, block, ivs, weight_indices, activation, data_indices: dict) -> Optional[tuple]:
-    """``(index of the weight among the block's reads, the data's read)`` when the block writes its output at its
-    spatial iter vars, reads an int8 parameter at ``weight_indices`` and 8-bit data (of the ``activation`` sign)
-    whose dimensions listed in ``data_indices`` (dimension -> var) are those vars; None otherwise."""
-    rank = sum(1 for iv in ivs if iv.iter_type == 0)  # IterVar.DataPar == 0
-    out = block.writes[0].region
-    if len(out) != rank or not all(out[k].min.same_as(ivs[k].var) for k in range(rank)):
-        return None
-    weight = _weight_read(block, _parameters(sch), weight_indices)
+    """``(index of the weight among the block's reads, the data's read)`` when the block reads an int8 parameter at
+    ``weight_indices`` and 8-bit data (of the ``activation`` sign) whose dimensions listed in ``data_indices``
+    (dimension -> var) are those vars; None otherwise."""
+    weight = parameter_read(sch, block, weight_indices, "int8")
     if weight is None:
         return None
     data = block.reads[1 - weight]
@@ -415,17 +373,3 @@ def _fuse_consumers(sch, root, ours: set, tiles) -> None:
             sch.reverse_compute_inline(consumer)
         except Exception:  # noqa: BLE001 - not a plain elementwise consumer: computed per tile instead
             sch.reverse_compute_at(consumer, tiles)
-
-
-def int8_candidates(tasks, target) -> dict:
-    """task name -> [its int8 schedule], for the tasks it applies to (a tuning run measures it first)."""
-    from .apply import written_schedules
-
-    return {name: [sch] for name, sch in written_schedules(tasks, target, int8_schedule).items()}
-
-
-def int8_database(tasks, target) -> tuple:
-    """``(MetaSchedule MemoryDatabase with the int8 schedule of every task it applies to, their names)``."""
-    from .apply import written_database, written_schedules
-
-    return written_database(tasks, target, written_schedules(tasks, target, int8_schedule))

@@ -15,6 +15,8 @@ at ``[n, c, y, x]``; anything else keeps its predicted schedule.
 
 from __future__ import annotations
 
+from .conv import only_reduction, writes_at_spatial_vars
+
 __all__ = ["pool_schedule"]
 
 POOL_ITERATION = "SSSSRR"
@@ -24,27 +26,18 @@ def pool_schedule(mod, target):
     """A scheduled ``tvm.s_tir.Schedule`` of ``mod`` (one PrimFunc ``main``), or None when ``mod`` is not a
     pooling this schedule handles."""
     from tvm import s_tir
-    from tvm.tirx import IterVar
 
     if str(target.kind.name) != "llvm":
         return None
     sch = s_tir.Schedule(mod)
-    try:
-        root = sch.get_sblock("root", "main")
-    except Exception:  # noqa: BLE001 - not a fused function of the usual shape
+    found = only_reduction(sch)
+    if found is None:
         return None
+    pool, block, ivs, kinds = found
+    if kinds != POOL_ITERATION or len(block.reads) != 1 or not writes_at_spatial_vars(block, ivs):
+        return None
+    root = sch.get_sblock("root", "main")
     blocks = sch.get_child_blocks(root)
-    reductions = [b for b in blocks if any(iv.iter_type == IterVar.CommReduce for iv in sch.get(b).iter_vars)]
-    if len(reductions) != 1:
-        return None
-    pool = reductions[0]
-    block = sch.get(pool)
-    ivs = list(block.iter_vars)
-    kinds = "".join("R" if iv.iter_type == IterVar.CommReduce else "S" for iv in ivs)
-    out = block.writes[0].region if len(block.writes) == 1 else []
-    if kinds != POOL_ITERATION or len(block.reads) != 1 or len(out) != 4 \
-            or not all(out[k].min.same_as(ivs[k].var) for k in range(4)):
-        return None
     loops = sch.get_loops(pool)
     if len(loops) != 6:
         return None
