@@ -115,3 +115,15 @@ def test_packed_weights_of_another_k_are_a_one_line_error(tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 96
     with pytest.raises(ModelError, match=r"B has shape \[16, 2, 16\], expected \[16, 3, 16\] for K=96"):
         import_model(save(model, tmp_path / "bad.onnx"))
+
+
+@pytest.mark.parametrize("m, n", [(1, 768), (1, 48), (4, 3072)])
+def test_the_kernel_runs_a_few_long_parallel_tasks_not_one_per_tile(m, n):
+    # Each parallel task's local buffers come from TVMBackendAllocWorkspace: one task per 16-column tile made
+    # those calls cost more than reading the tile (a decode step streamed its weights at ~12 GB/s, not ~30)
+    from tvmedge.frontend.converters.nbits import MAX_CHUNKS, matmul_nbits_kernel
+
+    kernel = matmul_nbits_kernel(m, 256, n, 32, 16, "float32", False)
+    parallel = [int(extent) for extent in re.findall(r"T\.parallel\((\d+)\)", kernel.script())]
+    assert len(parallel) == 1 and parallel[0] <= MAX_CHUNKS
+    assert (n // 16) * (m // min(m, 4)) % parallel[0] == 0  # every task the same number of tiles

@@ -244,7 +244,8 @@ def _manifest(imported, stages, built: list, files: dict, *, opt_level: int, qua
                         cross_compiler=main.board.cross_compiler, folding=_folding_tool(),
                         partitions=len(built) if plan is not None else None, quantization=quantization,
                         memory=memory, exposed_layers=getattr(imported, "exposed_layers", None),
-                        cpu_clusters=cpu_clusters(main.board)),
+                        cpu_clusters=cpu_clusters(main.board),
+                        updated_in_place=list(imported.updated_in_place) or None),
         # the schedule provenance of every library, when they share it
         tuning=built[0].tuning if len({str(s.tuning) for s in built}) == 1 else None,
         plan=plan, format_version=PARTITIONED_FORMAT_VERSION if plan is not None else FORMAT_VERSION,

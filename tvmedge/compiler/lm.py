@@ -137,7 +137,8 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
         for graph in GRAPHS:
             progress(f"{graph} graph ({data[graph]})")
             built[graph] = compile_model(package / str(data[graph]), target.board, tmp / graph, progress=progress,
-                                         external_weights=external, **options)
+                                         external_weights=external, caches=[past for past, _ in data["cache"]],
+                                         **options)
         weights = None
         if external:
             tensors = {name: array for g in GRAPHS for name, array in (built[g].weights or {}).items()}

@@ -26,11 +26,12 @@ __all__ = ["compile_model", "import_for_compile"]
 def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: Optional[str] = None,
                   costs: str = "learned", quant=None, tuning=None, input_shapes=None, opt_level: int = 3,
                   progress: Optional[Callable[[str], None]] = None, tune_progress=None, frozen_inputs=None, sign=None,
-                  encrypt=None, expose_layers: bool = False, external_weights: bool = False):
+                  encrypt=None, expose_layers: bool = False, external_weights: bool = False, caches=()):
     """Compile ``model`` (an ONNX path) for ``board`` (a Board, name, YAML path or TVM target JSON) into ``out``
     -> :class:`~tvmedge.compiler.artifact.Artifact`. See :func:`tvmedge.api.compile` for the options;
     ``external_weights`` keeps the weights out of the library (:func:`~tvmedge.compiler.artifact.build_artifact`,
-    for LM artifacts)."""
+    for LM artifacts); ``caches``: names of inputs that are KV caches, which the graph may update in place
+    (:mod:`tvmedge.compiler.kv_cache`)."""
     from ..devices.target import CompileTarget
     from .artifact import build_artifact, check_destination
     from .stages import partition_setup, plan_stages, single_stage
@@ -53,11 +54,24 @@ def compile_model(model, board, out, *, plan: Optional[str] = None, algorithm: O
              f"convert to Relax)")
     imported, quantization = import_for_compile(model, quant, input_shapes, progress=None, frozen_inputs=frozen_inputs,
                                                 expose_layers=expose_layers)
+    if caches:
+        _update_caches_in_place(imported, caches)
     stages = single_stage(imported, target) if plan is None else \
         plan_stages(imported, target, devices, cost_model, objective=plan, algorithm=algorithm, progress=progress)
     return build_artifact(imported, stages, out, tuning=tuning, opt_level=opt_level, quantization=quantization,
                           progress=progress, tune_progress=tune_progress, signing_key=signing_key,
                           encryption_key=encryption_key, external_weights=external_weights)
+
+
+def _update_caches_in_place(imported, caches) -> None:
+    """Rewrite ``imported``'s cache updates in place (:mod:`.kv_cache`) and note which inputs it did that for."""
+    from .kv_cache import update_caches_in_place
+
+    params = list(imported.mod["main"].params)
+    relax_name = {spec.name: params[i].name for i, spec in enumerate(imported.inputs) if i < len(params)}
+    onnx_name = {v: k for k, v in relax_name.items()}
+    imported.mod, done = update_caches_in_place(imported.mod, [relax_name[c] for c in caches if c in relax_name])
+    imported.updated_in_place = tuple(onnx_name[name] for name in done)
 
 
 def import_for_compile(model, quant=None, input_shapes=None,

@@ -117,6 +117,8 @@ class ImportedModel:
     layer_of_var: dict = field(default_factory=dict)
     binding_signatures: dict = field(default_factory=dict)  # name -> what it computed at import, in binding order
     exposed_layers: Optional[int] = None  # a debug import: this many intermediate tensors made outputs too
+    # inputs the graph updates in place (KV caches: tvmedge.compiler.kv_cache); their tensors are the results after
+    updated_in_place: tuple = ()
 
 
 def parse_input_shapes(items: Iterable[str]) -> dict:

@@ -191,6 +191,9 @@ class BuildInfo:
     exposed_layers: Optional[int] = None  # a debug build: this many intermediate ONNX tensors are also outputs
     # the board's CPU clusters: unit -> {"cpus": [Linux CPU numbers], "role": "big"|"little"|None} (--cores)
     cpu_clusters: Optional[dict] = None
+    # inputs the library updates in place (an LM decode graph's KV caches): after a run, such an input's tensor
+    # holds the matching output (the runtime hands it on as the next step's input)
+    updated_in_place: Optional[list] = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -208,6 +211,8 @@ class BuildInfo:
             data["exposed_layers"] = self.exposed_layers
         if self.cpu_clusters:
             data["cpu_clusters"] = self.cpu_clusters
+        if self.updated_in_place:
+            data["updated_in_place"] = list(self.updated_in_place)
         data.update(self.extra)
         return data
 

@@ -18,8 +18,8 @@ neither the predictor nor a tuning run reschedules it (MetaSchedule's task extra
 The kernel's layout (the same bytes, reordered once at import; see :func:`repack`): the output columns are
 cut into tiles of ``V`` (16) and each tile's bytes are stored column-innermost, ``[N / V, n_blocks,
 block_size / 2, V]``, so that one vector load brings the next two K-steps of V columns; scales (and zero points)
-likewise ``[N / V, n_blocks, V]``. Per block, each row of A accumulates ``sum a_k * (code - zp)`` in V lanes and
-multiplies by the block's scales once. Rows of A go ``MT`` (<= 4) at a time through each decoded vector, so a
+likewise ``[N / V, n_blocks, V]``. Per block, each row of A accumulates ``sum a_k * code`` in V lanes, takes off
+``zp * sum a_k`` and multiplies by the block's scales once. Rows of A go ``MT`` (<= 4) at a time through each decoded vector, so a
 prefill (M > 1) decodes each weight M / MT times, a decode step (M = 1, a GEMV) once. Tiles run in parallel.
 """
 
@@ -34,6 +34,9 @@ __all__ = ["CONVERTERS", "MatMulNBits", "check_matmul_nbits", "matmul_nbits_kern
 
 KERNEL_NAME = "tvmedge_matmul_nbits"
 LANES = 16  # output columns per vector tile (4 NEON registers, 1 AVX-512 register, 2 AVX2 ones)
+# Parallel tasks per call, each a run of consecutive tiles. Not one task per tile: TVM gives each parallel task's
+# local buffers from TVMBackendAllocWorkspace, and per 6 kB tile those calls cost more than streaming its bytes
+MAX_CHUNKS = 16
 
 
 def check_matmul_nbits(node, inits: dict, a_shape=None) -> None:
@@ -108,6 +111,14 @@ def _row_tile(m: int) -> int:
     return next(t for t in (4, 3, 2, 1) if m % t == 0)
 
 
+def _chains(blk, i, v, pairs: int):
+    """The sum of a row's ``2 * pairs`` accumulators (a TIR expression, built while the kernel is parsed)."""
+    total = blk[i, 0, v]
+    for c in range(1, 2 * pairs):
+        total = total + blk[i, c, v]
+    return total
+
+
 @lru_cache(maxsize=None)
 def matmul_nbits_kernel(m: int, k_padded: int, n: int, block_size: int, lanes: int, scale_dtype: str,
                         zero_points: bool, dtype: str = "float32"):
@@ -116,54 +127,75 @@ def matmul_nbits_kernel(m: int, k_padded: int, n: int, block_size: int, lanes: i
     Arguments: ``A [m, k_padded]``, ``B [n/lanes, n_blocks, bs/2, lanes] uint8``, ``S [n/lanes, n_blocks, lanes]``,
     (``Z`` uint8 like S,) ``Y [m, n]``. Built with TVMScript rather than TE + a schedule: the loop nest is the
     schedule, and writing it out keeps the decode in registers (``W_lo`` / ``W_hi`` hold one vector each).
+
+    Two things keep the inner loop (one byte vector: two K steps of ``lanes`` columns) short and unstalled:
+
+    - the zero point leaves it: ``sum a * (code - zp) = sum a * code - zp * sum a``, with ``sum a`` per row and
+      block computed once per call (``ASUM``), so the inner loop is load, mask/shift, widen, convert, FMA;
+    - the FMAs of a block go into independent accumulators (low and high nibbles apart, and for a single row,
+      as in a decode step, even and odd byte rows apart too), so they do not wait on each other's latency: one
+      chain of dependent FMAs made the kernel latency bound at well under memory bandwidth.
     """
     from tvm.script import tirx as T
 
     n_blocks, half, tiles = k_padded // block_size, block_size // 2, n // lanes
     mt = _row_tile(m)
     m_outer = m // mt
+    pairs = 2 if mt == 1 and half % 2 == 0 else 1  # byte rows per step, each with its own two accumulators
     symmetric = not zero_points
     zshape = (tiles, n_blocks, lanes) if zero_points else (1,)
+    jobs = tiles * m_outer
+    chunks = next(c for c in range(min(jobs, MAX_CHUNKS), 0, -1) if jobs % c == 0)
 
     @T.prim_func(private=True)
     def kernel(A: T.Buffer((m, k_padded), dtype), B: T.Buffer((tiles, n_blocks, half, lanes), "uint8"),
                S: T.Buffer((tiles, n_blocks, lanes), scale_dtype), Z: T.Buffer(zshape, "uint8"),
                Y: T.Buffer((m, n), dtype)):
         T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "op_pattern": 8})
-        for job in T.parallel(tiles * m_outer):
+        asum = T.decl_buffer((m, n_blocks), "float32")
+        for r in range(m):
+            for b in range(n_blocks):
+                asum[r, b] = T.float32(0)
+                for j in range(block_size):
+                    asum[r, b] = asum[r, b] + T.Cast("float32", A[r, b * block_size + j])
+        for chunk in T.parallel(chunks):
             acc = T.decl_buffer((mt, lanes), "float32", scope="local")
-            blk = T.decl_buffer((mt, lanes), "float32", scope="local")
+            blk = T.decl_buffer((mt, 2 * pairs, lanes), "float32", scope="local")
             w_lo = T.decl_buffer((lanes,), "float32", scope="local")
             w_hi = T.decl_buffer((lanes,), "float32", scope="local")
-            zf = T.decl_buffer((lanes,), "float32", scope="local")
-            t = job // m_outer
-            row = (job % m_outer) * mt
-            for i in T.unroll(mt):
-                for v in T.vectorized(lanes):
-                    acc[i, v] = T.float32(0)
-            for b in range(n_blocks):
-                for v in T.vectorized(lanes):
-                    if symmetric:
-                        zf[v] = T.float32(8)
-                    else:
-                        zf[v] = T.Cast("float32", Z[t, b, v])
+            for job_in_chunk in range(jobs // chunks):
+                t = (chunk * (jobs // chunks) + job_in_chunk) // m_outer
+                row = ((chunk * (jobs // chunks) + job_in_chunk) % m_outer) * mt
                 for i in T.unroll(mt):
                     for v in T.vectorized(lanes):
-                        blk[i, v] = T.float32(0)
-                for h in range(half):
-                    for v in T.vectorized(lanes):
-                        w_lo[v] = T.Cast("float32", T.bitwise_and(B[t, b, h, v], T.uint8(15))) - zf[v]
-                        w_hi[v] = T.Cast("float32", T.shift_right(B[t, b, h, v], T.uint8(4))) - zf[v]
+                        acc[i, v] = T.float32(0)
+                for b in range(n_blocks):
+                    for i in T.unroll(mt):
+                        for c in T.unroll(2 * pairs):
+                            for v in T.vectorized(lanes):
+                                blk[i, c, v] = T.float32(0)
+                    for hh in range(half // pairs):
+                        for p in T.unroll(pairs):
+                            for v in T.vectorized(lanes):
+                                w_lo[v] = T.Cast("float32", T.bitwise_and(B[t, b, hh * pairs + p, v], T.uint8(15)))
+                                w_hi[v] = T.Cast("float32", T.shift_right(B[t, b, hh * pairs + p, v], T.uint8(4)))
+                            for i in T.unroll(mt):
+                                for v in T.vectorized(lanes):
+                                    blk[i, 2 * p, v] = blk[i, 2 * p, v] + T.Cast(
+                                        "float32", A[row + i, b * block_size + 2 * (hh * pairs + p)]) * w_lo[v]
+                                    blk[i, 2 * p + 1, v] = blk[i, 2 * p + 1, v] + T.Cast(
+                                        "float32", A[row + i, b * block_size + 2 * (hh * pairs + p) + 1]) * w_hi[v]
                     for i in T.unroll(mt):
                         for v in T.vectorized(lanes):
-                            blk[i, v] = blk[i, v] + T.Cast("float32", A[row + i, b * block_size + 2 * h]) * w_lo[v] \
-                                + T.Cast("float32", A[row + i, b * block_size + 2 * h + 1]) * w_hi[v]
+                            if symmetric:
+                                acc[i, v] = acc[i, v] + (_chains(blk, i, v, pairs) - T.float32(8) * asum[row + i, b]) \
+                                    * T.Cast("float32", S[t, b, v])
+                            else:
+                                acc[i, v] = acc[i, v] + (_chains(blk, i, v, pairs) - T.Cast("float32", Z[t, b, v])
+                                                         * asum[row + i, b]) * T.Cast("float32", S[t, b, v])
                 for i in T.unroll(mt):
                     for v in T.vectorized(lanes):
-                        acc[i, v] = acc[i, v] + blk[i, v] * T.Cast("float32", S[t, b, v])
-            for i in T.unroll(mt):
-                for v in T.vectorized(lanes):
-                    Y[row + i, t * lanes + v] = T.Cast(dtype, acc[i, v])
+                        Y[row + i, t * lanes + v] = T.Cast(dtype, acc[i, v])
 
     return kernel
 
