@@ -140,6 +140,25 @@ def test_int4_lm_package_generates_what_onnxruntime_generates(tiny_lm_package, t
     assert json.loads((quantized / "lm.json").read_text())["quantization"]["group_size"] == 32
 
 
+def test_the_default_schedules_generate_what_onnxruntime_generates_from_one_copy_of_the_weights(
+        tiny_lm_package, tmp_path):
+    # The no-measurement build of an LM: GEMV schedules in both graphs, the weights repacked per column tile at
+    # compile time (the same packed tensor for prefill and decode: stored once), the caches updated in place.
+    from tvmedge.runtime.manifest import Manifest
+
+    artifact = api.compile(tiny_lm_package, "x86-host", search="none", out=tmp_path / "lm").path
+    manifests = {g: Manifest.read(artifact / g) for g in ("prefill", "decode")}
+    assert all(m.tuning["gemv"] >= 4 for m in manifests.values())
+    assert len(manifests["decode"].build.updated_in_place) == 2  # one layer: its key and value caches
+    names = {g: set(m.weights["names"]) for g, m in manifests.items()}
+    shared = names["prefill"] & names["decode"]
+    assert len(shared) >= 4  # the block's matrices, repacked once for both graphs
+    for options in (SamplingOptions(max_tokens=10), SamplingOptions(max_tokens=6, temperature=0.8, top_k=10, seed=3)):
+        got = api.generate(artifact, "The ", max_tokens=options.max_tokens, temperature=options.temperature,
+                           top_k=options.top_k, seed=options.seed).tokens
+        assert got == ort_generate(tiny_lm_package, "The ", options)
+
+
 # --- one copy of the weights (issue 16) ----------------------------------------------------------------------
 def test_the_weights_are_one_file_shared_by_both_graphs(tiny_lm_artifact, lm):
     # The libraries embed no weights: each manifest lists its tensors by content hash, the LM folder holds them

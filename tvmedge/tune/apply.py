@@ -75,7 +75,7 @@ def schedule_module(prepared, tasks, target, records=None, *, prediction=None, f
         merged = layers[0] if len(layers) == 1 else ms.database.OrderedUnionDatabase(*layers)
         with target, merged, tvm.transform.PassContext(opt_level=3):
             prepared = relax.transform.MetaScheduleApplyDatabase()(prepared)
-    if "conv" in sources.values() or "int8" in sources.values():
+    if {"conv", "int8", "gemv"} & set(sources.values()):
         from .conv import prepack_weights
 
         with target, tvm.transform.PassContext(opt_level=3):

@@ -89,6 +89,10 @@ def auto_schedule(mod, target, options: TuningOptions, *, progress: Optional[Cal
     else:
         records = RecordSet([])
     prepared = prepare(mod, target.tvm_target)
+    if options.gemv:  # products with constant weights marked: the GEMV schedule repacks those (and only those)
+        from .gemv import mark_constant_weights
+
+        prepared = mark_constant_weights(prepared)
     tasks = extract_tasks(prepared, target.tvm_target)
     recorded = {t.name for t in tasks if records.best(t.mod, target.tvm_target) is not None}
     unrecorded = [t for t in tasks if t.name not in recorded]

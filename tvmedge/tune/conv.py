@@ -224,12 +224,28 @@ def conv_database(tasks, target) -> tuple:
     return written_database(tasks, target, written_schedules(tasks, target, conv_schedule))
 
 
+def _with_root_block(func):
+    """``func`` with its body in an opaque block under a root block, the block tree SplitLayoutRewritePreproc
+    expects of every PrimFunc; kernels written as plain loops (the INT4 matmul, the cache write) have none. The
+    blocks change nothing else."""
+    import tvm
+    from tvm import s_tir
+
+    if not isinstance(func, tvm.tirx.PrimFunc) or isinstance(func.body, s_tir.SBlockRealize):
+        return func
+    kernel = s_tir.SBlockRealize([], True, s_tir.SBlock([], [], [], "kernel", func.body))  # one opaque leaf
+    return func.with_body(s_tir.SBlockRealize([], True, s_tir.SBlock([], [], [], "root", kernel)))
+
+
 def prepack_weights(mod):
     """``mod`` with every weight repack a schedule asked for (``meta_schedule.layout_rewrite_preproc``) split into
     its own function, run on the constants at compile time, and the functions nobody calls any more removed."""
     import tvm
     from tvm import relax
 
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, tvm.tirx.PrimFunc):
+            mod[gv] = _with_root_block(func)
     return tvm.transform.Sequential([
         relax.transform.SplitLayoutRewritePreproc(),
         relax.transform.FoldConstant(),
