@@ -263,14 +263,16 @@ def quality(work: Path) -> dict:
     window = lm["context"]
     result = {"held_out_chars": len(held), "window": window, "torch": lm["model"].get("torch_held_out_perplexity")}
     result["onnxruntime_fp32"] = perplexity_ort(package, ids, window)
-    variants = {"fp32": None, "int8": REPO / "examples" / "llm" / "quant_int8.yaml"}
-    if (REPO / "examples" / "llm" / "quant_int4.yaml").is_file():
-        variants["int4"] = REPO / "examples" / "llm" / "quant_int4.yaml"
+    variants = {"fp32": None, **{bits: REPO / "examples" / "llm" / f"quant_{bits}.yaml" for bits in ("int8", "int4", "mixed")}}
     for name, quant in variants.items():
         try:
             artifact, _ = compile_lm(package, work / f"charlm-{name}", "naive", quant=quant)  # speed is not measured here
             result[f"tvmedge_{name}"] = perplexity_tvm(artifact, ids, window)
             result[f"tvmedge_{name}_weight_bytes"] = weight_bytes(artifact)
+            record = json.loads((artifact / "decode" / "manifest.json").read_text())["build"].get("quantization") or {}
+            kept = record.get("artifact_weights") or {}  # what the compiled graph holds: packed INT4, INT8 layers
+            if name == "mixed" and kept:
+                result["tvmedge_mixed_layers"] = {"int4": kept.get("matmul_nbits", 0), "int8": kept.get("int8_kept", 0)}
         except Exception as err:  # noqa: BLE001 - a variant that cannot be built is reported, not hidden
             result[f"tvmedge_{name}_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
     return result
@@ -367,9 +369,13 @@ def write_report(data: dict, path: Path) -> None:
         base = q["onnxruntime_fp32"]
         lines.append(f"| torch (training script, full-window forward) | {q['torch']} | | |")
         lines.append(f"| ONNX Runtime fp32 | {base:.4f} | | |")
-        for name in ("fp32", "int8", "int4"):
+        for name in ("fp32", "int8", "int4", "mixed"):
+            label = name
+            if name == "mixed" and q.get("tvmedge_mixed_layers"):
+                label = (f"mixed ({q['tvmedge_mixed_layers']['int4']} layers INT4, "
+                         f"{q['tvmedge_mixed_layers']['int8']} INT8)")
             if f"tvmedge_{name}" in q:
-                lines.append(f"| tvmedge {name} | {q[f'tvmedge_{name}']:.4f} | {100 * (q[f'tvmedge_{name}'] / base - 1):+.2f} % "
+                lines.append(f"| tvmedge {label} | {q[f'tvmedge_{name}']:.4f} | {100 * (q[f'tvmedge_{name}'] / base - 1):+.2f} % "
                              f"| {q[f'tvmedge_{name}_weight_bytes'] / 1e6:.2f} MB |")
             elif f"tvmedge_{name}_error" in q:
                 lines.append(f"| tvmedge {name} | not built: {q[f'tvmedge_{name}_error']} | | |")

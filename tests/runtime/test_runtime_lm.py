@@ -159,6 +159,38 @@ def test_the_default_schedules_generate_what_onnxruntime_generates_from_one_copy
         assert got == ort_generate(tiny_lm_package, "The ", options)
 
 
+def test_mixed_precision_chooses_once_for_both_graphs(tiny_lm_package, tmp_path):
+    # bit_width: mixed on an LM package: sensitivity measured on the prefill graph (calibration prompts), the
+    # same per-layer bits given to the decode graph, so both compute with the same weights; the compiled
+    # artifact stores them once and generates what ONNX Runtime generates on the quantized package.
+    import numpy as np
+
+    from tvmedge.quant import parse_config
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", tokens=rng.integers(1, 96, (12, 8)), length=rng.integers(2, 9, 12))
+    config = parse_config({"quantization": {"type": "weight_only", "bit_width": "mixed", "group_size": 32,
+                                            "calibration_dataset": str(tmp_path / "calib.npz"),
+                                            "mixed": {"target_size_ratio": 0.4}}})
+    quantized = tmp_path / "mixed"
+    report = api.quantize(tiny_lm_package, config, out=quantized).report
+    bits = sorted(row["bits"] for row in report.layers if not row.get("excluded"))
+    assert 4 in bits and 8 in bits and report.mixed["int4_layers"], (bits, report.mixed)
+    import onnx
+
+    ops = {g: sorted(n.op_type for n in onnx.load(quantized / f"{g}.onnx").graph.node
+                     if n.op_type in ("MatMulNBits", "DequantizeLinear")) for g in ("prefill", "decode")}
+    assert ops["prefill"] == ops["decode"]
+    artifact = api.compile(tiny_lm_package, "x86-host", search="naive", quant=config, out=tmp_path / "lm").path
+    assert sorted(p.name for p in artifact.iterdir()) == ["decode", "lm.json", "prefill", "weights.safetensors"]
+    from tvmedge.runtime.manifest import Manifest
+
+    names = {g: set(Manifest.read(artifact / g).weights["names"]) for g in ("prefill", "decode")}
+    assert len(names["prefill"] & names["decode"]) >= 4  # the block's matrices: one copy for both graphs
+    options = SamplingOptions(max_tokens=8)
+    assert api.generate(artifact, "The ", max_tokens=8).tokens == ort_generate(quantized, "The ", options)
+
+
 # --- one copy of the weights (issue 16) ----------------------------------------------------------------------
 def test_the_weights_are_one_file_shared_by_both_graphs(tiny_lm_artifact, lm):
     # The libraries embed no weights: each manifest lists its tensors by content hash, the LM folder holds them

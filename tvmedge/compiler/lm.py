@@ -78,12 +78,25 @@ def quantize_package(package, config, out, *, progress: Optional[Callable[[str],
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / LM_MANIFEST).is_file())):
         raise ArtifactError(f"output folder {out} is not empty and holds no LM package; choose another -o")
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    from ..quant.config import load_config
+
+    config = config if not isinstance(config, (str, Path)) else load_config(config)
+    results, int4 = {}, None
     for graph in GRAPHS:
         if progress:
             progress(f"quantizing the {graph} graph ({data[graph]})")
-        results[graph] = quantize(str(package / str(data[graph])), config)
+        # mixed: the bits are chosen on the prefill graph (calibration prompts) and the decode graph gets the same
+        # choice, so that both graphs compute with the same weights (and the artifact stores them once)
+        results[graph] = quantize(str(package / str(data[graph])), config, int4_layers=int4)
+        if getattr(config, "bit_width", None) == "mixed" and int4 is None:
+            int4 = {row["name"] for row in results[graph].report.layers if row.get("bits") == 4}
         results[graph].save(out / str(data[graph]))
+    if int4 is not None:
+        bits = {g: {row["name"]: row["bits"] for row in results[g].report.layers} for g in GRAPHS}
+        if bits["prefill"] != bits["decode"]:
+            raise ModelError(f"{package}: the prefill and decode graphs do not have the same weight layers, so one "
+                             f"mixed-precision choice cannot serve both; quantize with bit_width 4 or 8")
+        results["decode"].report.mixed = results["prefill"].report.mixed  # where the choice was measured
     data["quantization"] = results["decode"].report.config
     (out / LM_MANIFEST).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return results["decode"]
@@ -133,6 +146,15 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tvmedge-build-"))
     try:
+        quant = options.get("quant")
+        if quant is not None:
+            from ..quant.config import QuantConfig, load_config
+
+            config = quant if isinstance(quant, QuantConfig) else load_config(quant)
+            if config.bit_width == "mixed":  # one choice of bits for both graphs: quantize the package as a whole
+                progress("quantizing both graphs (mixed precision: bits chosen on the prefill graph)")
+                quantize_package(package, config, tmp / "quantized-package")
+                package, options = tmp / "quantized-package", {**options, "quant": None}
         built = {}
         for graph in GRAPHS:
             progress(f"{graph} graph ({data[graph]})")
@@ -154,6 +176,7 @@ def compile_lm(package, board, out, *, progress: Optional[Callable[[str], None]]
                         digests={g: built[g].manifest.digest for g in GRAPHS}, model=dict(data.get("model") or {}),
                         quantization=quantization, weights=weights)
         lm.write(tmp)
+        shutil.rmtree(tmp / "quantized-package", ignore_errors=True)  # mixed: the package quantized on the way
         _install(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -62,7 +62,8 @@ class QuantResult:
         return path
 
 
-def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str], None]] = None) -> QuantResult:
+def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str], None]] = None,
+             int4_layers: Optional[set] = None) -> QuantResult:
     """Quantize an ONNX model (path or ``ModelProto``) as ``config`` says -> ``QuantResult``.
 
     Parameters
@@ -71,6 +72,8 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
     config : ``QuantConfig`` or a path to its YAML
     evaluate : optional dataset (folder / list / .npz, with ``labels`` for accuracy) for the report
     progress : receives a message as each step starts
+    int4_layers : with ``bit_width: mixed``, the choice made already (node names of the INT4 layers; the rest
+        INT8) instead of measuring it: the second graph of an LM package gets the first one's
 
     Raises
     ------
@@ -91,13 +94,17 @@ def quantize(model, config, *, evaluate=None, progress: Optional[Callable[[str],
     if not active:
         raise ConfigError(f"{name}: no layer to quantize (Conv/Gemm/MatMul with a constant weight"
                           + (", after exclude_layers)" if layers else ")"))
-    data = _calibration_data(config, specs, progress)
+    given = config.bit_width == "mixed" and int4_layers is not None
+    data = None if given and config.type == "weight_only" else _calibration_data(config, specs, progress)
     progress(f"activations: {config.type}")
     plan = activation_plan(config, float_model, active, data)
     weights = _WeightCache(float_model, config)
     notes = [_unmatched_note(p, source_names) for p in unmatched]
     mixed = None
-    if config.bit_width == "mixed":
+    if given:
+        for layer in active:
+            layer.bits = 4 if layer.node in int4_layers else 8
+    elif config.bit_width == "mixed":
         progress(f"mixed precision: measuring the sensitivity of {len(active)} layers")
         mixed = _choose_mixed(float_model, layers, active, plan, weights, data, config)
         notes += mixed.notes
