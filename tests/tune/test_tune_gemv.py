@@ -101,3 +101,25 @@ def test_a_transposed_weight_is_read_through_and_other_reductions_are_left_alone
     assert tasks and all(gemv_schedule(t.mod, TARGET) is None for t in tasks)
     database, names = gemv_database(_tasks(1), TARGET)
     assert len(names) == 1 and "matmul" in names[0] and vector_lanes(TARGET) >= 1
+
+
+def test_attention_over_the_cache_streams_whole_rows_per_job():
+    # An input operand (the KV cache) is never repacked; with enough heads, each job takes whole rows of N
+    # (one contiguous block) when the vector registers hold them: AVX-512 does for N = 96, SSE does not
+    import re
+
+    (task,) = [t for t in _tasks(1, (12,)) if "matmul" in t.name]
+    wide = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    widths = {name: [int(w) for w in re.findall(r"T\.vectorized\((?:T\.int64\()?(\d+)", gemv_schedule(task.mod, t)
+                                                 .mod.script())] for name, t in (("avx512", wide), ("sse", TARGET))}
+    assert 96 in widths["avx512"] and 96 not in widths["sse"]
+    rng = np.random.default_rng(0)
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    arrays = [rng.standard_normal([int(d) for d in info.shape]).astype(str(info.dtype))
+              for info in ArgInfo.from_prim_func(task.mod["main"])]
+    host = tvm.target.Target({"kind": "llvm", "mcpu": tvm.target.codegen.llvm_get_system_cpu(), "num-cores": 2})
+    lib = tvm.tirx.build(gemv_schedule(task.mod, host).mod, target=host)
+    tensors = [tvm.runtime.tensor(a) for a in arrays]
+    lib["main"](*tensors)
+    np.testing.assert_allclose(tensors[-1].numpy(), _run(task.mod, [a.copy() for a in arrays]), rtol=1e-5, atol=1e-5)

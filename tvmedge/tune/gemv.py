@@ -121,6 +121,25 @@ def mark_constant_weights(mod):
     return marked
 
 
+def _wide_tile(target, ivs, n_pos: int, k_pos: int, tile: int, lanes: int) -> int:  # noqa: ARG001
+    """The tile of a matrix-vector product over an input that cannot be repacked (attention over the KV cache):
+    whole rows of N when the registers hold them and the batch axes alone still give every core a few jobs, so
+    each job streams one contiguous block instead of a strip of short rows."""
+    from .conv import register_file
+
+    registers = register_file(target)
+    n_extent = int(ivs[n_pos].dom.extent)
+    jobs = 1
+    for i, iv in enumerate(ivs):
+        if i not in (n_pos, k_pos):
+            jobs *= int(iv.dom.extent)
+    most = (registers[1] - 4) * registers[0] if registers else tile  # accumulators; a few registers for the rest
+    cores = int(target.attrs.get("num-cores", 0) or 1)
+    if n_extent <= most and n_extent % lanes == 0 and jobs >= 4 * cores:
+        return n_extent
+    return tile
+
+
 def _rows(target, m_extent: int) -> int:
     """Rows of A per register tile: as many as the vector registers hold next to a tile's weights (one row for a
     decode step), and a divisor of M."""
@@ -161,6 +180,8 @@ def gemv_schedule(mod, target):
     if len(loops) != len(ivs):
         return None  # loops and iter vars do not map one to one (already transformed)
     weight = weight_read if _constant_weight(sch, block, weight_read) else None
+    if weight is None and (m_pos is None or int(ivs[m_pos].dom.extent) == 1):
+        tile = _wide_tile(target, ivs, n_pos, k_pos, tile, lanes)
     # element-wise producers (masks, reshapes) into their consumers: one pass over the data
     for other in blocks:
         if not sch.get(other).same_as(sch.get(reduction)):
