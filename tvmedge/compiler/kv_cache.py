@@ -13,7 +13,9 @@ afterwards. So it is applied only to the inputs the caller names as caches (an L
 :func:`tvmedge.compiler.lm.compile_lm`), and only where ``Where`` is that input's single use; the artifact's
 manifest lists them (``build.updated_in_place``) and the LM runtime hands each step's result to the next step,
 which is what it did already. Running the graph twice on the same inputs gives the same outputs (the write is
-idempotent), so profiling and repeated runs are unaffected.
+idempotent), so profiling and repeated runs are unaffected. Over TVM RPC (an emulated or remote board) such an
+output is not fetched back: TVM's RPC cannot return a tensor that came in as an argument, and the caller already
+holds it (``Model.run_stage(..., known=...)``, which the LM runtime uses).
 
 Relax has an in-place pass (``DataflowUseInplaceCalls``), but it leaves graph inputs alone and keeps the
 element-wise form (every element is still read and written); the point here is to touch only the new slot.

@@ -324,8 +324,10 @@ class LanguageModel:
         """One decode step: the caches go in as the tensors the previous step returned (they stay on the device)."""
         tensors = {"tokens": self.decode.tensor(np.array([[token]], np.int64)),
                    "position": self.decode.tensor(np.array([position], np.int64)), **cache}
-        out = self.decode.run_stage(0, tensors)
-        return out
+        # caches the graph updates in place come back as the very tensors passed in (not fetched again)
+        updated = set(self.decode.manifest.build.updated_in_place or ())
+        known = {present: cache[past] for past, present in self.lm.cache if past in updated}
+        return self.decode.run_stage(0, tensors, known=known)
 
     def _caches(self, out: dict) -> dict:
         return {past: out[present] for past, present in self.lm.cache}

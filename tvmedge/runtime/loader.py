@@ -165,11 +165,20 @@ class Model:
         """The Relax ``VirtualMachine`` of every stage, in order (for instrumenting: :mod:`.profile`)."""
         return [vm for _, vm in self._libraries]
 
-    def run_stage(self, index: int, tensors: dict) -> dict:
+    def run_stage(self, index: int, tensors: dict, known: Optional[dict] = None) -> dict:
         """Run stage ``index`` on ``tensors`` (name -> TVM tensor) and return the tensors it produces (name -> TVM
-        tensor). For pipelined execution of a partitioned artifact (a thread per stage)."""
+        tensor). For pipelined execution of a partitioned artifact (a thread per stage).
+
+        ``known``: outputs the caller already holds (output name -> tensor), not fetched: the inputs a graph
+        updates in place (``build.updated_in_place``) are its outputs too, and TVM's RPC cannot hand back a
+        remote tensor that came in as an argument."""
         stage, main = self._stages[index]
-        values = _flatten_tensors(main(*[tensors[n] for n in stage.input_names], *self._params), self._session)
+        result = main(*[tensors[n] for n in stage.input_names], *self._params)
+        if known and self._session is not None and type(result).__name__ == "RPCObjectRef":
+            item = self._session.get_function("ffi.ArrayGetItem")
+            return {name: known[name] if name in known else _flatten_tensors(item(result, i), self._session)[0]
+                    for i, name in enumerate(stage.output_names)}
+        values = _flatten_tensors(result, self._session)
         if len(values) != len(stage.outputs):
             raise ArtifactError(f"stage {index} returned {len(values)} tensors, the plan lists {len(stage.outputs)}")
         return dict(zip(stage.output_names, values))
