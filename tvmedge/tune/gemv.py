@@ -121,7 +121,7 @@ def mark_constant_weights(mod):
     return marked
 
 
-def _wide_tile(target, ivs, n_pos: int, k_pos: int, tile: int, lanes: int) -> int:  # noqa: ARG001
+def _wide_tile(target, ivs, n_pos: int, k_pos: int, tile: int) -> int:
     """The tile of a matrix-vector product over an input that cannot be repacked (attention over the KV cache):
     whole rows of N when the registers hold them and the batch axes alone still give every core a few jobs, so
     each job streams one contiguous block instead of a strip of short rows."""
@@ -181,7 +181,7 @@ def gemv_schedule(mod, target):
         return None  # loops and iter vars do not map one to one (already transformed)
     weight = weight_read if _constant_weight(sch, block, weight_read) else None
     if weight is None and (m_pos is None or int(ivs[m_pos].dom.extent) == 1):
-        tile = _wide_tile(target, ivs, n_pos, k_pos, tile, lanes)
+        tile = _wide_tile(target, ivs, n_pos, k_pos, tile)
     # element-wise producers (masks, reshapes) into their consumers: one pass over the data
     for other in blocks:
         if not sch.get(other).same_as(sch.get(reduction)):
