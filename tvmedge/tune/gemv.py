@@ -135,7 +135,7 @@ def _wide_tile(target, ivs, n_pos: int, k_pos: int, tile: int) -> int:
             jobs *= int(iv.dom.extent)
     most = (registers[1] - 4) * registers[0] if registers else tile  # accumulators; a few registers for the rest
     cores = int(target.attrs.get("num-cores", 0) or 1)
-    if n_extent <= most and n_extent % lanes == 0 and jobs >= 4 * cores:
+    if n_extent <= most and jobs >= 4 * cores:  # (tile divides N: whole rows are whole vectors too)
         return n_extent
     return tile
 
