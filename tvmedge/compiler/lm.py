@@ -88,7 +88,7 @@ def quantize_package(package, config, out, *, progress: Optional[Callable[[str],
         # mixed: the bits are chosen on the prefill graph (calibration prompts) and the decode graph gets the same
         # choice, so that both graphs compute with the same weights (and the artifact stores them once)
         results[graph] = quantize(str(package / str(data[graph])), config, int4_layers=int4)
-        if getattr(config, "bit_width", None) == "mixed" and int4 is None:
+        if config.bit_width == "mixed" and int4 is None:
             int4 = {row["name"] for row in results[graph].report.layers if row.get("bits") == 4}
         results[graph].save(out / str(data[graph]))
     if int4 is not None:

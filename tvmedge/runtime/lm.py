@@ -278,6 +278,8 @@ class LanguageModel:
                             **load_options)
         self.where = where
         self._check_io()
+        updated = set(self.decode.manifest.build.updated_in_place or ())
+        self._in_place = [(past, present) for past, present in self.lm.cache if past in updated]
 
     def _check_io(self) -> None:
         P, names = self.lm.prefill_length, {s.name: s for s in self.decode.inputs}
@@ -325,8 +327,7 @@ class LanguageModel:
         tensors = {"tokens": self.decode.tensor(np.array([[token]], np.int64)),
                    "position": self.decode.tensor(np.array([position], np.int64)), **cache}
         # caches the graph updates in place come back as the very tensors passed in (not fetched again)
-        updated = set(self.decode.manifest.build.updated_in_place or ())
-        known = {present: cache[past] for past, present in self.lm.cache if past in updated}
+        known = {present: cache[past] for past, present in self._in_place}
         return self.decode.run_stage(0, tensors, known=known)
 
     def _caches(self, out: dict) -> dict:

@@ -244,8 +244,7 @@ def prepack_weights(mod):
     from tvm import relax
 
     for gv, func in list(mod.functions.items()):
-        if isinstance(func, tvm.tirx.PrimFunc):
-            mod[gv] = _with_root_block(func)
+        mod[gv] = _with_root_block(func)
     return tvm.transform.Sequential([
         relax.transform.SplitLayoutRewritePreproc(),
         relax.transform.FoldConstant(),

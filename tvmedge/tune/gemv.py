@@ -79,10 +79,22 @@ def _matmul_axes(block) -> Optional[tuple]:
     return n_pos, reduce[0], m_pos, weight[0]
 
 
+def _product(sch) -> Optional[tuple]:
+    """``(the function's blocks, its one reduction block, that block's :func:`_matmul_axes`)`` when the function
+    in ``sch`` is one product of the form this schedule handles, else None."""
+    try:
+        blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
+    except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
+        return None
+    reduction = _reduction_block(sch, blocks)
+    found = _matmul_axes(sch.get(reduction)) if reduction is not None else None
+    return (blocks, reduction, found) if found is not None else None
+
+
 def _constant_weight(sch, block, read: int) -> bool:
     """True when ``block``'s read ``read`` (its weight) is 2-D and a constant of the Relax module (a
-    ``layout_free_buffers`` parameter, marked by :func:`tvmedge.tune.auto.auto_schedule` for LM compiles): a
-    weight that is an input (a KV cache in attention) is read as it lies, never repacked per call."""
+    ``layout_free_buffers`` parameter, kept by :func:`mark_constant_weights` for LM compiles): a weight that is
+    an input (a KV cache in attention) is read as it lies, never repacked per call."""
     func = sch.mod["main"]
     free = {int(i) for i in ((func.attrs or {}).get("layout_free_buffers", None) or [])}
     weight = block.reads[read]
@@ -95,13 +107,12 @@ def _repacks(func) -> bool:
     import tvm
     from tvm import s_tir
 
-    try:
-        sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-        reduction = _reduction_block(sch, sch.get_child_blocks(sch.get_sblock("root", "main")))
-    except Exception:  # noqa: BLE001 - not a function of blocks
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    product = _product(sch)
+    if product is None:
         return False
-    found = _matmul_axes(sch.get(reduction)) if reduction is not None else None
-    return found is not None and _constant_weight(sch, sch.get(reduction), found[3])
+    _, reduction, found = product
+    return _constant_weight(sch, sch.get(reduction), found[3])
 
 
 def mark_constant_weights(mod):
@@ -157,18 +168,11 @@ def gemv_schedule(mod, target):
     from tvm import s_tir
 
     sch = s_tir.Schedule(mod)
-    try:
-        blocks = sch.get_child_blocks(sch.get_sblock("root", "main"))
-    except Exception:  # noqa: BLE001 - no root block: not a fused function of the usual shape
+    product = _product(sch)
+    if product is None:
         return None
-    reduction = _reduction_block(sch, blocks)
-    if reduction is None:
-        return None
+    blocks, reduction, (n_pos, k_pos, m_pos, weight_read) = product
     block = sch.get(reduction)
-    found = _matmul_axes(block)
-    if found is None:
-        return None
-    n_pos, k_pos, m_pos, weight_read = found
     dtype = block.writes[0].source.dtype
     lanes = vector_lanes(target, tvm.DataType(dtype).bits)
     ivs = list(block.iter_vars)

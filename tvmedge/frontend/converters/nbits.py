@@ -19,8 +19,9 @@ The kernel's layout (the same bytes, reordered once at import; see :func:`repack
 cut into tiles of ``V`` (16) and each tile's bytes are stored column-innermost, ``[N / V, n_blocks,
 block_size / 2, V]``, so that one vector load brings the next two K-steps of V columns; scales (and zero points)
 likewise ``[N / V, n_blocks, V]``. Per block, each row of A accumulates ``sum a_k * code`` in V lanes, takes off
-``zp * sum a_k`` and multiplies by the block's scales once. Rows of A go ``MT`` (<= 4) at a time through each decoded vector, so a
-prefill (M > 1) decodes each weight M / MT times, a decode step (M = 1, a GEMV) once. Tiles run in parallel.
+``zp * sum a_k`` and multiplies by the block's scales once. Rows of A go ``MT`` (<= 4) at a time through each
+decoded vector, so a prefill (M > 1) decodes each weight M / MT times, a decode step (M = 1, a GEMV) once. Runs
+of consecutive tiles run in parallel.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def matmul_nbits_kernel(m: int, k_padded: int, n: int, block_size: int, lanes: i
     Two things keep the inner loop (one byte vector: two K steps of ``lanes`` columns) short and unstalled:
 
     - the zero point leaves it: ``sum a * (code - zp) = sum a * code - zp * sum a``, with ``sum a`` per row and
-      block computed once per call (``ASUM``), so the inner loop is load, mask/shift, widen, convert, FMA;
+      block computed once per call (``asum``), so the inner loop is load, mask/shift, widen, convert, FMA;
     - the FMAs of a block go into independent accumulators (low and high nibbles apart, and for a single row,
       as in a decode step, even and odd byte rows apart too), so they do not wait on each other's latency: one
       chain of dependent FMAs made the kernel latency bound at well under memory bandwidth.
@@ -164,8 +165,9 @@ def matmul_nbits_kernel(m: int, k_padded: int, n: int, block_size: int, lanes: i
             w_lo = T.decl_buffer((lanes,), "float32", scope="local")
             w_hi = T.decl_buffer((lanes,), "float32", scope="local")
             for job_in_chunk in range(jobs // chunks):
-                t = (chunk * (jobs // chunks) + job_in_chunk) // m_outer
-                row = ((chunk * (jobs // chunks) + job_in_chunk) % m_outer) * mt
+                job = chunk * (jobs // chunks) + job_in_chunk
+                t = job // m_outer
+                row = (job % m_outer) * mt
                 for i in T.unroll(mt):
                     for v in T.vectorized(lanes):
                         acc[i, v] = T.float32(0)
