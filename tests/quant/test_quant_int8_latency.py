@@ -3,7 +3,8 @@ Runtime's INT8 QDQ version of the digits CNN against the float model, both compi
 schedule budget, timed interleaved in one process:
 
 - the parallelised + vectorised no-search schedule for both (no cost model, no written schedules: the same loop
-  treatment): the integer artifact must be faster, and on a CPU with AVX-512 VNNI use the VNNI dot product;
+  treatment): the integer artifact must be faster (its channels-last convolutions are left to LLVM here, which
+  finds no dot-product instruction in them: that is the written schedule's job);
 - the ``--search none`` default (written schedules, predictions, nothing measured) on an x86 CPU with VNNI or
   AVX2: the integer layers get the dot-product schedule (tvmedge.tune.int8: ``vpdpbusd``, else ``vpmaddwd``)
   and the int8 artifact must take at most 0.8x the float one's time. Timed here: the artifacts' own runs on
@@ -55,17 +56,10 @@ def _int8_over_float(built) -> float:
     return statistics.median(times["int8"]) / statistics.median(times["float"])
 
 
-def _vnni_instructions(library: Path) -> int:
-    code = subprocess.run(["objdump", "-d", str(library)], capture_output=True, text=True, check=True).stdout
-    return code.count("vpdpbusd")
-
-
 def test_int8_digits_artifact_is_faster_than_float_with_the_same_schedule_budget(tmp_path):
     built = _build(tmp_path, TuningOptions(search="none", use_records=False, predict=False))
     ratio = _int8_over_float(built)
     assert ratio < 1.0, f"int8 / float latency {ratio:.2f}"
-    if _has_vnni():
-        assert _vnni_instructions(built["int8"].path / "model.so") > 0
 
 
 def test_int8_digits_artifact_with_the_default_schedules_takes_at_most_0_8x_the_float_time(tmp_path):

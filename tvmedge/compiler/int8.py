@@ -84,9 +84,12 @@ def match_dot_product_sign(mod, target):
 
 
 def arrange_for_dot_product(mod, target):
-    """Both arrangements the integer layers need on ``target``: :func:`match_dot_product_sign`, then
-    :func:`pad_for_dot_product`."""
-    return pad_for_dot_product(match_dot_product_sign(mod, target), target)
+    """The arrangements the integer layers need on ``target``: :func:`match_dot_product_sign`, then
+    :func:`pad_for_dot_product`, then channels-last layout between them
+    (:func:`tvmedge.compiler.channels_last.integer_layers_channels_last`)."""
+    from .channels_last import integer_layers_channels_last
+
+    return integer_layers_channels_last(pad_for_dot_product(match_dot_product_sign(mod, target), target), target)
 
 
 def pad_for_dot_product(mod, target):

@@ -200,7 +200,8 @@ def int8_schedule(mod, target):
             or str(block.writes[0].source.dtype) != "int32":
         return None
     if kinds == CONV_ITERATION:
-        return _conv(sch, block_rv, block, ivs, unit, registers[1])
+        return _conv(sch, block_rv, block, ivs, unit, registers[1]) if block.name_hint != "conv2d_nhwc" \
+            else _conv_nhwc(sch, block_rv, block, ivs, unit, registers[1])
     if kinds == "SSR":
         return _matmul(sch, block_rv, block, ivs, unit, registers[1])
     return None
@@ -288,6 +289,78 @@ def _conv(sch, conv, block, ivs, unit, registers):
     if pixels:
         sch.reorder(*pixels, channel)
     sch.vectorize(sch.split(channel, [None, lanes])[1])
+    if intrin:
+        sch.tensorize(o_lane, intrin)
+    else:
+        sch.unroll(i_inner)
+    sch.unroll(y_inner)
+    sch.unroll(x_inner)
+    sch.unroll(o_vector)
+    return sch
+
+
+def _conv_nhwc(sch, conv, block, ivs, unit, registers):
+    """The NHWC convolution (:mod:`tvmedge.compiler.channels_last`): iteration ``n, y, x, o | ky, kx, i``. The
+    4 channels an instruction broadcasts are contiguous in the input as it is, so there is no repack (a padded
+    input is written once, padding included, in parallel over rows); the accumulators of a tile are stored as
+    they lie in registers, one vector of output channels per pixel."""
+    intrin, lanes, activation = unit
+    o, ky, kx, i = (iv.var for iv in ivs[3:])
+    found = _operands(sch, block, ivs, (o, i, ky, kx), activation, {3: i})
+    if found is None or len(found[1].region) != 4:
+        return None
+    weight = found[0]
+    height, width, channels = (int(ivs[k].dom.extent) for k in (1, 2, 3))
+    if int(ivs[6].dom.extent) % GROUP:
+        return None
+    tile = _tile(height, width, channels, lanes, registers)
+    loops = sch.get_loops(conv)
+    if tile is None or len(loops) != len(ivs):
+        return None
+    rows, cols, vectors = tile
+    block_width = vectors * lanes
+    root = sch.get_sblock("root", "main")
+    for pad in [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.startswith("pad")]:
+        if "if_then_else" in str(sch.get(pad).body):  # a pass of its own: no bounds checks in the inner loop
+            a, b, c, d = sch.get_loops(pad)
+            sch.parallel(sch.fuse(a, b))
+            sch.vectorize(sch.split(d, [None, lanes * GROUP])[1]) if int(sch.get(d).extent) % (lanes * GROUP) == 0 \
+                else None
+        else:
+            sch.compute_inline(pad)  # no padding: read the input itself
+    n, y, x, o, ky, kx, i = loops
+    o_outer, o_vector, o_lane = sch.split(o, [None, vectors, lanes])
+    y_outer, y_inner = sch.split(y, [None, rows])
+    x_outer, x_inner = sch.split(x, [None, cols])
+    i_outer, i_inner = sch.split(i, [None, GROUP])
+    if intrin:  # one instruction: lanes x 4 products
+        sch.reorder(n, o_outer, y_outer, x_outer, ky, kx, i_outer, y_inner, x_inner, o_vector, o_lane, i_inner)
+    else:  # per reduction element, one vector multiply-add of the lanes
+        sch.reorder(n, o_outer, y_outer, x_outer, ky, kx, i_outer, y_inner, x_inner, o_vector, i_inner, o_lane)
+    tiles = sch.fuse(n, o_outer, y_outer, x_outer)  # channel blocks outermost: a block's weights stay in cache
+    sch.parallel(tiles)
+    packed = sch.cache_read(conv, weight, "global")
+    sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
+    if intrin in _PAIRED:
+        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+            a // block_width, c, d, b // GROUP, b % GROUP // 2, a % block_width, b % 2))
+    elif intrin:
+        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+            a // block_width, c, d, b // GROUP, a % block_width, b % GROUP))
+    else:
+        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
+            a // block_width, c, d, b // GROUP, b % GROUP, a % block_width))
+    accumulate = sch.cache_write(conv, 0, "local")  # [n, y, x, o]: vectors of channels, in registers
+    sch.reverse_compute_at(accumulate, tiles)
+    if not intrin:
+        sch.vectorize(o_lane)
+    init = sch.decompose_reduction(conv, ky)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed)}
+                    | {sch.get(b).name_hint for b in sch.get_child_blocks(root) if sch.get(b).name_hint == "pad_temp"},
+                    tiles)
+    # the write-back (and requantize): channels innermost, contiguous in the output
+    sch.vectorize(sch.split(sch.get_loops(accumulate)[-1], [None, lanes])[1])
     if intrin:
         sch.tensorize(o_lane, intrin)
     else:
