@@ -54,6 +54,7 @@ def integer_layers_channels_last(mod, target):
         return mod
     walk = _ChannelsLast(mod)
     for gv, func in functions:
+        walk.users = _users(func)
         walk.builder_.update_func(gv, walk.visit_expr(func))
     return relax.transform.DeadCodeElimination()(walk.builder_.get())
 
@@ -76,6 +77,37 @@ def _has_integer_conv(func) -> bool:
     found = []
     relax.analysis.post_order_visit(func, lambda e: found.append(e) if _is_integer_conv(e) else None)
     return bool(found)
+
+
+def _users(func) -> dict:
+    """var -> the bound values (calls) of ``func`` that use it."""
+    from tvm import relax
+
+    users = {}
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            found = []
+            relax.analysis.post_order_visit(binding.value, lambda e: found.append(e) if isinstance(e, relax.Var)
+                                            else None)
+            for var in found:
+                users.setdefault(var, []).append(binding.value)
+    return users
+
+
+def _flattened_into_products(call, users) -> bool:
+    """``call`` flattens a 4-D tensor to ``[N, C*H*W]`` and its only users multiply that by constant matrices
+    (a classifier head): the NHWC flattening works too, with the matrices' rows reordered to match."""
+    from tvm import relax
+
+    if getattr(call.op, "name", None) != "relax.reshape" or _rank(call) != 2 or _rank(call.args[0]) != 4:
+        return False
+    n, c, h, w = (int(v) for v in call.args[0].ty.shape.values)
+    if [int(v) for v in call.ty.shape.values] != [n, c * h * w]:
+        return False
+    return all(getattr(u, "op", None) is not None and getattr(u.op, "name", None) == "relax.matmul"
+               and isinstance(u.args[1], Constant) and len(u.args[1].value.shape) == 2
+               and int(u.args[1].value.shape[0]) == c * h * w and not isinstance(u.args[0], relax.Tuple)
+               for u in users)
 
 
 def _rank(expr) -> int:
@@ -156,6 +188,8 @@ class _ChannelsLast:
                 self.nhwc = {}       # original var -> its NHWC value (a new var)
                 self.only_nhwc = set()  # original vars computed in NHWC whose NCHW value is not emitted (yet)
                 self.functions = {}  # PrimFunc global var -> its channels-last twin
+                self.users = {}      # var -> the calls that use it (of the function being walked)
+                self.flat = {}       # original var -> (C, H, W) of an NHWC tensor it flattens
 
             # --- helpers -------------------------------------------------------------------------------------
             def as_nhwc(self, expr):
@@ -248,6 +282,24 @@ class _ChannelsLast:
 
             def visit_var_binding_(self, binding):
                 value = binding.value
+                if isinstance(binding.var, relax.DataflowVar) and isinstance(value, relax.Call) \
+                        and value.args and value.args[0] in self.only_nhwc \
+                        and _flattened_into_products(value, self.users.get(binding.var, [])):
+                    _, c, h, w = (int(v) for v in value.args[0].ty.shape.values)
+                    self.flat[binding.var] = (c, h, w)
+                    self.set_var_remap(binding.var, self.builder_.emit(
+                        relax.op.reshape(self.nhwc[value.args[0]], value.ty.shape)))
+                    return
+                if isinstance(value, relax.Call) and getattr(value.op, "name", None) == "relax.matmul" \
+                        and isinstance(value.args[0], relax.Var) and value.args[0] in self.flat:
+                    c, h, w = self.flat[value.args[0]]
+                    weight = value.args[1].value.numpy()
+                    rows = weight.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(weight.shape)  # NHWC order
+                    new = relax.Call(value.op, [self.visit_expr(value.args[0]), relax.const(rows, str(weight.dtype))],
+                                     value.attrs)
+                    self.set_var_remap(binding.var, self.builder_.emit(new) if isinstance(
+                        binding.var, relax.DataflowVar) else self.builder_.emit_output(new))
+                    return
                 if isinstance(binding.var, relax.DataflowVar) and isinstance(value, relax.Call):
                     new = self.converted(value)
                     if new is not None:

@@ -12,16 +12,16 @@ micro-kernels), as a TIR schedule of the same workload so a measured record stil
   4 reduction elements (``vpdpbusd`` on x86 with AVX-512 VNNI: 16 lanes, u8 x s8; ``sdot`` on ARMv8.2+
   ``dotprod``: 4 lanes, s8 x s8), as tensor intrinsics (TVM's ``dot_16x4_vnni`` / ``dot_4x4_i8i8s32_sdot``
   want the accumulator in global memory; these keep it in a ``local`` buffer, i.e. in registers);
-- the weights are repacked at compile time to ``[O / block, I / 4, KH, KW, block, 4]`` (convolution) or
+- the weights are repacked at compile time to ``[O / block, KH, KW, I / 4, block, 4]`` (convolution) or
   ``[N / block, K / 4, block, 4]`` (matrix product) so each instruction loads one contiguous vector
   (the layout-rewrite mechanism of :mod:`tvmedge.tune.conv`);
-- a convolution's input is repacked once per call to ``[N, C / 4, H, W, 4]`` (4 channels of a pixel
-  contiguous: one 32-bit broadcast per instruction), padding included;
+- convolutions are NHWC (:mod:`tvmedge.compiler.channels_last`): the 4 channels of a pixel one instruction
+  broadcasts are one 32-bit word of the input as it is, and a tile's output is one vector of channels per pixel;
 - a tile of ``rows x cols`` pixels (matrix rows) times ``vectors x lanes`` output channels is accumulated in
-  registers, tiles run in parallel, and the requantize (bias, scale, rounding, clamp, ReLU) is fused into the
-  write-back of each tile.
+  registers, tiles run in parallel, and the requantize (bias, scale, rounding, clamp, ReLU; a residual add) is
+  fused into the write-back of each tile.
 
-It applies to ungrouped NCHW convolutions whose input channels are a multiple of 4 and output channels a
+It applies to ungrouped NHWC convolutions whose input channels are a multiple of 4 and output channels a
 multiple of the lanes, and to matrix products ``[M, K] x [K, N]`` with K a multiple of 4 and N of the lanes,
 with the weight a function parameter (a constant at the Relax level) and the activation of the sign the
 instruction wants (:func:`tvmedge.compiler.int8.match_dot_product_sign` arranges that). Other integer layers
@@ -200,8 +200,7 @@ def int8_schedule(mod, target):
             or str(block.writes[0].source.dtype) != "int32":
         return None
     if kinds == CONV_ITERATION:
-        return _conv(sch, block_rv, block, ivs, unit, registers[1]) if block.name_hint != "conv2d_nhwc" \
-            else _conv_nhwc(sch, block_rv, block, ivs, unit, registers[1])
+        return _conv(sch, block_rv, block, ivs, unit, registers[1])
     if kinds == "SSR":
         return _matmul(sch, block_rv, block, ivs, unit, registers[1])
     return None
@@ -222,88 +221,11 @@ def _operands(sch, block, ivs, weight_indices, activation, data_indices: dict) -
 
 
 def _conv(sch, conv, block, ivs, unit, registers):
-    intrin, lanes, activation = unit
-    o, i, ky, kx = (iv.var for iv in (ivs[1], ivs[4], ivs[5], ivs[6]))
-    # ungrouped: the input channel read is the reduction's own
-    found = _operands(sch, block, ivs, (o, i, ky, kx), activation, {1: i})
-    if found is None or len(found[1].region) != 4:
-        return None
-    weight = found[0]
-    channels, height, width = (int(ivs[k].dom.extent) for k in (1, 2, 3))
-    if int(ivs[4].dom.extent) % GROUP:
-        return None
-    tile = _tile(height, width, channels, lanes, registers)
-    loops = sch.get_loops(conv)
-    if tile is None or len(loops) != len(ivs):
-        return None
-    rows, cols, vectors = tile
-    block_width = vectors * lanes
-    root = sch.get_sblock("root", "main")
-    producers = [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.startswith("pad")]
-    # the input as [n, c / 4, h, w, 4], padding included: one pass, in parallel over channel groups and rows
-    data_index = 1 - weight
-    packed_input = sch.cache_read(conv, data_index, "global")
-    for pad in producers:
-        sch.compute_inline(pad)
-    sch.transform_layout(packed_input, ("write", 0), lambda a, b, c, d: (a, b // GROUP, c, d, b % GROUP))
-    a, b, c, d = sch.get_loops(packed_input)
-    b_outer, b_inner = sch.split(b, [None, GROUP])
-    sch.reorder(a, b_outer, c, d, b_inner)
-    sch.parallel(sch.fuse(a, b_outer, c))
-    n, o, y, x, i, ky, kx = loops
-    o_outer, o_vector, o_lane = sch.split(o, [None, vectors, lanes])
-    y_outer, y_inner = sch.split(y, [None, rows])
-    x_outer, x_inner = sch.split(x, [None, cols])
-    i_outer, i_inner = sch.split(i, [None, GROUP])
-    if intrin:  # one instruction: lanes x 4 products
-        sch.reorder(n, o_outer, y_outer, x_outer, i_outer, ky, kx, y_inner, x_inner, o_vector, o_lane, i_inner)
-    else:  # per reduction element, one vector multiply-add of the lanes
-        sch.reorder(n, o_outer, y_outer, x_outer, i_outer, ky, kx, y_inner, x_inner, o_vector, i_inner, o_lane)
-    tiles = sch.fuse(n, o_outer, y_outer, x_outer)  # channel blocks outermost: a block's weights stay in cache
-    sch.parallel(tiles)
-    packed = sch.cache_read(conv, weight, "global")
-    sch.annotate(packed, "meta_schedule.layout_rewrite_preproc", True)
-    if intrin in _PAIRED:
-        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
-            a // block_width, b // GROUP, c, d, b % GROUP // 2, a % block_width, b % 2))
-    elif intrin:
-        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
-            a // block_width, b // GROUP, c, d, a % block_width, b % GROUP))
-    else:
-        sch.transform_layout(conv, ("read", weight), lambda a, b, c, d: (
-            a // block_width, b // GROUP, c, d, b % GROUP, a % block_width))
-    accumulate = sch.cache_write(conv, 0, "local")
-    sch.transform_layout(conv, ("write", 0), lambda a, b, c, d: (a, c, d, b))  # [y, x, o]: vectors in registers
-    sch.reverse_compute_at(accumulate, tiles)
-    if not intrin:
-        sch.vectorize(o_lane)
-    init = sch.decompose_reduction(conv, i_outer)
-    sch.vectorize(sch.get_loops(init)[-1])
-    _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed, packed_input)},
-                    tiles)
-    # the write-back (and requantize) with the channels as the vector axis: reading the accumulators as they
-    # lie, the output bytes stored per channel plane
-    loops = sch.get_loops(accumulate)
-    inside = loops[[sch.get(loop).same_as(sch.get(tiles)) for loop in loops].index(True) + 1:]
-    channel, pixels = inside[0], inside[1:]  # [o, y, x] of the tile; a tile one row (or column) wide has no loop
-    if pixels:
-        sch.reorder(*pixels, channel)
-    sch.vectorize(sch.split(channel, [None, lanes])[1])
-    if intrin:
-        sch.tensorize(o_lane, intrin)
-    else:
-        sch.unroll(i_inner)
-    sch.unroll(y_inner)
-    sch.unroll(x_inner)
-    sch.unroll(o_vector)
-    return sch
-
-
-def _conv_nhwc(sch, conv, block, ivs, unit, registers):
-    """The NHWC convolution (:mod:`tvmedge.compiler.channels_last`): iteration ``n, y, x, o | ky, kx, i``. The
-    4 channels an instruction broadcasts are contiguous in the input as it is, so there is no repack (a padded
-    input is written once, padding included, in parallel over rows); the accumulators of a tile are stored as
-    they lie in registers, one vector of output channels per pixel."""
+    """The NHWC convolution (:mod:`tvmedge.compiler.channels_last` puts the integer ones in NHWC): iteration
+    ``n, y, x, o | ky, kx, i``, reading ``data[n, y + ky, x + kx, i]`` and ``weight[o, i, ky, kx]`` (an NCHW one
+    does not match these reads: None). The 4 channels an instruction broadcasts are contiguous in the input as it
+    is, so there is no repack (a padded input is written once, padding included, in parallel over rows); the
+    accumulators of a tile are stored as they lie in registers, one vector of output channels per pixel."""
     intrin, lanes, activation = unit
     o, ky, kx, i = (iv.var for iv in ivs[3:])
     found = _operands(sch, block, ivs, (o, i, ky, kx), activation, {3: i})
@@ -320,12 +242,14 @@ def _conv_nhwc(sch, conv, block, ivs, unit, registers):
     rows, cols, vectors = tile
     block_width = vectors * lanes
     root = sch.get_sblock("root", "main")
+    padded = []
     for pad in [b for b in sch.get_child_blocks(root) if sch.get(b).name_hint.startswith("pad")]:
         if "if_then_else" in str(sch.get(pad).body):  # a pass of its own: no bounds checks in the inner loop
+            padded.append(sch.get(pad).name_hint)
             a, b, c, d = sch.get_loops(pad)
             sch.parallel(sch.fuse(a, b))
-            sch.vectorize(sch.split(d, [None, lanes * GROUP])[1]) if int(sch.get(d).extent) % (lanes * GROUP) == 0 \
-                else None
+            if int(sch.get(d).extent) % (lanes * GROUP) == 0:
+                sch.vectorize(sch.split(d, [None, lanes * GROUP])[1])
         else:
             sch.compute_inline(pad)  # no padding: read the input itself
     n, y, x, o, ky, kx, i = loops
@@ -356,9 +280,7 @@ def _conv_nhwc(sch, conv, block, ivs, unit, registers):
         sch.vectorize(o_lane)
     init = sch.decompose_reduction(conv, ky)
     sch.vectorize(sch.get_loops(init)[-1])
-    _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed)}
-                    | {sch.get(b).name_hint for b in sch.get_child_blocks(root) if sch.get(b).name_hint == "pad_temp"},
-                    tiles)
+    _fuse_consumers(sch, root, {sch.get(b).name_hint for b in (conv, accumulate, init, packed)} | set(padded), tiles)
     # the write-back (and requantize): channels innermost, contiguous in the output
     sch.vectorize(sch.split(sch.get_loops(accumulate)[-1], [None, lanes])[1])
     if intrin:
